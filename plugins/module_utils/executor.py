@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one executor every module uses to change a database.
+
+It records every statement in ``queries`` (secrets redacted), runs nothing in check mode, runs
+consecutive transactional statements in one transaction (rolled back as a whole on error) and
+statements PostgreSQL refuses inside a transaction block in autocommit mode.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import redact_text
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover
+    psycopg2 = None
+
+
+class ExecutionError(Exception):
+    def __init__(self, msg, query):
+        super(ExecutionError, self).__init__(msg)
+        self.msg = msg
+        self.query = query
+
+
+class Executor(object):
+    def __init__(self, conn, check_mode):
+        self.conn = conn
+        self.check_mode = check_mode
+        self.queries = []
+        self._secrets = []
+
+    @property
+    def changed(self):
+        return bool(self.queries)
+
+    def redact(self, text):
+        return redact_text(text, self._secrets)
+
+    def run(self, statements):
+        """Run statements in order (or only record them in check mode).
+
+        Raises ExecutionError with a redacted message; the open transaction is rolled back, so
+        transactional changes are all-or-nothing. Statements that already ran in autocommit mode
+        stay applied (PostgreSQL offers no way to undo them in a transaction).
+        """
+        for stmt in statements:
+            self._secrets.extend(stmt.secrets())
+            shown = render(stmt)
+            self.queries.append(shown)
+            if self.check_mode:
+                continue
+            try:
+                if stmt.autocommit:
+                    self.conn.commit()
+                    self.conn.autocommit = True
+                try:
+                    with self.conn.cursor() as cur:
+                        cur.execute(stmt.query, stmt.real_params() or None)
+                finally:
+                    if stmt.autocommit:
+                        self.conn.autocommit = False
+            except psycopg2.Error as e:
+                if not self.conn.closed and not self.conn.autocommit:
+                    self.conn.rollback()
+                raise ExecutionError(self.redact('%s: %s' % (shown, str(e).strip())), shown)
+
+    def commit(self):
+        if not self.check_mode:
+            self.conn.commit()
+
+    def rollback(self):
+        if not self.conn.closed:
+            self.conn.rollback()
