@@ -96,7 +96,7 @@ def run_tasks(tasks, check=False, diff=False, verbosity=0, callback='ansible.pos
         env['ANSIBLE_STDOUT_CALLBACK'] = callback
     try:
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=timeout)
+                              universal_newlines=True, timeout=timeout, check=False)
     finally:
         os.unlink(path)
     results = []
