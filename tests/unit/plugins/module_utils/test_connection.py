@@ -1,0 +1,63 @@
+"""connection_kwargs(): module options first, then the libpq environment, then defaults."""
+from ansible_collections.tablesync.postgresql.plugins.module_utils import connection as c
+
+
+def params(**kw):
+    base = dict((k, None) for k in c.connection_argument_spec())
+    base.update(kw)
+    return base
+
+
+def test_defaults_without_environment():
+    kw = c.connection_kwargs(params(), environ={})
+    assert kw == {'user': 'postgres', 'dbname': 'postgres', 'connect_timeout': 10}
+
+
+def test_environment_is_honoured_like_libpq():
+    env = {'PGHOST': 'db1', 'PGPORT': '6432', 'PGUSER': 'app', 'PGPASSWORD': 'pw',
+           'PGDATABASE': 'sales', 'PGSSLMODE': 'verify-full', 'PGSSLROOTCERT': '/ca.pem',
+           'PGCONNECT_TIMEOUT': '3'}
+    kw = c.connection_kwargs(params(), environ=env)
+    assert kw == {'host': 'db1', 'port': 6432, 'user': 'app', 'password': 'pw', 'dbname': 'sales',
+                  'sslmode': 'verify-full', 'sslrootcert': '/ca.pem', 'connect_timeout': 3}
+
+
+def test_options_override_environment():
+    env = {'PGHOST': 'db1', 'PGPORT': '6432', 'PGUSER': 'app'}
+    kw = c.connection_kwargs(params(login_host='db2', login_port=5433, login_user='u'), environ=env)
+    assert (kw['host'], kw['port'], kw['user']) == ('db2', 5433, 'u')
+
+
+def test_unix_socket_used_only_without_host():
+    kw = c.connection_kwargs(params(login_unix_socket='/run/pg'), environ={})
+    assert kw['host'] == '/run/pg'
+    kw = c.connection_kwargs(params(login_unix_socket='/run/pg', login_host='h'), environ={})
+    assert kw['host'] == 'h'
+    kw = c.connection_kwargs(params(login_unix_socket='/run/pg'), environ={'PGHOST': 'envhost'})
+    assert kw['host'] == 'envhost'
+
+
+def test_ssl_files_map_to_libpq_keywords():
+    kw = c.connection_kwargs(params(ssl_mode='require', ca_cert='/a', ssl_cert='/b', ssl_key='/c'),
+                             environ={})
+    assert (kw['sslmode'], kw['sslrootcert'], kw['sslcert'], kw['sslkey']) == ('require', '/a', '/b', '/c')
+
+
+def test_empty_string_option_falls_back_to_environment():
+    kw = c.connection_kwargs(params(login_host=''), environ={'PGHOST': 'envhost'})
+    assert kw['host'] == 'envhost'
+
+
+def test_password_is_no_log_in_spec():
+    assert c.connection_argument_spec()['login_password']['no_log'] is True
+
+
+def test_version_text():
+    assert c.version_text(150004) == '15'
+    assert c.version_text(170000) == '17'
+    assert c.version_text(90624) == '9.6'
+
+
+def test_redact_text_masks_every_secret():
+    assert c.redact_text("password='s3cr' again s3cr", ['s3cr', None, '']) == \
+        "password='********' again ********"
