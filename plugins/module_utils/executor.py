@@ -11,7 +11,7 @@ statements PostgreSQL refuses inside a transaction block in autocommit mode.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import bind, render
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import redact_text
 
 try:
@@ -41,6 +41,10 @@ class Executor(object):
     def redact(self, text):
         return redact_text(text, self._secrets)
 
+    def add_secrets(self, *values):
+        """Further strings to redact from error messages (e.g. a password read from a catalog)."""
+        self._secrets.extend(v for v in values if v)
+
     def run(self, statements):
         """Run statements in order (or only record them in check mode).
 
@@ -60,7 +64,7 @@ class Executor(object):
                     self.conn.autocommit = True
                 try:
                     with self.conn.cursor() as cur:
-                        cur.execute(stmt.query, stmt.real_params() or None)
+                        cur.execute(bind(stmt))
                 finally:
                     if stmt.autocommit:
                         self.conn.autocommit = False

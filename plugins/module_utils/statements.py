@@ -25,24 +25,36 @@ REDACTED = '********'
 
 
 class Secret(object):
-    """A parameter value that must never be displayed."""
+    """A parameter value that must never be displayed.
 
-    __slots__ = ('value',)
+    ``display`` is what ``render()`` shows instead of the value (default ``'********'``), e.g. a
+    connection string with only its password masked. ``sensitive`` lists further strings (parts
+    of the value, such as the password itself in its quoted forms) that the executor redacts
+    from error messages besides the whole value.
+    """
 
-    def __init__(self, value):
+    __slots__ = ('value', 'display', 'sensitive')
+
+    def __init__(self, value, display=None, sensitive=()):
         self.value = value
+        self.display = REDACTED if display is None else display
+        self.sensitive = tuple(s for s in sensitive if s)
+
+    def secrets(self):
+        return [s for s in (self.value,) + self.sensitive if s]
 
     def __repr__(self):
         return 'Secret(%s)' % REDACTED
 
     def __eq__(self, other):
-        return isinstance(other, Secret) and other.value == self.value
+        return isinstance(other, Secret) and other.value == self.value \
+            and other.display == self.display
 
     def __ne__(self, other):
         return not self.__eq__(other)
 
     def __hash__(self):
-        return hash(('Secret', self.value))
+        return hash(('Secret', self.value, self.display))
 
 
 class Statement(object):
@@ -63,10 +75,14 @@ class Statement(object):
         return tuple(p.value if isinstance(p, Secret) else p for p in self.params)
 
     def display_params(self):
-        return tuple(REDACTED if isinstance(p, Secret) else p for p in self.params)
+        return tuple(p.display if isinstance(p, Secret) else p for p in self.params)
 
     def secrets(self):
-        return [p.value for p in self.params if isinstance(p, Secret) and p.value]
+        found = []
+        for p in self.params:
+            if isinstance(p, Secret):
+                found.extend(p.secrets())
+        return found
 
     def __repr__(self):
         return 'Statement(%r)' % render(self)
@@ -124,6 +140,43 @@ def _render_composable(obj, params):
                 i += 1
         return ''.join(out)
     raise TypeError('cannot render %r' % (obj,))
+
+
+def _bind_composable(obj, params):
+    """Copy of a composable with every placeholder replaced by ``sql.Literal(next(params))``."""
+    if isinstance(obj, sql.Composed):
+        return sql.Composed([_bind_composable(part, params) for part in obj])
+    if isinstance(obj, sql.Placeholder):
+        return sql.Literal(next(params))
+    if isinstance(obj, sql.SQL):
+        parts = []
+        text = obj.string
+        start = i = 0
+        while i < len(text):
+            if text.startswith('%%', i) or text.startswith('%s', i):
+                parts.append(sql.SQL(text[start:i]))
+                parts.append(sql.SQL('%') if text[i + 1] == '%' else sql.Literal(next(params)))
+                i += 2
+                start = i
+            else:
+                i += 1
+        parts.append(sql.SQL(text[start:]))
+        return sql.Composed(parts)
+    return obj
+
+
+def bind(statement):
+    """The composable to execute: parameters (real values) inlined as literals.
+
+    Executing this without a parameter tuple avoids psycopg2's ``%`` interpolation over the
+    whole composed text, which breaks on identifiers or literals containing ``%``.
+    """
+    query = statement.query
+    if isinstance(query, str):
+        query = sql.SQL(query)
+    if not statement.params:
+        return query
+    return _bind_composable(query, iter(statement.real_params()))
 
 
 def render(statement):
