@@ -1,0 +1,531 @@
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The sync model: validation of ``tablesync_sync_sets`` and each host's part of it.
+
+Pure functions (no I/O, no Ansible objects needed), used by the roles as filters:
+
+- ``sync_model_errors(sets, inventory_hosts)`` -> list of messages (empty when valid);
+- ``sync_hosts(hostvars, hosts)`` -> ``{host: {address, port}}`` from inventory variables/facts;
+- ``sync_plan(sets, host, hosts, ...)`` -> the part of the model one host has to deploy;
+- ``replication_settings(plan, ...)`` -> the server settings that part needs.
+
+Naming (stable, derived from the set name, never typed by users):
+publication ``tablesync_<set>`` (in the source database), subscription ``tablesync_<set>``
+(in each target database), replication slot ``tablesync_<set>_<8 hex>`` (the hash is of the
+target's ``host/database``: one slot per target, unique on the publisher's cluster).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import ipaddress
+import re
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.collections import is_sequence
+from ansible.module_utils.six import string_types
+
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover
+    from collections import Mapping
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NameError_, parse_qualified, format_qualified)
+
+PREFIX = 'tablesync_'
+METHODS = ('logical', 'fdw', 'trigger')
+IMPLEMENTED_METHODS = ('logical',)
+STATES = ('present', 'absent')
+PUBLISH = ('insert', 'update', 'delete', 'truncate')
+SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
+            'replica_identity')
+TABLE_KEYS = ('name', 'columns', 'where')
+REPLICA_IDENTITIES = ('default', 'full', 'nothing')
+SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
+# tablesync_ (10) + name + _ + 8 hex must fit PostgreSQL's 63-byte identifiers.
+SET_NAME_MAX = 63 - len(PREFIX) - 9
+DEFAULT_PORT = 5432
+
+
+def _is_list(value):
+    return is_sequence(value) and not isinstance(value, string_types)
+
+
+def _set_label(index, raw):
+    if isinstance(raw, Mapping) and isinstance(raw.get('name'), string_types) and raw.get('name'):
+        return "sync set '%s'" % raw['name']
+    return 'sync set #%d' % (index + 1)
+
+
+def _endpoint_errors(label, what, endpoint, inventory):
+    errors = []
+    if not isinstance(endpoint, Mapping):
+        return ['%s: %s must be a dict with host and database, got %r' % (label, what, endpoint)]
+    unknown = sorted(set(endpoint) - set(('host', 'database')))
+    if unknown:
+        errors.append('%s: %s has unknown keys %s (allowed: host, database)'
+                      % (label, what, ', '.join(unknown)))
+    host = endpoint.get('host')
+    if not isinstance(host, string_types) or not host:
+        errors.append('%s: %s.host is required (an inventory hostname)' % (label, what))
+    elif inventory is not None and host not in inventory:
+        errors.append("%s: %s.host '%s' is not a host of this inventory" % (label, what, host))
+    db = endpoint.get('database')
+    if not isinstance(db, string_types) or not db:
+        errors.append('%s: %s.database is required' % (label, what))
+    return errors
+
+
+def _table_entry(label, entry):
+    """-> ((schema, table), normalised entry, errors)."""
+    if isinstance(entry, string_types):
+        name, extra = entry, None
+    elif isinstance(entry, Mapping):
+        unknown = sorted(set(entry) - set(TABLE_KEYS))
+        if unknown:
+            return None, None, ['%s: table entry %r has unknown keys %s (allowed: %s)'
+                                % (label, dict(entry), ', '.join(unknown), ', '.join(TABLE_KEYS))]
+        name, extra = entry.get('name'), entry
+    else:
+        return None, None, ['%s: a table is a "schema.table" string or a dict '
+                            '{name, columns, where}, got %r' % (label, entry)]
+    try:
+        key = parse_qualified(name)
+    except NameError_ as e:
+        return None, None, ['%s: table %s' % (label, e)]
+    errors = []
+    normalised = format_qualified(*key)
+    if extra is not None:
+        out = {'name': normalised}
+        columns = extra.get('columns')
+        if columns is not None:
+            if not _is_list(columns) or not columns or \
+                    not all(isinstance(c, string_types) and c for c in columns):
+                errors.append('%s: table %s: columns must be a non-empty list of column names'
+                              % (label, normalised))
+            elif len(set(columns)) != len(columns):
+                errors.append('%s: table %s: a column is listed twice in columns'
+                              % (label, normalised))
+            else:
+                out['columns'] = list(columns)
+        where = extra.get('where')
+        if where is not None:
+            if not isinstance(where, string_types) or not where.strip():
+                errors.append('%s: table %s: where must be a non-empty SQL expression'
+                              % (label, normalised))
+            else:
+                out['where'] = where
+        if len(out) == 1:
+            out = normalised
+    else:
+        out = normalised
+    return key, out, errors
+
+
+def _parse_set(index, raw, inventory):
+    """Validate one set. Returns (normalised set or None, errors)."""
+    label = _set_label(index, raw)
+    if not isinstance(raw, Mapping):
+        return None, ['%s: each sync set must be a dict, got %r' % (label, raw)]
+    errors = []
+    unknown = sorted(set(raw) - set(SET_KEYS))
+    if unknown:
+        errors.append('%s: unknown keys %s (allowed: %s)'
+                      % (label, ', '.join(unknown), ', '.join(SET_KEYS)))
+    name = raw.get('name')
+    if not isinstance(name, string_types) or not SET_NAME_RE.match(name or ''):
+        errors.append('%s: name %r is not a valid set name: lower-case letters, digits and '
+                      '_, starting with a letter (it names the publication, subscriptions '
+                      'and slots)' % (label, name))
+    elif len(name) > SET_NAME_MAX:
+        errors.append("%s: name is %d characters long, at most %d are allowed (PostgreSQL "
+                      "names are limited to 63 bytes)" % (label, len(name), SET_NAME_MAX))
+    method = raw.get('method', 'logical')
+    if method not in METHODS:
+        errors.append('%s: unknown method %r (one of: %s)' % (label, method, ', '.join(METHODS)))
+    state = raw.get('state', 'present')
+    if state not in STATES:
+        errors.append('%s: state must be present or absent, got %r' % (label, state))
+
+    errors.extend(_endpoint_errors(label, 'source', raw.get('source'), inventory))
+    source = raw.get('source') if isinstance(raw.get('source'), Mapping) else {}
+
+    targets = raw.get('targets')
+    norm_targets = []
+    if not _is_list(targets) or not targets:
+        errors.append('%s: targets must be a non-empty list of {host, database}' % label)
+        targets = []
+    seen_targets = set()
+    for i, target in enumerate(targets):
+        what = 'targets[%d]' % i
+        t_errors = _endpoint_errors(label, what, target, inventory)
+        errors.extend(t_errors)
+        if t_errors:
+            continue
+        key = (target['host'], target['database'])
+        if key == (source.get('host'), source.get('database')):
+            errors.append("%s: %s is the source itself (%s, database %s): a table cannot be "
+                          "synchronised into itself" % (label, what, key[0], key[1]))
+        elif key in seen_targets:
+            errors.append('%s: target %s database %s is listed twice' % (label, key[0], key[1]))
+        seen_targets.add(key)
+        norm_targets.append({'host': key[0], 'database': key[1]})
+
+    tables = raw.get('tables')
+    norm_tables = []
+    keys = []
+    if not _is_list(tables) or not tables:
+        errors.append('%s: tables must be a non-empty list' % label)
+        tables = []
+    for entry in tables:
+        key, out, t_errors = _table_entry(label, entry)
+        errors.extend(t_errors)
+        if key is None:
+            continue
+        if key in keys:
+            errors.append('%s: table %s is listed twice' % (label, format_qualified(*key)))
+            continue
+        keys.append(key)
+        norm_tables.append(out)
+
+    publish = raw.get('publish')
+    if publish is not None:
+        if not _is_list(publish) or not publish or any(p not in PUBLISH for p in publish):
+            errors.append('%s: publish must be a non-empty list of %s, got %r'
+                          % (label, ', '.join(PUBLISH), publish))
+            publish = None
+        else:
+            publish = list(publish)
+
+    replica_identity = raw.get('replica_identity')
+    if replica_identity is not None:
+        ri_error = _replica_identity_error(replica_identity, keys)
+        if ri_error:
+            errors.append('%s: %s' % (label, ri_error))
+
+    if errors:
+        return None, errors
+    return {
+        'name': name,
+        'method': method,
+        'state': state,
+        'source': {'host': source['host'], 'database': source['database']},
+        'targets': norm_targets,
+        'tables': norm_tables,
+        'table_keys': keys,
+        'publish': publish,
+        'replica_identity': replica_identity,
+    }, []
+
+
+def _replica_identity_error(value, keys):
+    """replica_identity: 'full' / 'default' / ... for every table, or {table: identity}."""
+    if isinstance(value, string_types):
+        if value not in REPLICA_IDENTITIES and not value.startswith('index:'):
+            return ('replica_identity must be one of %s or "index:<name>", or a dict '
+                    '{table: identity}, got %r' % (', '.join(REPLICA_IDENTITIES), value))
+        return None
+    if isinstance(value, Mapping):
+        for table, identity in value.items():
+            try:
+                key = parse_qualified(table)
+            except NameError_ as e:
+                return 'replica_identity: %s' % e
+            if key not in keys:
+                return ('replica_identity names table %s, which is not in the set\'s tables'
+                        % format_qualified(*key))
+            err = _replica_identity_error(identity, keys)
+            if err:
+                return err
+        return None
+    return 'replica_identity must be a string or a dict {table: identity}, got %r' % (value,)
+
+
+def _parse_all(sets, inventory=None):
+    if sets is None:
+        sets = []
+    if not _is_list(sets):
+        return [], ['tablesync_sync_sets must be a list of sync sets, got %r' % (sets,)]
+    parsed, errors = [], []
+    names = {}
+    for i, raw in enumerate(sets):
+        item, item_errors = _parse_set(i, raw, inventory)
+        errors.extend(item_errors)
+        name = raw.get('name') if isinstance(raw, Mapping) else None
+        if isinstance(name, string_types) and name:
+            if name in names:
+                errors.append("sync set '%s' is defined twice (sets #%d and #%d): set names "
+                              "must be unique" % (name, names[name] + 1, i + 1))
+            else:
+                names[name] = i
+        if item is not None:
+            parsed.append(item)
+    # One target table fed by two present sets: two subscriptions would write the same rows.
+    fed = {}
+    for item in parsed:
+        if item['state'] != 'present':
+            continue
+        for target in item['targets']:
+            for key in item['table_keys']:
+                where = (target['host'], target['database'], key)
+                if where in fed and fed[where] != item['name']:
+                    errors.append("table %s in database %s on %s is a target of both sync sets "
+                                  "'%s' and '%s'" % (format_qualified(*key), target['database'],
+                                                     target['host'], fed[where], item['name']))
+                fed.setdefault(where, item['name'])
+    return parsed, errors
+
+
+def sync_model_errors(sets, inventory_hosts=None):
+    """Every problem of the model as a list of messages (empty list: valid).
+
+    ``inventory_hosts``: the inventory's host names (``groups['all']``); when given, every
+    source and target host must be one of them.
+    """
+    inventory = None if inventory_hosts is None else set(inventory_hosts)
+    return _parse_all(sets, inventory)[1]
+
+
+def _address_of(hostvars):
+    explicit = hostvars.get('tablesync_address')
+    if explicit:
+        return str(explicit)
+    ansible_host = hostvars.get('ansible_host')
+    if ansible_host:
+        try:
+            return str(ipaddress.ip_address(str(ansible_host)))
+        except ValueError:
+            pass
+    facts = hostvars.get('ansible_default_ipv4') or \
+        (hostvars.get('ansible_facts') or {}).get('default_ipv4') or {}
+    if isinstance(facts, Mapping) and facts.get('address'):
+        return str(facts['address'])
+    return None
+
+
+def sync_hosts(hostvars, hosts):
+    """``{host: {address, port}}`` for the given inventory hosts.
+
+    address: ``tablesync_address`` if set, else ``ansible_host`` if it is an IP address, else
+    the gathered default IPv4 address (None when none of these is known).
+    port: ``tablesync_port``, default 5432.
+    """
+    out = {}
+    for host in hosts or []:
+        try:
+            hv = hostvars[host]
+        except KeyError:
+            hv = {}
+        port = hv.get('tablesync_port') or DEFAULT_PORT
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            raise AnsibleFilterError('tablesync_port of %s must be a port number, got %r'
+                                     % (host, port))
+        out[host] = {'address': _address_of(hv), 'port': port}
+    return out
+
+
+def slot_name(set_name, host, database):
+    digest = hashlib.sha1(('%s/%s' % (host, database)).encode('utf-8')).hexdigest()[:8]
+    return '%s%s_%s' % (PREFIX, set_name, digest)
+
+
+def _cidr(address):
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # a host name: pg_hba.conf accepts it as is
+    return '%s/%d' % (ip, 32 if ip.version == 4 else 128)
+
+
+def _need_address(hosts, host, why, errors):
+    info = hosts.get(host) or {}
+    if not info.get('address'):
+        errors.append('the address of %s is unknown (%s): set tablesync_address or an IP '
+                      'address as ansible_host for it, or gather its facts (do not --limit it '
+                      'out of the preflight play)' % (host, why))
+    return info.get('address'), info.get('port') or DEFAULT_PORT
+
+
+def sync_plan(sets, host, hosts=None, methods=IMPLEMENTED_METHODS):
+    """The part of the model ``host`` deploys (see the sync_model role's README).
+
+    ``hosts``: ``{host: {address, port}}`` (from ``sync_hosts``); addresses are needed for the
+    publisher of every set this host subscribes to and for the subscribers of every set this
+    host publishes. Raises an error naming every invalid set or unknown address.
+    """
+    parsed, errors = _parse_all(sets)
+    if errors:
+        raise AnsibleFilterError('tablesync_sync_sets is invalid:\n- ' + '\n- '.join(errors))
+    hosts = hosts or {}
+    errors = []
+    publisher_sets, subscriber_parts, ignored = [], [], []
+    hba = {}
+    select_tables = {}
+    for item in parsed:
+        involved = item['source']['host'] == host or \
+            any(t['host'] == host for t in item['targets'])
+        if not involved:
+            continue
+        if item['method'] not in methods:
+            ignored.append({'name': item['name'], 'method': item['method']})
+            continue
+        present = item['state'] == 'present'
+        publication = PREFIX + item['name']
+        table_names = [format_qualified(*k) for k in item['table_keys']]
+        if item['source']['host'] == host:
+            subscribers = []
+            for target in item['targets']:
+                address = None
+                if present:
+                    address, _port = _need_address(
+                        hosts, target['host'], 'subscriber of sync set %s' % item['name'], errors)
+                subscribers.append({
+                    'host': target['host'],
+                    'database': target['database'],
+                    'address': address,
+                    'slot': slot_name(item['name'], target['host'], target['database']),
+                    'subscription': publication,
+                })
+                if present and address:
+                    key = (item['source']['database'], _cidr(address))
+                    hba.setdefault(key, []).append(item['name'])
+            db = item['source']['database']
+            select_tables.setdefault(db, [])
+            if present:
+                select_tables[db].extend(t for t in table_names if t not in select_tables[db])
+            publisher_sets.append({
+                'name': item['name'],
+                'state': item['state'],
+                'database': db,
+                'publication': publication,
+                'tables': item['tables'],
+                'table_names': table_names,
+                'publish': item['publish'],
+                'replica_identity': item['replica_identity'],
+                'subscribers': subscribers,
+            })
+        for target in item['targets']:
+            if target['host'] != host:
+                continue
+            address, port = None, DEFAULT_PORT
+            if present:
+                address, port = _need_address(
+                    hosts, item['source']['host'], 'publisher of sync set %s' % item['name'],
+                    errors)
+            else:
+                port = (hosts.get(item['source']['host']) or {}).get('port') or DEFAULT_PORT
+            subscriber_parts.append({
+                'set': item['name'],
+                'state': item['state'],
+                'database': target['database'],
+                'subscription': publication,
+                'publication': publication,
+                'slot': slot_name(item['name'], target['host'], target['database']),
+                'tables': item['tables'],
+                'table_names': table_names,
+                'publisher': {
+                    'host': item['source']['host'],
+                    'address': address,
+                    'port': port,
+                    'database': item['source']['database'],
+                },
+            })
+    if errors:
+        raise AnsibleFilterError('cannot plan %s:\n- %s' % (host, '\n- '.join(errors)))
+
+    def wanted(items, key, db_key):
+        out = {}
+        for it in items:
+            out.setdefault(it[db_key], [])
+            if it['state'] == 'present':
+                out[it[db_key]].append(it[key])
+        return out
+
+    present_pub = [s for s in publisher_sets if s['state'] == 'present']
+    present_sub = [p for p in subscriber_parts if p['state'] == 'present']
+    return {
+        'host': host,
+        'publisher_sets': publisher_sets,
+        'subscriber_parts': subscriber_parts,
+        'ignored_sets': ignored,
+        'hba_entries': [{'database': db, 'address': addr, 'sets': sorted(names)}
+                        for (db, addr), names in sorted(hba.items())],
+        'select_tables': [{'database': db, 'tables': tables}
+                          for db, tables in sorted(select_tables.items())],
+        'publications': wanted(publisher_sets, 'publication', 'database'),
+        'subscriptions': wanted(subscriber_parts, 'subscription', 'database'),
+        'slots': sorted(sub['slot'] for s in present_pub for sub in s['subscribers']),
+        'counts': {
+            'publications': len(present_pub),
+            'subscriptions_served': sum(len(s['subscribers']) for s in present_pub),
+            'subscriptions_held': len(present_sub),
+        },
+        'is_publisher': bool(present_pub),
+        'is_subscriber': bool(present_sub),
+    }
+
+
+def _round_up(value, step):
+    step = max(int(step or 1), 1)
+    return ((int(value) + step - 1) // step) * step
+
+
+def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=None,
+                         extra=None):
+    """Server settings for a host's part of the model (``plan`` from ``sync_plan``).
+
+    Publisher: wal_level=logical; max_replication_slots / max_wal_senders cover one slot and
+    walsender per subscription served plus ``sync_workers`` temporary ones per subscription
+    during the initial copy, plus ``headroom``. Subscriber: max_logical_replication_workers
+    covers an apply worker and ``sync_workers`` table-sync workers per subscription;
+    max_replication_slots covers one replication origin per subscription (PostgreSQL < 18);
+    max_worker_processes leaves 8 to parallel query and other background workers.
+    Counts are rounded up to ``step`` (fewer restarts as sets are added) and never go below
+    ``minimums`` (PostgreSQL's defaults by default). ``extra`` is merged last (user
+    overrides; a value of None removes a setting from management).
+    """
+    mins = {'max_replication_slots': 10, 'max_wal_senders': 10,
+            'max_logical_replication_workers': 4, 'max_worker_processes': 8}
+    mins.update(minimums or {})
+    counts = plan.get('counts') or {}
+    served = int(counts.get('subscriptions_served') or 0)
+    held = int(counts.get('subscriptions_held') or 0)
+    per_sub = 1 + int(sync_workers)
+    out = {}
+    slots = 0
+    if plan.get('is_publisher'):
+        out['wal_level'] = 'logical'
+        slots += served * per_sub
+        out['max_wal_senders'] = max(_round_up(served * per_sub + headroom, step),
+                                     mins['max_wal_senders'])
+    if plan.get('is_subscriber'):
+        slots += held
+        workers = max(_round_up(held * per_sub + headroom, step),
+                      mins['max_logical_replication_workers'])
+        out['max_logical_replication_workers'] = workers
+        out['max_worker_processes'] = max(workers + 8, mins['max_worker_processes'])
+        out['max_sync_workers_per_subscription'] = int(sync_workers)
+    if plan.get('is_publisher') or plan.get('is_subscriber'):
+        out['max_replication_slots'] = max(_round_up(slots + headroom, step),
+                                           mins['max_replication_slots'])
+    for name, value in (extra or {}).items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'sync_model_errors': sync_model_errors,
+            'sync_hosts': sync_hosts,
+            'sync_plan': sync_plan,
+            'replication_settings': replication_settings,
+        }

@@ -1,0 +1,256 @@
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import copy
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
+    FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan)
+
+INVENTORY = ['pub', 'sub1', 'sub2', 'other']
+HOSTS = {
+    'pub': {'address': '10.0.0.1', 'port': 5432},
+    'sub1': {'address': '10.0.0.2', 'port': 5432},
+    'sub2': {'address': 'fd00::3', 'port': 5433},
+    'other': {'address': None, 'port': 5432},
+}
+SETS = [
+    {
+        'name': 'orders',
+        'source': {'host': 'pub', 'database': 'shop'},
+        'targets': [{'host': 'sub1', 'database': 'shop'}, {'host': 'sub2', 'database': 'shop_copy'}],
+        'tables': ['sales.orders', {'name': 'sales.customers', 'columns': ['id', 'name'],
+                                    'where': "country = 'NL'"}, 'audit_log'],
+        'publish': ['insert', 'update', 'delete'],
+        'replica_identity': {'audit_log': 'full'},
+    },
+    {
+        'name': 'stock',
+        'source': {'host': 'pub', 'database': 'shop'},
+        'targets': [{'host': 'sub1', 'database': 'shop'}],
+        'tables': ['sales.stock'],
+    },
+    {
+        'name': 'old',
+        'state': 'absent',
+        'source': {'host': 'pub', 'database': 'legacy'},
+        'targets': [{'host': 'sub1', 'database': 'legacy'}],
+        'tables': ['public.t'],
+    },
+    {
+        'name': 'later',
+        'method': 'fdw',
+        'source': {'host': 'sub1', 'database': 'shop'},
+        'targets': [{'host': 'sub2', 'database': 'x'}],
+        'tables': ['sales.orders'],
+    },
+]
+
+
+def errors_for(change, inventory=INVENTORY):
+    sets = copy.deepcopy(SETS)
+    change(sets)
+    return sync_model_errors(sets, inventory)
+
+
+def test_valid_model_has_no_errors():
+    assert sync_model_errors(SETS, INVENTORY) == []
+    assert sync_model_errors([], INVENTORY) == []
+    assert sync_model_errors(None, INVENTORY) == []
+
+
+def test_not_a_list():
+    assert 'must be a list' in sync_model_errors({'name': 'x'}, INVENTORY)[0]
+
+
+@pytest.mark.parametrize('change, expected', [
+    (lambda s: s[0]['source'].update(host='ghost'), "source.host 'ghost' is not a host of this inventory"),
+    (lambda s: s[0]['targets'][0].update(host='ghost'), "targets[0].host 'ghost' is not a host"),
+    (lambda s: s[0]['tables'].append('sales.orders'), 'table sales.orders is listed twice'),
+    (lambda s: s[0]['tables'].append('public.audit_log'), 'table public.audit_log is listed twice'),
+    (lambda s: s[0]['tables'].append({'name': 'sales.orders', 'where': 'id > 1'}), 'listed twice'),
+    (lambda s: s[0]['targets'].append({'host': 'pub', 'database': 'shop'}), 'is the source itself'),
+    (lambda s: s[0]['targets'].append({'host': 'sub1', 'database': 'shop'}), 'listed twice'),
+    (lambda s: s[0].update(method='pglogical'), "unknown method 'pglogical'"),
+    (lambda s: s[0].update(name='Orders'), "name 'Orders' is not a valid set name"),
+    (lambda s: s[0].update(name='a-b'), 'is not a valid set name'),
+    (lambda s: s[0].update(name='1abc'), 'is not a valid set name'),
+    (lambda s: s[0].update(name='x' * 45), 'at most 44 are allowed'),
+    (lambda s: s[1].update(name='orders'), "sync set 'orders' is defined twice"),
+    (lambda s: s[0].update(state='gone'), 'state must be present or absent'),
+    (lambda s: s[0].update(target=[]), 'unknown keys target'),
+    (lambda s: s[0].update(targets=[]), 'targets must be a non-empty list'),
+    (lambda s: s[0].update(tables=[]), 'tables must be a non-empty list'),
+    (lambda s: s[0].update(tables=[{'name': 'a.b', 'colums': ['x']}]), 'unknown keys colums'),
+    (lambda s: s[0].update(tables=[{'name': 'a.b', 'columns': []}]), 'columns must be a non-empty list'),
+    (lambda s: s[0].update(tables=['a.b.c']), 'not a valid schema.table name'),
+    (lambda s: s[0].update(tables=[42]), 'a table is a "schema.table" string'),
+    (lambda s: s[0].update(publish=['insert', 'upsert']), 'publish must be a non-empty list'),
+    (lambda s: s[0].update(replica_identity='sometimes'), 'replica_identity must be one of'),
+    (lambda s: s[0].update(replica_identity={'sales.nope': 'full'}), 'not in the set'),
+    (lambda s: s[0]['source'].pop('database'), 'source.database is required'),
+    # a second set may feed other tables of the same target database
+    (lambda s: s[1]['targets'].append({'host': 'sub2', 'database': 'shop_copy'}), None),
+])
+def test_each_error_is_named(change, expected):
+    errors = errors_for(change)
+    if expected is None:
+        assert errors == []
+    else:
+        assert any(expected in e for e in errors), errors
+
+
+def test_two_sets_feeding_one_target_table():
+    def change(sets):
+        sets[1]['tables'] = ['sales.orders']
+    errors = errors_for(change)
+    assert errors == ["table sales.orders in database shop on sub1 is a target of both sync sets "
+                      "'orders' and 'stock'"]
+
+
+def test_absent_set_does_not_conflict():
+    def change(sets):
+        sets[1]['tables'] = ['sales.orders']
+        sets[1]['state'] = 'absent'
+    assert errors_for(change) == []
+
+
+def test_all_errors_at_once_and_inventory_optional():
+    sets = [{'name': 'a', 'source': {'host': 'x', 'database': 'd'}, 'targets': [{'host': 'x', 'database': 'd'}],
+             'tables': ['t', 't']}]
+    errors = sync_model_errors(sets, ['y'])
+    assert len(errors) == 3  # unknown source, unknown target, table twice
+    assert len(sync_model_errors(sets)) == 2  # target == source, table twice
+
+
+def test_sync_hosts_address_precedence():
+    hostvars = {
+        'a': {'tablesync_address': '192.0.2.10', 'ansible_host': '10.9.9.9'},
+        'b': {'ansible_host': '10.0.0.5', 'ansible_default_ipv4': {'address': '10.1.1.1'}},
+        'c': {'ansible_host': 'c.example.org', 'ansible_default_ipv4': {'address': '10.1.1.2'},
+              'tablesync_port': '5433'},
+        'd': {'ansible_host': 'd.example.org', 'ansible_facts': {'default_ipv4': {'address': '10.1.1.3'}}},
+        'e': {},
+    }
+    assert sync_hosts(hostvars, ['a', 'b', 'c', 'd', 'e', 'f']) == {
+        'a': {'address': '192.0.2.10', 'port': 5432},
+        'b': {'address': '10.0.0.5', 'port': 5432},
+        'c': {'address': '10.1.1.2', 'port': 5433},
+        'd': {'address': '10.1.1.3', 'port': 5432},
+        'e': {'address': None, 'port': 5432},
+        'f': {'address': None, 'port': 5432},
+    }
+    with pytest.raises(AnsibleFilterError, match='tablesync_port of a'):
+        sync_hosts({'a': {'tablesync_port': 'x'}}, ['a'])
+
+
+def test_publisher_part():
+    plan = sync_plan(SETS, 'pub', HOSTS)
+    assert [s['name'] for s in plan['publisher_sets']] == ['orders', 'stock', 'old']
+    orders = plan['publisher_sets'][0]
+    assert orders['publication'] == 'tablesync_orders'
+    assert orders['database'] == 'shop'
+    assert orders['table_names'] == ['sales.orders', 'sales.customers', 'public.audit_log']
+    assert orders['tables'][1] == {'name': 'sales.customers', 'columns': ['id', 'name'],
+                                   'where': "country = 'NL'"}
+    assert orders['tables'][2] == 'public.audit_log'
+    assert orders['publish'] == ['insert', 'update', 'delete']
+    assert orders['replica_identity'] == {'audit_log': 'full'}
+    assert [(s['host'], s['database'], s['address']) for s in orders['subscribers']] == [
+        ('sub1', 'shop', '10.0.0.2'), ('sub2', 'shop_copy', 'fd00::3')]
+    assert orders['subscribers'][0]['slot'] == slot_name('orders', 'sub1', 'shop')
+    assert plan['subscriber_parts'] == []
+    assert plan['hba_entries'] == [
+        {'database': 'shop', 'address': '10.0.0.2/32', 'sets': ['orders', 'stock']},
+        {'database': 'shop', 'address': 'fd00::3/128', 'sets': ['orders']},
+    ]
+    assert plan['select_tables'] == [
+        {'database': 'legacy', 'tables': []},  # the absent set's grants are revoked
+        {'database': 'shop', 'tables': ['sales.orders', 'sales.customers', 'public.audit_log',
+                                        'sales.stock']},
+    ]
+    assert plan['publications'] == {'shop': ['tablesync_orders', 'tablesync_stock'], 'legacy': []}
+    assert len(plan['slots']) == 3
+    assert plan['counts'] == {'publications': 2, 'subscriptions_served': 3, 'subscriptions_held': 0}
+    assert plan['is_publisher'] and not plan['is_subscriber']
+
+
+def test_subscriber_part():
+    plan = sync_plan(SETS, 'sub1', HOSTS)
+    assert plan['publisher_sets'] == []  # 'later' is an fdw set: ignored by this version
+    assert plan['ignored_sets'] == [{'name': 'later', 'method': 'fdw'}]
+    parts = plan['subscriber_parts']
+    assert [(p['set'], p['state'], p['database']) for p in parts] == [
+        ('orders', 'present', 'shop'), ('stock', 'present', 'shop'), ('old', 'absent', 'legacy')]
+    assert parts[0]['publisher'] == {'host': 'pub', 'address': '10.0.0.1', 'port': 5432,
+                                     'database': 'shop'}
+    assert parts[0]['subscription'] == 'tablesync_orders'
+    assert parts[0]['publication'] == 'tablesync_orders'
+    assert parts[0]['slot'] == slot_name('orders', 'sub1', 'shop')
+    assert plan['subscriptions'] == {'shop': ['tablesync_orders', 'tablesync_stock'], 'legacy': []}
+    assert plan['hba_entries'] == []
+    assert plan['counts']['subscriptions_held'] == 2
+    assert plan['is_subscriber'] and not plan['is_publisher']
+
+
+def test_uninvolved_host_has_an_empty_part():
+    plan = sync_plan(SETS, 'other', HOSTS)
+    assert plan['publisher_sets'] == plan['subscriber_parts'] == plan['hba_entries'] == []
+    assert not plan['is_publisher'] and not plan['is_subscriber']
+    assert replication_settings(plan) == {}
+
+
+def test_slot_names_are_stable_unique_and_short():
+    a = slot_name('orders', 'sub1', 'shop')
+    assert a == slot_name('orders', 'sub1', 'shop')
+    assert a.startswith('tablesync_orders_') and len(a) == len('tablesync_orders_') + 8
+    assert a != slot_name('orders', 'sub2', 'shop') != slot_name('orders', 'sub1', 'shop2')
+    assert len(slot_name('x' * 44, 'h', 'd')) == 63
+
+
+def test_missing_address_is_reported():
+    hosts = dict(HOSTS, sub1={'address': None, 'port': 5432})
+    with pytest.raises(AnsibleFilterError, match='the address of sub1 is unknown'):
+        sync_plan(SETS, 'pub', hosts)
+    with pytest.raises(AnsibleFilterError, match='the address of pub is unknown'):
+        sync_plan(SETS, 'sub1', dict(HOSTS, pub={'address': None}))
+    # sub2 only needs pub's address: fine
+    assert sync_plan(SETS, 'sub2', hosts)['subscriber_parts'][0]['publisher']['port'] == 5432
+
+
+def test_invalid_model_raises():
+    with pytest.raises(AnsibleFilterError, match='tablesync_sync_sets is invalid'):
+        sync_plan([{'name': 'x'}], 'pub', HOSTS)
+
+
+def test_replication_settings_publisher_and_subscriber():
+    pub = sync_plan(SETS, 'pub', HOSTS)
+    assert replication_settings(pub) == {
+        'wal_level': 'logical',
+        'max_wal_senders': 20,  # 3 subscriptions * 3 + 4 -> 13 -> 20
+        'max_replication_slots': 20,
+    }
+    sub = sync_plan(SETS, 'sub1', HOSTS)
+    assert replication_settings(sub) == {
+        'max_logical_replication_workers': 10,  # 2 * 3 + 4
+        'max_worker_processes': 18,
+        'max_sync_workers_per_subscription': 2,
+        'max_replication_slots': 10,
+    }
+    small = sync_plan(SETS[1:2], 'pub', HOSTS)
+    assert replication_settings(small, step=1)['max_wal_senders'] == 10  # never below the default
+    assert replication_settings(small, step=1, minimums={'max_wal_senders': 1})['max_wal_senders'] == 7
+    assert replication_settings(pub, extra={'max_wal_senders': 50, 'wal_level': None,
+                                            'max_slot_wal_keep_size': '10GB'}) == {
+        'max_wal_senders': 50, 'max_replication_slots': 20, 'max_slot_wal_keep_size': '10GB'}
+
+
+def test_filters_are_registered():
+    assert set(FilterModule().filters()) == {'sync_model_errors', 'sync_hosts', 'sync_plan',
+                                             'replication_settings'}
