@@ -95,14 +95,17 @@ def ensure_psycopg2(module):
             exception=PSYCOPG2_IMPORT_ERROR)
 
 
-def connect(module, dbname=None):
+def connect(module, dbname=None, params=None):
     """Open a connection (autocommit off) or fail the module with a clear message.
 
+    ``params`` (default ``module.params``): the connection options to use, e.g. those of a
+    second server built from a module's own suboptions (same keys as the shared options).
     The password is passed to libpq as a keyword, never through a DSN string, so it cannot
     appear in error messages.
     """
     ensure_psycopg2(module)
-    kwargs = connection_kwargs(module.params)
+    params = module.params if params is None else params
+    kwargs = connection_kwargs(params)
     if dbname:
         kwargs['dbname'] = dbname
     kwargs.setdefault('application_name', 'ansible-tablesync')
@@ -114,7 +117,7 @@ def connect(module, dbname=None):
                          % (', '.join('%s=%s' % kv for kv in sorted(shown.items())),
                             redact_text(str(e).strip(), [kwargs.get('password')])))
     conn.autocommit = False
-    role = module.params.get('session_role')
+    role = params.get('session_role')
     if role:
         try:
             with conn.cursor() as cur:
