@@ -7,7 +7,7 @@ Pure functions (no I/O, no Ansible objects needed), used by the roles as filters
 
 - ``sync_model_errors(sets, inventory_hosts)`` -> list of messages (empty when valid);
 - ``sync_hosts(hostvars, hosts)`` -> ``{host: {address, port}}`` from inventory variables/facts;
-- ``sync_plan(sets, host, hosts, ...)`` -> the part of the model one host has to deploy;
+- ``sync_plan(sets, host, hostvars)`` -> the part of the model one host has to deploy;
 - ``replication_settings(plan, ...)`` -> the server settings that part needs.
 
 Naming (stable, derived from the set name, never typed by users):
@@ -342,26 +342,27 @@ def _cidr(address):
     return '%s/%d' % (ip, 32 if ip.version == 4 else 128)
 
 
-def _need_address(hosts, host, why, errors):
-    info = hosts.get(host) or {}
-    if not info.get('address'):
+def _need_address(hostvars, host, why, errors):
+    info = sync_hosts(hostvars, [host])[host]
+    if not info['address']:
         errors.append('the address of %s is unknown (%s): set tablesync_address or an IP '
                       'address as ansible_host for it, or gather its facts (do not --limit it '
                       'out of the preflight play)' % (host, why))
-    return info.get('address'), info.get('port') or DEFAULT_PORT
+    return info['address'], info['port']
 
 
-def sync_plan(sets, host, hosts=None, methods=IMPLEMENTED_METHODS):
+def sync_plan(sets, host, hostvars=None, methods=IMPLEMENTED_METHODS):
     """The part of the model ``host`` deploys (see the sync_model role's README).
 
-    ``hosts``: ``{host: {address, port}}`` (from ``sync_hosts``); addresses are needed for the
-    publisher of every set this host subscribes to and for the subscribers of every set this
-    host publishes. Raises an error naming every invalid set or unknown address.
+    ``hostvars``: ``{host: {variables}}`` (Ansible's ``hostvars``); addresses and ports (see
+    ``sync_hosts``) are looked up only for the hosts this one talks to: the publisher of every
+    set it subscribes to and the subscribers of every set it publishes. Raises an error naming
+    every invalid set or unknown address.
     """
     parsed, errors = _parse_all(sets)
     if errors:
         raise AnsibleFilterError('tablesync_sync_sets is invalid:\n- ' + '\n- '.join(errors))
-    hosts = hosts or {}
+    hostvars = hostvars or {}
     errors = []
     publisher_sets, subscriber_parts, ignored = [], [], []
     hba = {}
@@ -383,7 +384,7 @@ def sync_plan(sets, host, hosts=None, methods=IMPLEMENTED_METHODS):
                 address = None
                 if present:
                     address, _port = _need_address(
-                        hosts, target['host'], 'subscriber of sync set %s' % item['name'], errors)
+                        hostvars, target['host'], 'subscriber of sync set %s' % item['name'], errors)
                 subscribers.append({
                     'host': target['host'],
                     'database': target['database'],
@@ -415,10 +416,10 @@ def sync_plan(sets, host, hosts=None, methods=IMPLEMENTED_METHODS):
             address, port = None, DEFAULT_PORT
             if present:
                 address, port = _need_address(
-                    hosts, item['source']['host'], 'publisher of sync set %s' % item['name'],
+                    hostvars, item['source']['host'], 'publisher of sync set %s' % item['name'],
                     errors)
             else:
-                port = (hosts.get(item['source']['host']) or {}).get('port') or DEFAULT_PORT
+                port = sync_hosts(hostvars, [item['source']['host']])[item['source']['host']]['port']
             subscriber_parts.append({
                 'set': item['name'],
                 'state': item['state'],
@@ -428,6 +429,9 @@ def sync_plan(sets, host, hosts=None, methods=IMPLEMENTED_METHODS):
                 'slot': slot_name(item['name'], target['host'], target['database']),
                 'tables': item['tables'],
                 'table_names': table_names,
+                # what pg_target_tables takes: names and column lists (rows filters are
+                # the publication's business)
+                'target_tables': [_without_where(t) for t in item['tables']],
                 'publisher': {
                     'host': item['source']['host'],
                     'address': address,
@@ -468,6 +472,14 @@ def sync_plan(sets, host, hosts=None, methods=IMPLEMENTED_METHODS):
         'is_publisher': bool(present_pub),
         'is_subscriber': bool(present_sub),
     }
+
+
+def _without_where(entry):
+    if isinstance(entry, Mapping) and 'where' in entry:
+        entry = dict((k, v) for k, v in entry.items() if k != 'where')
+        if list(entry) == ['name']:
+            return entry['name']
+    return entry
 
 
 def _round_up(value, step):

@@ -14,11 +14,11 @@ from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
     FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan)
 
 INVENTORY = ['pub', 'sub1', 'sub2', 'other']
-HOSTS = {
-    'pub': {'address': '10.0.0.1', 'port': 5432},
-    'sub1': {'address': '10.0.0.2', 'port': 5432},
-    'sub2': {'address': 'fd00::3', 'port': 5433},
-    'other': {'address': None, 'port': 5432},
+HOSTS = {  # hostvars
+    'pub': {'ansible_host': '10.0.0.1'},
+    'sub1': {'ansible_host': 'sub1.example.org', 'ansible_default_ipv4': {'address': '10.0.0.2'}},
+    'sub2': {'tablesync_address': 'fd00::3', 'tablesync_port': 5433},
+    'other': {'ansible_host': 'other.example.org'},
 }
 SETS = [
     {
@@ -191,6 +191,11 @@ def test_subscriber_part():
     assert parts[0]['publisher'] == {'host': 'pub', 'address': '10.0.0.1', 'port': 5432,
                                      'database': 'shop'}
     assert parts[0]['subscription'] == 'tablesync_orders'
+    assert parts[0]['target_tables'] == ['sales.orders', {'name': 'sales.customers', 'columns': ['id', 'name']},
+                                         'public.audit_log']
+    sets = copy.deepcopy(SETS)
+    sets[1]['tables'] = [{'name': 'sales.stock', 'where': 'qty > 0'}]
+    assert sync_plan(sets, 'sub1', HOSTS)['subscriber_parts'][1]['target_tables'] == ['sales.stock']
     assert parts[0]['publication'] == 'tablesync_orders'
     assert parts[0]['slot'] == slot_name('orders', 'sub1', 'shop')
     assert plan['subscriptions'] == {'shop': ['tablesync_orders', 'tablesync_stock'], 'legacy': []}
@@ -215,11 +220,11 @@ def test_slot_names_are_stable_unique_and_short():
 
 
 def test_missing_address_is_reported():
-    hosts = dict(HOSTS, sub1={'address': None, 'port': 5432})
+    hosts = dict(HOSTS, sub1={'ansible_host': 'sub1.example.org'})
     with pytest.raises(AnsibleFilterError, match='the address of sub1 is unknown'):
         sync_plan(SETS, 'pub', hosts)
     with pytest.raises(AnsibleFilterError, match='the address of pub is unknown'):
-        sync_plan(SETS, 'sub1', dict(HOSTS, pub={'address': None}))
+        sync_plan(SETS, 'sub1', dict(HOSTS, pub={}))
     # sub2 only needs pub's address: fine
     assert sync_plan(SETS, 'sub2', hosts)['subscriber_parts'][0]['publisher']['port'] == 5432
 
