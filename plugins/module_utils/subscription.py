@@ -1,0 +1,860 @@
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Logical replication subscriptions: desired vs current state -> statements (pure, no I/O).
+
+``desired_from_params(params)`` validates and normalises the module parameters,
+``current_from_row(row, version, ...)`` the catalog row read by ``catalog_query()``, and
+``plan(desired, current, server_version)`` returns the ``Statement`` list that turns one into the
+other. Every version dependency is in the ``OPTIONS`` table. Identifiers are composed with
+``psycopg2.sql.Identifier``; values are ``%s`` parameters; the publisher connection string is a
+``Secret`` shown with its password masked.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import re
+from collections import namedtuple
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
+    MASK, SECRET_KEYS, ConninfoError, build_conninfo, check_key, parse_conninfo, quote_value, redact_conninfo,
+    secrets_of)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NAMEDATALEN, check_identifier, format_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+    Secret, Statement)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
+    sql = None
+
+PG10, PG14, PG15, PG16, PG17, PG18 = 100000, 140000, 150000, 160000, 170000, 180000
+
+MIN_VERSION = PG10  # CREATE SUBSCRIPTION exists since PostgreSQL 10
+
+# slot_name = NONE: a subscription without a replication slot. Slot names are lower case only,
+# so the upper-case word cannot be a real slot name.
+SLOT_NONE = 'NONE'
+
+_SLOT_NAME_RE = re.compile(r'^[a-z0-9_]+$')
+
+
+class SubscriptionError(ValueError):
+    """A desired state that cannot be reached; the message says why and what to do."""
+
+
+# ---- the option table: every version dependency lives here ---------------------------------
+#
+# name:            module option and CREATE/ALTER SUBSCRIPTION parameter
+# column:          pg_subscription column holding it (None: create-only, not stored)
+# since:           first version CREATE SUBSCRIPTION accepts it
+# alter_since:     first version ALTER SUBSCRIPTION ... SET accepts it (None: never)
+# needs_disabled:  ALTER ... SET only works on a disabled subscription (the module disables it
+#                  for the change and enables it again when it is to stay enabled)
+# outside_tx:      ALTER ... SET with it cannot run inside a transaction block
+# value_since:     values that need a later version than the option itself
+SubOption = namedtuple('SubOption', ['name', 'column', 'since', 'alter_since', 'needs_disabled',
+                                     'outside_tx', 'value_since'])
+
+OPTIONS = (
+    SubOption('enabled', 'subenabled', PG10, PG10, False, False, {}),
+    SubOption('slot_name', 'subslotname', PG10, PG10, False, False, {}),
+    SubOption('synchronous_commit', 'subsynccommit', PG10, PG10, False, False, {}),
+    SubOption('binary', 'subbinary', PG14, PG14, False, False, {}),
+    SubOption('streaming', 'substream', PG14, PG14, False, False, {'parallel': PG16}),
+    SubOption('two_phase', 'subtwophasestate', PG15, PG18, True, True, {}),
+    SubOption('disable_on_error', 'subdisableonerr', PG15, PG15, False, False, {}),
+    SubOption('origin', 'suborigin', PG16, PG16, False, False, {}),
+    SubOption('password_required', 'subpasswordrequired', PG16, PG16, False, False, {}),
+    SubOption('run_as_owner', 'subrunasowner', PG16, PG16, False, False, {}),
+    SubOption('failover', 'subfailover', PG17, PG17, True, True, {}),
+    SubOption('create_slot', None, PG10, None, False, False, {}),
+    SubOption('copy_data', None, PG10, None, False, False, {}),
+    SubOption('connect', None, PG10, None, False, False, {}),
+)
+
+OPTION_BY_NAME = dict((o.name, o) for o in OPTIONS)
+OPTION_NAMES = tuple(o.name for o in OPTIONS)
+STORED_OPTIONS = tuple(o for o in OPTIONS if o.column)
+CREATE_ONLY = tuple(o.name for o in OPTIONS if o.alter_since is None)
+
+# Defaults of CREATE SUBSCRIPTION (shown in a check-mode diff of a subscription to be created).
+_DEFAULTS = {
+    'enabled': True, 'synchronous_commit': 'off', 'binary': False, 'streaming': 'off',
+    'two_phase': False, 'disable_on_error': False, 'origin': 'any', 'password_required': True,
+    'run_as_owner': False, 'failover': False,
+}
+_DEFAULTS_SINCE = {PG18: {'streaming': 'parallel'}}
+
+# pg_subscription_rel.srsubstate
+TABLE_STATES = {
+    'i': 'initialize',
+    'd': 'data copy',
+    'f': 'finished copy',
+    's': 'synchronized',
+    'r': 'ready',
+}
+
+# the publisher dict of the module: option -> libpq keyword
+PUBLISHER_KEYS = ('host', 'port', 'dbname', 'user', 'password', 'sslmode', 'sslrootcert',
+                  'passfile', 'application_name', 'connect_timeout')
+
+
+# ---- value normalisation ---------------------------------------------------------------------
+
+_ON_OFF = {'true': 'on', 'yes': 'on', '1': 'on', 'on': 'on',
+           'false': 'off', 'no': 'off', '0': 'off', 'off': 'off'}
+SYNC_COMMIT_VALUES = ('on', 'off', 'local', 'remote_write', 'remote_apply')
+STREAMING_VALUES = ('on', 'off', 'parallel')
+ORIGIN_VALUES = ('any', 'none')
+
+
+def _on_off_text(value):
+    """YAML turns unquoted on/off into booleans: accept both spellings."""
+    if isinstance(value, bool):
+        return 'on' if value else 'off'
+    text = str(value).strip().lower()
+    return _ON_OFF.get(text, text)
+
+
+def _choice(option, allowed, value):
+    if value not in allowed:
+        raise SubscriptionError('%s must be one of %s, got %r'
+                                % (option, ', '.join(allowed), value))
+    return value
+
+
+def normalize_synchronous_commit(value):
+    return _choice('synchronous_commit', SYNC_COMMIT_VALUES, _on_off_text(value))
+
+
+def normalize_streaming(value):
+    return _choice('streaming', STREAMING_VALUES, _on_off_text(value))
+
+
+def normalize_origin(value):
+    return _choice('origin', ORIGIN_VALUES, str(value).strip().lower())
+
+
+def normalize_slot_name(value):
+    """``NONE`` (any case) means no slot; anything else must be a valid replication slot name."""
+    text = str(value)
+    if text.lower() == 'none':
+        return SLOT_NONE
+    check_slot_name(text)
+    return text
+
+
+def check_slot_name(text, what='slot_name'):
+    if not text or len(text) > NAMEDATALEN - 1 or not _SLOT_NAME_RE.match(text):
+        raise SubscriptionError(
+            '%s %r is not a valid replication slot name: use 1 to %d lower-case letters, digits '
+            'and underscores (or NONE for no slot)' % (what, text, NAMEDATALEN - 1))
+    return text
+
+
+_NORMALIZERS = {
+    'slot_name': normalize_slot_name,
+    'synchronous_commit': normalize_synchronous_commit,
+    'streaming': normalize_streaming,
+    'origin': normalize_origin,
+}
+
+
+def _decode_stream(value):
+    # PostgreSQL 14/15: boolean; 16+: "char" f/t/p
+    if isinstance(value, bool):
+        return 'on' if value else 'off'
+    return {'f': 'off', 't': 'on', 'p': 'parallel'}.get(value, value)
+
+
+_DECODERS = {
+    'subslotname': lambda v: SLOT_NONE if v is None else v,
+    'subsynccommit': lambda v: _ON_OFF.get(v, v),
+    'substream': _decode_stream,
+    'subtwophasestate': lambda v: v != 'd',  # d = disabled, p = pending, e = enabled
+    'suborigin': lambda v: v.lower() if v else v,
+}
+
+
+# ---- the publisher connection ----------------------------------------------------------------
+
+def secret_variants(values):
+    """Each secret as given and as it appears once quoted for conninfo and for SQL."""
+    found = set()
+    for value in values:
+        if not value:
+            continue
+        for form in (value, quote_value(value)):
+            found.update([form, form.replace("'", "''"), form.replace('\\', '\\\\'),
+                          form.replace('\\', '\\\\').replace("'", "''")])
+    return sorted(found, key=len, reverse=True)
+
+
+class Conninfo(object):
+    """A publisher connection: the real conninfo and a display form with secrets masked."""
+
+    def __init__(self, params):
+        self.params = dict(params)
+        self.text = build_conninfo(self.params)
+        self.redacted = redact_conninfo(self.params)
+        self.display = build_conninfo(self.redacted)
+        self.secrets = secret_variants(secrets_of(self.params))
+
+    @classmethod
+    def from_text(cls, text):
+        return cls(parse_conninfo(text))
+
+    def as_param(self):
+        """The value for a ``%s`` placeholder: a Secret shown with the password masked."""
+        if self.secrets:
+            return Secret(self.text, display=self.display, sensitive=self.secrets)
+        return self.text
+
+    def __eq__(self, other):
+        return isinstance(other, Conninfo) and self.params == other.params
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __repr__(self):
+        return 'Conninfo(%s)' % self.display
+
+
+def publisher_conninfo(publisher):
+    """The module's ``publisher`` dict -> Conninfo (values normalised as libpq reads them)."""
+    publisher = publisher or {}
+    params = dict((k, publisher.get(k)) for k in PUBLISHER_KEYS if publisher.get(k) is not None)
+    for key, value in sorted((publisher.get('options') or {}).items()):
+        check_key(key)
+        if key in ('password', 'sslpassword'):
+            raise SubscriptionError(
+                'publisher.options must not contain %s: pass the password as publisher.password, '
+                'which is never logged' % key)
+        if key in params:
+            raise SubscriptionError('publisher.options.%s repeats publisher.%s: give it once'
+                                    % (key, key))
+        if value is not None:
+            params[key] = value
+    if not params:
+        raise SubscriptionError('publisher must set at least one connection option')
+    # round trip through the libpq grammar: every value as the string libpq will see
+    return Conninfo(parse_conninfo(build_conninfo(params)))
+
+
+# ---- desired state ---------------------------------------------------------------------------
+
+def desired_from_params(params):
+    """Validate and normalise module parameters into the desired-state dict used by plan()."""
+    name = check_identifier(params['name'], 'subscription name')
+    state = params.get('state') or 'present'
+    desired = {
+        'name': name,
+        'state': state,
+        'publications': None,
+        'publisher': None,
+        'options': {},
+        'owner': None,
+        'comment': params.get('comment'),
+        'refresh': params.get('refresh', True) is not False,
+    }
+    if params.get('publications') is not None:
+        pubs = [check_identifier(p, 'publication name') for p in params['publications']]
+        if not pubs:
+            raise SubscriptionError('publications must name at least one publication')
+        desired['publications'] = sorted(set(pubs))
+    if params.get('publisher') is not None:
+        desired['publisher'] = publisher_conninfo(params['publisher'])
+    if params.get('owner') is not None:
+        desired['owner'] = check_identifier(params['owner'], 'owner')
+    for option in OPTION_NAMES:
+        value = params.get(option)
+        if value is not None:
+            desired['options'][option] = _NORMALIZERS.get(option, lambda v: v)(value)
+    check_option_combinations(desired['options'])
+    return desired
+
+
+def check_option_combinations(options):
+    """The combinations CREATE/ALTER SUBSCRIPTION refuses, reported before anything runs."""
+    if options.get('connect') is False:
+        for option in ('enabled', 'create_slot', 'copy_data'):
+            if options.get(option) is True:
+                raise SubscriptionError('connect: false cannot be combined with %s: true '
+                                        '(nothing is copied or started without a connection)'
+                                        % option)
+    if options.get('slot_name') == SLOT_NONE:
+        for option in ('enabled', 'create_slot'):
+            if options.get(option) is True:
+                raise SubscriptionError('slot_name: NONE cannot be combined with %s: true'
+                                        % option)
+
+
+def required_versions(desired):
+    """[(minimum server version, feature text)] for every option the task sets."""
+    needs = [(MIN_VERSION, 'Logical replication subscriptions')]
+    for name, value in sorted(desired['options'].items()):
+        option = OPTION_BY_NAME[name]
+        if option.since > MIN_VERSION:
+            needs.append((option.since, 'Subscription option %s' % name))
+        if value in option.value_since:
+            needs.append((option.value_since[value], 'Subscription option %s = %s' % (name, value)))
+    return needs
+
+
+def check_versions(desired, server_version):
+    """Raise SubscriptionError naming the first feature the server is too old for."""
+    for minimum, feature in required_versions(desired):
+        if server_version < minimum:
+            raise SubscriptionError('%s requires PostgreSQL %s or later; the server runs '
+                                    'PostgreSQL %s.' % (feature, version_text(minimum),
+                                                        version_text(server_version)))
+
+
+def version_text(num):
+    major = num // 10000
+    return str(major) if major >= 10 else '%d.%d' % (major, (num // 100) % 100)
+
+
+def defaults(server_version):
+    values = dict(_DEFAULTS)
+    for since, changed in sorted(_DEFAULTS_SINCE.items()):
+        if server_version >= since:
+            values.update(changed)
+    return dict((k, v) for k, v in values.items() if OPTION_BY_NAME[k].since <= server_version)
+
+
+# ---- current state from the catalog ----------------------------------------------------------
+
+def catalog_columns(server_version):
+    """pg_subscription columns of the options this server version has."""
+    return [o.column for o in STORED_OPTIONS if o.since <= server_version]
+
+
+def catalog_query(server_version, conninfo_readable):
+    """One query: the subscription, its owner and comment, per-table states, workers, errors.
+
+    Parameter: the subscription name. Only columns that exist on ``server_version`` are read;
+    ``subconninfo`` only when the role may read it (superuser, or a column grant).
+    """
+    columns = [sql.SQL('s.{} AS {}').format(sql.Identifier(c), sql.Identifier(c))
+               for c in catalog_columns(server_version) + ['subpublications']]
+    if conninfo_readable:
+        columns.append(sql.SQL('s.subconninfo AS subconninfo'))
+    if server_version >= PG15:
+        stats = sql.SQL(
+            '(SELECT pg_catalog.row_to_json(st) FROM pg_catalog.pg_stat_subscription_stats st '
+            'WHERE st.subid = s.oid)')
+    else:
+        stats = sql.SQL('NULL::json')
+    return sql.SQL(
+        'SELECT s.oid AS oid, s.subname AS subname, '
+        'pg_catalog.pg_get_userbyid(s.subowner) AS owner, '
+        "pg_catalog.shobj_description(s.oid, 'pg_subscription') AS comment, {columns}, "
+        '(SELECT pg_catalog.json_agg(pg_catalog.json_build_object('
+        "'schema', n.nspname, 'table', c.relname, 'state', r.srsubstate) "
+        'ORDER BY n.nspname, c.relname) '
+        'FROM pg_catalog.pg_subscription_rel r '
+        'JOIN pg_catalog.pg_class c ON c.oid = r.srrelid '
+        'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace '
+        'WHERE r.srsubid = s.oid) AS tables, '
+        '(SELECT pg_catalog.json_agg(pg_catalog.json_build_object('
+        "'stat', pg_catalog.row_to_json(w), 'schema', wn.nspname, 'table', wc.relname) "
+        'ORDER BY w.pid) '
+        'FROM pg_catalog.pg_stat_subscription w '
+        'LEFT JOIN pg_catalog.pg_class wc ON wc.oid = w.relid '
+        'LEFT JOIN pg_catalog.pg_namespace wn ON wn.oid = wc.relnamespace '
+        'WHERE w.subid = s.oid) AS workers, '
+        '{stats} AS errors '
+        'FROM pg_catalog.pg_subscription s '
+        'WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d '
+        'WHERE d.datname = pg_catalog.current_database()) '
+        'AND s.subname = %s').format(columns=sql.SQL(', ').join(columns), stats=stats)
+
+
+def _table_entry(item):
+    code = item['state']
+    return {'name': format_qualified(item['schema'], item['table']),
+            'state': TABLE_STATES.get(code, code), 'state_code': code}
+
+
+_WORKER_FIELDS = ('pid', 'leader_pid', 'received_lsn', 'last_msg_send_time',
+                  'last_msg_receipt_time', 'latest_end_lsn', 'latest_end_time')
+
+
+def _worker_entry(item):
+    stat = item['stat']
+    entry = dict((k, stat.get(k)) for k in _WORKER_FIELDS if k in stat)
+    if stat.get('worker_type'):
+        entry['type'] = stat['worker_type']
+    elif stat.get('relid'):
+        entry['type'] = 'table synchronization'
+    elif stat.get('leader_pid'):
+        entry['type'] = 'parallel apply'
+    else:
+        entry['type'] = 'apply'
+    entry['table'] = format_qualified(item['schema'], item['table']) if item.get('table') else None
+    return entry
+
+
+def _error_counts(stats):
+    if stats is None:
+        return None
+    return dict((k, v) for k, v in stats.items() if k not in ('subid', 'subname'))
+
+
+def current_from_row(row, server_version):
+    """Normalise a catalog_query() row (a dict) into the current-state dict used by plan().
+
+    ``publisher`` is a Conninfo, or None when subconninfo could not be read or parsed
+    (``conninfo_status`` says which: ``ok``, ``unreadable``, ``unparseable``). The raw
+    connection string never leaves this function except inside the Conninfo.
+    """
+    if row is None:
+        return None
+    options = {}
+    for option in STORED_OPTIONS:
+        if option.since <= server_version and option.column in row:
+            options[option.name] = _DECODERS.get(option.column, lambda v: v)(row[option.column])
+    current = {
+        'oid': row['oid'],
+        'name': row['subname'],
+        'owner': row['owner'],
+        'comment': row['comment'],
+        'publications': sorted(row['subpublications'] or []),
+        'options': options,
+        'publisher': None,
+        'conninfo_status': 'unreadable',
+        'tables': [_table_entry(t) for t in row.get('tables') or []],
+        'workers': [_worker_entry(w) for w in row.get('workers') or []],
+        'errors': _error_counts(row.get('errors')),
+    }
+    if row.get('subconninfo') is not None:
+        try:
+            current['publisher'] = Conninfo.from_text(row['subconninfo'])
+            current['conninfo_status'] = 'ok'
+        except ConninfoError:
+            current['conninfo_status'] = 'unparseable'
+    return current
+
+
+# ---- statements ------------------------------------------------------------------------------
+
+def _ident_list(names):
+    return sql.SQL(', ').join(sql.Identifier(n) for n in names)
+
+
+# parameter names that may appear in WITH (...) / SET (...): a fixed list, never user input
+_PARAMETER_NAMES = frozenset(OPTION_NAMES + ('refresh',))
+
+
+def _option_list(pairs):
+    """``[(option, value)]`` -> (``a = %s, b = NONE`` composable, params)."""
+    parts = []
+    params = []
+    for name, value in pairs:
+        if name not in _PARAMETER_NAMES:
+            raise ValueError('unknown subscription parameter %r' % name)
+        if name == 'slot_name' and value == SLOT_NONE:
+            parts.append(sql.SQL('slot_name = NONE'))
+        else:
+            parts.append(sql.SQL('{} = %s').format(sql.SQL(name)))
+            params.append(value)
+    return sql.SQL(', ').join(parts), params
+
+
+def _with(pairs):
+    if not pairs:
+        return sql.SQL(''), []
+    body, params = _option_list(pairs)
+    return sql.SQL(' WITH ({})').format(body), params
+
+
+def _alter(name, tail, params=(), autocommit=False):
+    query = sql.SQL('ALTER SUBSCRIPTION {} ').format(sql.Identifier(name)) + tail
+    return Statement(query, params, autocommit=autocommit)
+
+
+def creates_slot(options):
+    return (options.get('connect') is not False and options.get('create_slot') is not False
+            and options.get('slot_name') != SLOT_NONE)
+
+
+def create_statement(desired):
+    options = desired['options']
+    pairs = [(o, options[o]) for o in OPTION_NAMES if o in options]
+    with_clause, with_params = _with(pairs)
+    query = sql.SQL('CREATE SUBSCRIPTION {} CONNECTION %s PUBLICATION {}{}').format(
+        sql.Identifier(desired['name']), _ident_list(desired['publications']), with_clause)
+    return Statement(query, [desired['publisher'].as_param()] + with_params,
+                     autocommit=creates_slot(options))
+
+
+def drop_statement(name, has_slot):
+    # DROP SUBSCRIPTION with a slot drops it on the publisher: not in a transaction block
+    return Statement(sql.SQL('DROP SUBSCRIPTION {}').format(sql.Identifier(name)),
+                     autocommit=has_slot)
+
+
+def enable_statement(name, enable):
+    return _alter(name, sql.SQL('ENABLE' if enable else 'DISABLE'))
+
+
+def connection_statement(name, conninfo):
+    return _alter(name, sql.SQL('CONNECTION %s'), [conninfo.as_param()])
+
+
+def set_options_statement(name, changes):
+    body, params = _option_list(changes)
+    outside_tx = any(OPTION_BY_NAME[o].outside_tx for o, _v in changes)
+    return _alter(name, sql.SQL('SET ({})').format(body), params, autocommit=outside_tx)
+
+
+def publication_statement(name, verb, publications, refresh, copy_data):
+    pairs = [('refresh', refresh)]
+    if refresh and copy_data is not None:
+        pairs.append(('copy_data', copy_data))
+    with_clause, params = _with(pairs)
+    tail = sql.SQL('{} PUBLICATION {}{}').format(sql.SQL(verb), _ident_list(publications),
+                                                 with_clause)
+    # with refresh = true PostgreSQL refuses to run it inside a transaction block
+    return _alter(name, tail, params, autocommit=refresh)
+
+
+def refresh_statement(name, copy_data):
+    with_clause, params = _with([] if copy_data is None else [('copy_data', copy_data)])
+    return _alter(name, sql.SQL('REFRESH PUBLICATION{}').format(with_clause), params,
+                  autocommit=True)
+
+
+def owner_statement(name, owner):
+    return _alter(name, sql.SQL('OWNER TO {}').format(sql.Identifier(owner)))
+
+
+def comment_statement(name, comment):
+    return Statement(sql.SQL('COMMENT ON SUBSCRIPTION {} IS %s').format(sql.Identifier(name)),
+                     [comment or None])
+
+
+# ---- planning --------------------------------------------------------------------------------
+
+def plan(desired, current, server_version):
+    """Statements that turn ``current`` (None: missing) into ``desired``."""
+    if desired['state'] == 'absent':
+        return plan_drop(desired['name'], current)
+    check_versions(desired, server_version)
+    if current is None:
+        return plan_create(desired)
+    statements = plan_alter(desired, current, server_version)
+    if desired['state'] == 'refreshed' and not refreshes_with_publication_change(desired, current):
+        statements.append(plan_refresh(desired, current))
+    return statements
+
+
+def refreshes_with_publication_change(desired, current):
+    """The publication change of the plan already refreshes the table list."""
+    return (publication_change(desired, current) is not None and desired['refresh']
+            and bool(final_enabled(desired, current)))
+
+
+def plan_drop(name, current):
+    if current is None:
+        return []
+    return [drop_statement(name, current['options'].get('slot_name') != SLOT_NONE)]
+
+
+def plan_detach_and_drop(name, current):
+    """Drop without touching the publisher: disable, forget the slot, drop.
+
+    For a publisher that cannot be reached; the replication slot stays on the publisher.
+    """
+    statements = []
+    if current['options'].get('enabled'):
+        statements.append(enable_statement(name, False))
+    if current['options'].get('slot_name') != SLOT_NONE:
+        statements.append(set_options_statement(name, [('slot_name', SLOT_NONE)]))
+    statements.append(drop_statement(name, False))
+    return statements
+
+
+def plan_create(desired):
+    name = desired['name']
+    missing = [k for k in ('publications', 'publisher') if not desired[k]]
+    if missing:
+        raise SubscriptionError('subscription %s does not exist: %s needed to create it'
+                                % (name, ' and '.join(missing) + (' are' if len(missing) > 1
+                                                                   else ' is')))
+    options = desired['options']
+    if creates_slot(options) and 'slot_name' not in options:
+        try:
+            check_slot_name(name, 'the subscription name')
+        except SubscriptionError:
+            raise SubscriptionError(
+                'the replication slot is named after the subscription by default, and %r is not '
+                'a valid slot name (lower-case letters, digits and underscores only): set '
+                'slot_name' % name)
+    if options.get('slot_name') == SLOT_NONE and (options.get('enabled') is not False
+                                                 or options.get('create_slot') is not False):
+        raise SubscriptionError('slot_name: NONE needs enabled: false and create_slot: false')
+    statements = [create_statement(desired)]
+    if desired['owner']:
+        statements.append(owner_statement(name, desired['owner']))
+    if desired['comment']:
+        statements.append(comment_statement(name, desired['comment']))
+    return statements
+
+
+def option_changes(desired, current, server_version):
+    """[(option, desired value)] of stored options that differ, in table order.
+
+    Create-only options (create_slot, copy_data, connect) are not compared. An option that
+    this server version cannot alter raises SubscriptionError.
+    """
+    changes = []
+    for option in STORED_OPTIONS:
+        if option.name == 'enabled' or option.name not in desired['options']:
+            continue
+        want = desired['options'][option.name]
+        have = current['options'].get(option.name)
+        if want == have:
+            continue
+        if option.alter_since is None or server_version < option.alter_since:
+            raise SubscriptionError(
+                '%s of subscription %s is %s and cannot be changed in place on PostgreSQL %s '
+                '(ALTER SUBSCRIPTION supports it from PostgreSQL %s): drop and re-create the '
+                'subscription to change it' % (option.name, desired['name'], _show(have),
+                                               version_text(server_version),
+                                               version_text(option.alter_since)))
+        changes.append((option.name, want))
+    return changes
+
+
+def _show(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    return str(value)
+
+
+def connection_changed(desired, current):
+    if desired['publisher'] is None:
+        return False
+    if current['conninfo_status'] == 'unparseable':
+        return True
+    if current['conninfo_status'] != 'ok':
+        return False  # cannot be compared: the module warns
+    return desired['publisher'] != current['publisher']
+
+
+def publication_change(desired, current):
+    """(verb, publications) or None: ADD/DROP for pure additions/removals, else SET."""
+    want = desired['publications']
+    if want is None or set(want) == set(current['publications']):
+        return None
+    have = set(current['publications'])
+    added = sorted(set(want) - have)
+    removed = sorted(have - set(want))
+    return ('SET', want) if added and removed else ('ADD', added) if added else ('DROP', removed)
+
+
+def final_enabled(desired, current):
+    return desired['options'].get('enabled', current['options'].get('enabled'))
+
+
+def plan_alter(desired, current, server_version):
+    name = desired['name']
+    changes = option_changes(desired, current, server_version)
+    enabled_now = current['options'].get('enabled')
+    enabled_then = final_enabled(desired, current)
+    slot_then = desired['options'].get('slot_name', current['options'].get('slot_name'))
+    if enabled_then and slot_then == SLOT_NONE:
+        raise SubscriptionError('subscription %s cannot be enabled without a replication slot '
+                                '(slot_name is NONE): set enabled: false or a slot_name' % name)
+    pause = enabled_now and enabled_then and any(
+        OPTION_BY_NAME[o].needs_disabled for o, _v in changes)
+    statements = []
+    if enabled_now and (not enabled_then or pause):
+        statements.append(enable_statement(name, False))
+    if connection_changed(desired, current):
+        statements.append(connection_statement(name, desired['publisher']))
+    if changes:
+        statements.append(set_options_statement(name, changes))
+    if enabled_then and (not enabled_now or pause):
+        statements.append(enable_statement(name, True))
+    pub_change = publication_change(desired, current)
+    if pub_change:
+        verb, publications = pub_change
+        if server_version < PG14 and verb != 'SET':
+            verb, publications = 'SET', desired['publications']
+        # PostgreSQL refuses refresh on a disabled subscription
+        refresh = desired['refresh'] and bool(enabled_then)
+        statements.append(publication_statement(name, verb, publications, refresh,
+                                                desired['options'].get('copy_data')))
+    if desired['owner'] and desired['owner'] != current['owner']:
+        statements.append(owner_statement(name, desired['owner']))
+    if desired['comment'] is not None and (desired['comment'] or None) != current['comment']:
+        statements.append(comment_statement(name, desired['comment']))
+    return statements
+
+
+def plan_refresh(desired, current):
+    if not final_enabled(desired, current):
+        raise SubscriptionError('state: refreshed needs an enabled subscription (PostgreSQL '
+                                'refuses to refresh disabled subscription %s)' % desired['name'])
+    return refresh_statement(desired['name'], desired['options'].get('copy_data'))
+
+
+def refresh_skipped(desired, current):
+    """True when publications change but refresh cannot run because the subscription is
+    (to be) disabled: the module warns that new tables need a refresh after enabling."""
+    return (current is not None and desired['state'] != 'absent' and desired['refresh']
+            and publication_change(desired, current) is not None
+            and not final_enabled(desired, current))
+
+
+# ---- display ---------------------------------------------------------------------------------
+
+def summarize(current):
+    """Display form of a current-state dict (for diff and the returned ``subscription``)."""
+    if current is None:
+        return {}
+    options = dict(current['options'])
+    publisher = current['publisher']
+    return {
+        'name': current['name'],
+        'owner': current['owner'],
+        'comment': current['comment'],
+        'enabled': options.pop('enabled', None),
+        'slot_name': options.pop('slot_name', None),
+        'publications': list(current['publications']),
+        'publisher': publisher.redacted if publisher is not None else None,
+        'options': options,
+    }
+
+
+def predict(desired, current, server_version, session_user=None):
+    """The current-state dict the plan leads to (check-mode diff); None for absent."""
+    if desired['state'] == 'absent':
+        return None
+    if current is None:
+        options = defaults(server_version)
+        options['slot_name'] = SLOT_NONE if desired['options'].get('slot_name') == SLOT_NONE \
+            else desired['name']
+        if desired['options'].get('connect') is False:
+            options['enabled'] = False
+        base = {'name': desired['name'], 'owner': session_user, 'comment': None,
+                'publications': [], 'publisher': None, 'conninfo_status': 'ok',
+                'options': options}
+    else:
+        base = dict(current)
+        base['options'] = dict(current['options'])
+    for option, value in desired['options'].items():
+        if option in base['options'] or (current is None and OPTION_BY_NAME[option].column):
+            base['options'][option] = value
+    if desired['publications'] is not None:
+        base['publications'] = list(desired['publications'])
+    if desired['publisher'] is not None and base['conninfo_status'] != 'unreadable':
+        base['publisher'] = desired['publisher']
+    if desired['owner']:
+        base['owner'] = desired['owner']
+    if desired['comment'] is not None:
+        base['comment'] = desired['comment'] or None
+    return base
+
+
+def diff_summaries(before, after, password_changed):
+    """before/after display dicts; a changed password shows as such (never its value)."""
+    before_s, after_s = summarize(before), summarize(after)
+    if password_changed and after_s.get('publisher'):
+        after_s['publisher'] = dict(after_s['publisher'])
+        after_s['publisher']['password'] = MASK + ' (changed)'
+    return before_s, after_s
+
+
+def password_changed(desired, current):
+    if current is None or desired['publisher'] is None or current['publisher'] is None:
+        return False
+    return _secret_items(desired['publisher'].params) != _secret_items(current['publisher'].params)
+
+
+def _secret_items(params):
+    return dict((k, v) for k, v in params.items() if k in SECRET_KEYS)
+
+
+# ---- waiting for the initial synchronisation -------------------------------------------------
+
+def describe_tables(tables):
+    if not tables:
+        return 'no tables'
+    return ', '.join('%s: %s (%s)' % (t['name'], t['state'], t['state_code']) for t in tables)
+
+
+def sync_status(current, baseline_errors):
+    """('done' | 'waiting' | 'failed', reason) for wait_for_sync.
+
+    Done when every table is ready (``r``); ``s`` (synchronized) is a short hand-over to the
+    apply worker and still counts as waiting. Failed when the subscription is gone or disabled
+    (disable_on_error) or when a worker error was counted after the wait began.
+    """
+    if current is None:
+        return 'failed', 'the subscription no longer exists'
+    if not current['options'].get('enabled'):
+        return 'failed', 'the subscription is disabled (enable it, or see disable_on_error)'
+    errors = current.get('errors') or {}
+    base = baseline_errors or {}
+    for counter, worker in (('sync_error_count', 'table synchronization'),
+                            ('apply_error_count', 'apply')):
+        if (errors.get(counter) or 0) > (base.get(counter) or 0):
+            return 'failed', 'a %s worker failed (%s rose from %s to %s)' % (
+                worker, counter, base.get(counter) or 0, errors.get(counter))
+    pending = [t for t in current['tables'] if t['state_code'] != 'r']
+    if pending:
+        return 'waiting', '%d of %d tables not ready' % (len(pending), len(current['tables']))
+    return 'done', 'all %d tables ready' % len(current['tables'])
+
+
+def sync_failure_message(name, current, reason, waited):
+    parts = ['Subscription %s did not finish its initial synchronisation after %ds: %s.'
+             % (name, waited, reason)]
+    if current is not None:
+        parts.append('Tables: %s.' % describe_tables(current['tables']))
+        errors = current.get('errors')
+        if errors is not None:
+            parts.append('Worker errors so far (pg_stat_subscription_stats): sync_error_count=%s, '
+                         'apply_error_count=%s.' % (errors.get('sync_error_count'),
+                                                    errors.get('apply_error_count')))
+        if not current.get('workers'):
+            parts.append('No replication worker is running for it.')
+    parts.append('PostgreSQL keeps the error text only in the subscriber\'s server log '
+                 '(look for "logical replication" errors there); the workers keep retrying.')
+    return ' '.join(parts)
+
+
+# ---- dropping when the publisher is unreachable ----------------------------------------------
+
+def classify_drop_error(message):
+    """'slot_missing', 'unreachable' or None for an error of DROP SUBSCRIPTION."""
+    text = message or ''
+    if 'replication slot' in text and 'does not exist' in text:
+        return 'slot_missing'
+    if 'could not connect to publisher' in text or 'could not connect to the publisher' in text:
+        return 'unreachable'
+    return None
+
+
+def slot_left_behind(current):
+    """What stays on the publisher after a detached drop: the slot and where it is."""
+    slot = current['options'].get('slot_name')
+    if slot in (None, SLOT_NONE):
+        return None
+    params = current['publisher'].params if current['publisher'] is not None else {}
+    pending = [t['name'] for t in current['tables'] if t['state_code'] not in ('r', 's')]
+    return {
+        'name': slot,
+        'host': params.get('host'),
+        'port': params.get('port'),
+        'dbname': params.get('dbname'),
+        # table sync slots are named pg_<subscription oid>_sync_<table oid>_<system id>
+        'sync_slots_prefix': 'pg_%s_sync_' % current['oid'] if pending else None,
+    }

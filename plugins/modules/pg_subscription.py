@@ -1,0 +1,743 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pg_subscription
+short_description: Manage PostgreSQL logical replication subscriptions
+version_added: 0.1.0
+description:
+  - Creates, changes, refreshes and drops a logical replication subscription in the database the
+    module connects to (the subscriber, O(login_db)).
+  - The publisher is given as a dictionary (O(publisher)) from which the module builds the libpq
+    connection string, quoting every value; nobody writes a connection string by hand. Its
+    password is never shown, in C(queries), in the diff, in warnings or in error messages.
+  - Existing subscriptions are changed in place. C(CONNECTION), the publication list, the options
+    PostgreSQL can C(ALTER) on the server's version, C(ENABLE)/C(DISABLE), the owner and the
+    comment are compared with the catalog and only differences are applied.
+  - O(wait_for_sync=true) waits until every table of the subscription has finished its initial
+    copy, and fails with the per-table states when that does not happen in time.
+  - O(state=absent) also works when the publisher is down; the replication slot that then stays
+    on the publisher is reported in RV(slot_left_behind).
+extends_documentation_fragment:
+  - tablesync.postgresql.connection
+attributes:
+  check_mode:
+    description: Reads the catalog and reports the statements it would run; changes nothing.
+    support: full
+  diff_mode:
+    description: Shows the subscription before and after, the publisher password masked.
+    support: full
+options:
+  name:
+    description:
+      - Name of the subscription, taken literally (case and spaces preserved; at most 63 bytes).
+      - Unless O(slot_name) is set, PostgreSQL names the replication slot after the subscription,
+        which then must be a valid slot name (lower-case letters, digits, underscores).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) creates the subscription or brings it to the given settings.
+      - V(absent) drops it together with its replication slot on the publisher. When the publisher
+        cannot be reached, the subscription is disabled, detached from its slot
+        (C(slot_name = NONE)) and dropped; the slot left on the publisher is returned in
+        RV(slot_left_behind) and in a warning (it retains WAL until it is dropped there).
+      - V(refreshed) is V(present) followed by C(ALTER SUBSCRIPTION ... REFRESH PUBLICATION), which
+        starts subscribing to tables added to the publications since the last refresh (with
+        O(copy_data)) and stops for tables removed from them. The subscription must be enabled.
+    type: str
+    choices: [present, absent, refreshed]
+    default: present
+  publications:
+    description:
+      - Names of the publications on the publisher, the complete list (order does not matter).
+      - Required to create the subscription. When it differs from the current list, the module
+        uses C(ADD PUBLICATION) or C(DROP PUBLICATION) (PostgreSQL 14 and later) or
+        C(SET PUBLICATION), with O(refresh).
+    type: list
+    elements: str
+  publisher:
+    description:
+      - How the subscriber connects to the publisher; becomes the subscription's C(CONNECTION).
+      - Required to create the subscription. When given for an existing subscription, the stored
+        connection string is parsed and compared key by key (password included) and replaced with
+        C(ALTER SUBSCRIPTION ... CONNECTION) when anything differs. Keys not given are not part of
+        the connection string (libpq defaults of the subscriber server apply).
+      - The comparison needs to read C(pg_subscription.subconninfo), which PostgreSQL allows to
+        superusers only unless granted (C(GRANT SELECT (subconninfo) ON pg_subscription TO ...)).
+        Without that right the module warns and does not change the connection.
+      - The connection string, password included, is stored in clear text in
+        C(pg_subscription.subconninfo) and appears in the subscriber's server log when
+        C(log_statement) logs DDL. Use O(publisher.passfile) to keep the password out of both.
+    type: dict
+    suboptions:
+      host:
+        description: Publisher host name or address (several, comma-separated, as libpq allows).
+        type: str
+      port:
+        description: Publisher port.
+        type: int
+      dbname:
+        description: Database on the publisher that holds the publications.
+        type: str
+      user:
+        description: Role the subscriber connects as; needs the C(REPLICATION) attribute.
+        type: str
+      password:
+        description:
+          - Password of O(publisher.user). Never logged or returned.
+          - A changed password is detected by comparing with the stored connection string and
+            applied with C(ALTER SUBSCRIPTION ... CONNECTION).
+        type: str
+      sslmode:
+        description: libpq C(sslmode) for the connection to the publisher.
+        type: str
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description: CA certificate file, a path on the subscriber server.
+        type: str
+      passfile:
+        description: Password file, a path on the subscriber server (readable by its OS user).
+        type: str
+      application_name:
+        description:
+          - C(application_name) the publisher shows for the walsender; PostgreSQL uses the
+            subscription name when unset.
+        type: str
+      connect_timeout:
+        description: Seconds the subscriber waits for the connection to the publisher.
+        type: int
+      options:
+        description:
+          - Any other libpq connection parameters, as a dictionary of keyword and value
+            (for example C(keepalives_idle), C(target_session_attrs), C(sslcert)).
+          - Must not repeat a key given above, and must not contain C(password) or
+            C(sslpassword) (use O(publisher.password), which is never logged).
+        type: dict
+  enabled:
+    description:
+      - Whether the subscription is enabled (replicating). Changed in place with
+        C(ALTER SUBSCRIPTION ... ENABLE/DISABLE).
+      - PostgreSQL's default on creation is V(true) (V(false) with O(connect=false)).
+    type: bool
+  slot_name:
+    description:
+      - Name of the replication slot on the publisher; PostgreSQL's default is the subscription
+        name. Changed in place.
+      - V(NONE) means no slot (needs O(enabled=false), and on creation O(create_slot=false) too).
+      - Not compared when unset.
+    type: str
+  create_slot:
+    description:
+      - Create the replication slot on the publisher (PostgreSQL's default V(true)). Creation
+        only, not compared with existing subscriptions.
+    type: bool
+  copy_data:
+    description:
+      - Copy the existing rows of the published tables. Used on creation, for the tables a
+        publication change adds (with O(refresh=true)) and by O(state=refreshed).
+        PostgreSQL's default is V(true). Not compared with existing subscriptions.
+    type: bool
+  connect:
+    description:
+      - Whether C(CREATE SUBSCRIPTION) connects to the publisher at all (PostgreSQL's default
+        V(true)). V(false) also defaults O(enabled), O(create_slot) and O(copy_data) to false.
+        Creation only.
+    type: bool
+  synchronous_commit:
+    description:
+      - C(synchronous_commit) of the apply workers; V(on) and V(off) may be given as booleans.
+        PostgreSQL's default is V(off). Changed in place.
+    type: raw
+  binary:
+    description: Request the binary transfer format (PostgreSQL 14 or later). Changed in place.
+    type: bool
+  streaming:
+    description:
+      - Streaming of in-progress transactions (PostgreSQL 14 or later), V(on), V(off) (booleans
+        accepted) or V(parallel) (PostgreSQL 16 or later). Changed in place.
+    type: raw
+  two_phase:
+    description:
+      - Two-phase commit (PostgreSQL 15 or later).
+      - Changed in place only on PostgreSQL 18 and later (the module disables the subscription for
+        the change and enables it again); on older versions a difference fails the task, as the
+        subscription must be re-created.
+    type: bool
+  disable_on_error:
+    description:
+      - Disable the subscription when a worker hits an error (PostgreSQL 15 or later). Changed in
+        place.
+    type: bool
+  origin:
+    description:
+      - V(none) to receive only changes without a replication origin (no loops in
+        bidirectional setups), V(any) for all (PostgreSQL 16 or later). Changed in place.
+    type: str
+    choices: [any, none]
+  run_as_owner:
+    description:
+      - Apply changes as the subscription owner rather than as the table owners (PostgreSQL 16 or
+        later). Changed in place.
+    type: bool
+  password_required:
+    description:
+      - Whether the connection must authenticate with a password (PostgreSQL 16 or later; only a
+        superuser may set V(false)). Changed in place.
+    type: bool
+  failover:
+    description:
+      - Synchronise the replication slot to physical standbys of the publisher (PostgreSQL 17 or
+        later). Changed in place; the module disables the subscription for the change and enables
+        it again.
+    type: bool
+  owner:
+    description: Owner of the subscription. Changed with C(ALTER SUBSCRIPTION ... OWNER TO).
+    type: str
+  comment:
+    description:
+      - Comment on the subscription (C(COMMENT ON SUBSCRIPTION)); an empty string removes it.
+        Not compared when unset.
+    type: str
+  refresh:
+    description:
+      - Whether a change of O(publications) also refreshes the table list (C(WITH (refresh =
+        true))), subscribing to the tables of added publications with O(copy_data).
+      - Ignored for a subscription that is (to be) disabled, as PostgreSQL refuses it; the module
+        warns that a O(state=refreshed) run is needed after enabling it.
+    type: bool
+    default: true
+  wait_for_sync:
+    description:
+      - After the changes, wait until every table of the subscription is in the ready state
+        (C(pg_subscription_rel.srsubstate = 'r')). The short C(s) (synchronized) state still
+        counts as waiting.
+      - Fails at once when the subscription is disabled, or when PostgreSQL 15 or later counts a
+        new table synchronisation or apply worker error in C(pg_stat_subscription_stats); fails
+        after O(wait_timeout) otherwise. The message lists every table with its state; the error
+        text itself is only in the subscriber's server log.
+      - Not done in check mode.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds O(wait_for_sync) waits at most.
+    type: int
+    default: 300
+notes:
+  - "Options that can be changed in place: O(publisher), O(publications), O(enabled),
+    O(slot_name), O(synchronous_commit), O(binary), O(streaming), O(disable_on_error),
+    O(origin), O(run_as_owner), O(password_required), O(failover), O(owner), O(comment), and
+    O(two_phase) from PostgreSQL 18. O(create_slot), O(copy_data) and O(connect) only act when
+    the subscription is created (and O(copy_data) on refresh); they are never reported as
+    differences."
+  - Options are compared only when given; unset options keep their current value.
+  - Each option fails the task with the PostgreSQL version it needs when the server is older.
+  - C(CREATE SUBSCRIPTION) that creates a slot, C(DROP SUBSCRIPTION) of a subscription with a slot,
+    publication changes with refresh, C(REFRESH PUBLICATION) and C(SET (failover/two_phase)) run
+    outside a transaction block, as PostgreSQL requires; the other statements of a run are
+    applied in one transaction.
+  - The module never connects to the publisher itself; the subscriber server does, when a
+    statement needs it. In check mode no statement runs, so nothing contacts the publisher.
+  - Recognising an unreachable publisher on O(state=absent) relies on PostgreSQL's English error
+    text (C(could not connect to publisher)); with a translated C(lc_messages) the task fails
+    with PostgreSQL's hint instead.
+seealso:
+  - name: CREATE SUBSCRIPTION
+    description: PostgreSQL reference of the options.
+    link: https://www.postgresql.org/docs/current/sql-createsubscription.html
+  - name: ALTER SUBSCRIPTION
+    description: What can be changed in place.
+    link: https://www.postgresql.org/docs/current/sql-altersubscription.html
+  - module: tablesync.postgresql.pg_publication
+author:
+  - tablesync maintainers (@tablesync)
+'''
+
+EXAMPLES = r'''
+- name: Subscribe to the orders publication and wait for the initial copy
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    publications: [tablesync_orders]
+    publisher:
+      host: 10.0.0.10
+      port: 5432
+      dbname: shop
+      user: tablesync_replication
+      password: "{{ vault_tablesync_replication_password }}"
+      sslmode: require
+    wait_for_sync: true
+    wait_timeout: 600
+
+- name: Tune an existing subscription in place (PostgreSQL 16)
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    streaming: parallel
+    binary: true
+    disable_on_error: true
+    origin: none
+    comment: orders from the shop primary
+
+- name: Subscribe to tables newly added to the publications
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    state: refreshed
+    wait_for_sync: true
+  register: refreshed
+
+- name: Show the tables the refresh added
+  ansible.builtin.debug:
+    var: refreshed.tables_added
+
+- name: Create the subscription without touching the publisher (slot made separately)
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    publications: [tablesync_orders]
+    publisher:
+      host: 10.0.0.10
+      dbname: shop
+      user: tablesync_replication
+      passfile: /var/lib/postgresql/.pgpass
+      options:
+        keepalives_idle: 30
+    connect: false
+
+- name: Drop the subscription, also when the publisher is gone
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    state: absent
+  register: dropped
+
+- name: Remind to drop the slot left on the publisher
+  ansible.builtin.debug:
+    msg: "Drop slot {{ dropped.slot_left_behind.name }} on {{ dropped.slot_left_behind.host }}"
+  when: dropped.slot_left_behind is not none
+'''
+
+RETURN = r'''
+queries:
+  description: Statements run (or, in check mode, that would run); the publisher password masked.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - >-
+      CREATE SUBSCRIPTION "tablesync_orders" CONNECTION 'dbname=shop host=10.0.0.10
+      password=******** port=5432 user=tablesync_replication' PUBLICATION "tablesync_orders"
+exists:
+  description: Whether the subscription exists after the run (in check mode, would exist).
+  returned: always
+  type: bool
+  sample: true
+subscription:
+  description:
+    - The subscription as read from the catalog after the run (in check mode, the current one);
+      empty when it does not exist.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Subscription name.
+      type: str
+    owner:
+      description: Owning role.
+      type: str
+    comment:
+      description: Comment, or null.
+      type: str
+    enabled:
+      description: Whether it is enabled.
+      type: bool
+    slot_name:
+      description: Replication slot on the publisher, C(NONE) for none.
+      type: str
+    publications:
+      description: Publications, sorted.
+      type: list
+      elements: str
+    publisher:
+      description:
+        - The stored connection parsed into keywords, password masked; null when the role may
+          not read C(subconninfo) or it could not be parsed.
+      type: dict
+      sample: {host: 10.0.0.10, port: '5432', dbname: shop, user: repl, password: '********'}
+    options:
+      description: The other options stored for the subscription on this server version.
+      type: dict
+      sample: {synchronous_commit: 'off', binary: false, streaming: 'off', two_phase: false,
+               disable_on_error: false}
+    tables:
+      description: Tables of the subscription with their synchronisation state.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: C(schema.table).
+          type: str
+        state:
+          description: >-
+            V(initialize), V(data copy), V(finished copy), V(synchronized) or V(ready).
+          type: str
+        state_code:
+          description: C(srsubstate) as stored (C(i), C(d), C(f), C(s), C(r)).
+          type: str
+    workers:
+      description: Running workers from C(pg_stat_subscription).
+      type: list
+      elements: dict
+      contains:
+        type:
+          description: V(apply), V(parallel apply) or V(table synchronization).
+          type: str
+        pid:
+          description: Process id.
+          type: int
+        table:
+          description: Table of a table synchronization worker, else null.
+          type: str
+        received_lsn:
+          description: Last WAL location received.
+          type: str
+        latest_end_lsn:
+          description: Last WAL location reported to the publisher.
+          type: str
+    errors:
+      description:
+        - Row of C(pg_stat_subscription_stats) (PostgreSQL 15 or later, else null), with
+          C(apply_error_count), C(sync_error_count), C(stats_reset) and, from 18, conflict counts.
+      type: dict
+slot_left_behind:
+  description:
+    - With O(state=absent), the replication slot left on an unreachable publisher, and where it
+      is; drop it there with C(pg_drop_replication_slot()). Null when nothing was left behind.
+    - C(sync_slots_prefix) is set when tables were still synchronising; their table
+      synchronisation slots (names starting with it) may be left too.
+  returned: when O(state=absent)
+  type: dict
+  sample: {name: tablesync_orders, host: 10.0.0.10, port: '5432', dbname: shop,
+           sync_slots_prefix: null}
+tables_added:
+  description: Tables the run added to the subscription (created it, changed publications, refresh).
+  returned: when O(state) is not V(absent), not in check mode
+  type: list
+  elements: str
+  sample: [sales.returns]
+tables_removed:
+  description: Tables the run removed from the subscription.
+  returned: when O(state) is not V(absent), not in check mode
+  type: list
+  elements: str
+  sample: []
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+    connect, connection_argument_spec, ensure_psycopg2, require_version, server_version)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
+    ConninfoError, secrets_of)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+    ExecutionError, Executor)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import NameError_
+from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
+    SubscriptionError, catalog_query, classify_drop_error, current_from_row, desired_from_params,
+    diff_summaries, password_changed, plan, plan_detach_and_drop, predict,
+    refreshes_with_publication_change, refresh_skipped, required_versions, secret_variants,
+    slot_left_behind, summarize, sync_failure_message, sync_status)
+
+try:
+    import psycopg2
+    import psycopg2.extras
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by ensure_psycopg2()
+    psycopg2 = None
+
+POLL_INTERVAL = 0.5
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        name=dict(type='str', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent', 'refreshed']),
+        publications=dict(type='list', elements='str'),
+        publisher=dict(type='dict', options=dict(
+            host=dict(type='str'),
+            port=dict(type='int'),
+            dbname=dict(type='str'),
+            user=dict(type='str'),
+            password=dict(type='str', no_log=True),
+            sslmode=dict(type='str', choices=['disable', 'allow', 'prefer', 'require',
+                                              'verify-ca', 'verify-full']),
+            sslrootcert=dict(type='str'),
+            passfile=dict(type='str', no_log=False),
+            application_name=dict(type='str'),
+            connect_timeout=dict(type='int'),
+            options=dict(type='dict'),
+        )),
+        enabled=dict(type='bool'),
+        slot_name=dict(type='str'),
+        create_slot=dict(type='bool'),
+        copy_data=dict(type='bool'),
+        connect=dict(type='bool'),
+        synchronous_commit=dict(type='raw'),
+        binary=dict(type='bool'),
+        streaming=dict(type='raw'),
+        two_phase=dict(type='bool'),
+        disable_on_error=dict(type='bool'),
+        origin=dict(type='str', choices=['any', 'none']),
+        run_as_owner=dict(type='bool'),
+        password_required=dict(type='bool', no_log=False),
+        failover=dict(type='bool'),
+        owner=dict(type='str'),
+        comment=dict(type='str'),
+        refresh=dict(type='bool', default=True),
+        wait_for_sync=dict(type='bool', default=False),
+        wait_timeout=dict(type='int', default=300),
+    )
+    return spec
+
+
+class SubscriptionCatalog(object):
+    """Reads one subscription with catalog_query() on the module's connection.
+
+    Every read ends its transaction, so each poll of wait_for_sync sees fresh statistics.
+    """
+
+    PRIVILEGES = ("SELECT pg_catalog.has_column_privilege('pg_catalog.pg_subscription', "
+                  "'subconninfo', 'SELECT') AS conninfo_readable, current_user AS session_user")
+
+    def __init__(self, conn, version):
+        self.conn = conn
+        self.version = version
+        row = self._fetch_one(sql.SQL(self.PRIVILEGES))
+        self.conninfo_readable = row['conninfo_readable']
+        self.session_user = row['session_user']
+
+    def read(self, name):
+        """The current-state dict of subscription ``name`` in this database, or None."""
+        row = self._fetch_one(catalog_query(self.version, self.conninfo_readable), (name,))
+        return current_from_row(row, self.version)
+
+    def _fetch_one(self, query, params=None):
+        try:
+            with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(query, params)
+                return cur.fetchone()
+        finally:
+            self.conn.rollback()
+
+
+class SubscriptionTask(object):
+    """One run of the module: read, plan, execute, wait, report."""
+
+    def __init__(self, module, conn, version, desired):
+        self.module = module
+        self.version = version
+        self.desired = desired
+        self.name = desired['name']
+        self.conn = conn
+        self.catalog = SubscriptionCatalog(conn, version)
+        self.executor = Executor(conn, module.check_mode)
+        self.executor.add_secrets(*desired['publisher'].secrets if desired['publisher'] else ())
+        self.warnings = []
+        self.result = {}
+        self.planned = []
+        self.refresh_appended = False
+
+    # -- helpers ------------------------------------------------------------------------------
+    def fail(self, msg, **extra):
+        result = dict(changed=self.executor.changed, queries=self.executor.queries)
+        result.update(extra)
+        self.module.fail_json(msg=self.executor.redact(msg), **result)
+
+    def warn(self, msg):
+        self.warnings.append(self.executor.redact(msg))
+
+    def read(self):
+        current = self.catalog.read(self.name)
+        if current is not None and current['publisher'] is not None:
+            self.executor.add_secrets(*secret_variants(secrets_of(current['publisher'].params)))
+        return current
+
+    def execute(self, statements):
+        notices_before = len(self.conn.notices)
+        self.executor.run(statements)
+        self.executor.commit()
+        for notice in self.conn.notices[notices_before:]:
+            if notice.startswith('WARNING'):
+                self.warn('PostgreSQL: %s' % notice.strip())
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self):
+        current = self.read()
+        self.check_conninfo_readable(current)
+        try:
+            self.planned = plan(self.desired, current, self.version)
+        except SubscriptionError as e:
+            self.fail(str(e))
+        self.refresh_appended = (self.desired['state'] == 'refreshed' and current is not None
+                                 and not refreshes_with_publication_change(self.desired, current))
+        if self.desired['state'] == 'absent':
+            self.drop(current, self.planned)
+            final = None
+        else:
+            self.apply(current, self.planned)
+            final = self.settle(current)
+        self.report(current, final)
+        return self.result
+
+    def check_conninfo_readable(self, current):
+        if current is not None and self.desired['publisher'] is not None \
+                and current['conninfo_status'] == 'unreadable':
+            self.warn('Role %s may not read pg_subscription.subconninfo, so the publisher '
+                      'connection of subscription %s cannot be compared and was not changed '
+                      '(connect as a superuser, or GRANT SELECT (subconninfo) ON '
+                      'pg_catalog.pg_subscription).' % (self.catalog.session_user, self.name))
+        if current is not None and current['conninfo_status'] == 'unparseable':
+            self.warn('The stored connection string of subscription %s could not be parsed; it '
+                      'is replaced by the one built from publisher.' % self.name
+                      if self.desired['publisher'] is not None else
+                      'The stored connection string of subscription %s could not be parsed.'
+                      % self.name)
+
+    def apply(self, current, statements):
+        if refresh_skipped(self.desired, current):
+            self.warn('Subscription %s is disabled, so its table list was not refreshed after the '
+                      'publication change; enable it and run with state=refreshed.' % self.name)
+        try:
+            self.execute(statements)
+        except ExecutionError as e:
+            self.fail('Could not change subscription %s: %s' % (self.name, e.msg))
+
+    def drop(self, current, statements):
+        self.result['slot_left_behind'] = None
+        try:
+            self.execute(statements)
+            return
+        except ExecutionError as e:
+            kind = classify_drop_error(e.msg)
+            if kind is None:
+                self.fail('Could not drop subscription %s: %s' % (self.name, e.msg))
+            first_error = e.msg
+        try:
+            self.execute(plan_detach_and_drop(self.name, current))
+        except ExecutionError as e:
+            self.fail('Could not drop subscription %s without its slot: %s (first attempt: %s)'
+                      % (self.name, e.msg, first_error))
+        if kind == 'unreachable':
+            left = slot_left_behind(current)
+            self.result['slot_left_behind'] = left
+            if left:
+                self.warn('The publisher of subscription %s was unreachable, so replication slot '
+                          '%s was left on it (host %s, port %s, database %s) and keeps WAL there '
+                          'until it is dropped: SELECT pg_drop_replication_slot(%r).'
+                          % (self.name, left['name'], left['host'], left['port'], left['dbname'],
+                             left['name']))
+        else:
+            self.warn('The replication slot of subscription %s did not exist on the publisher; '
+                      'the subscription was dropped without it.' % self.name)
+
+    def settle(self, current):
+        """The state after the changes: waited for when asked, re-read unless in check mode."""
+        if self.module.check_mode:
+            return predict(self.desired, current, self.version, self.catalog.session_user)
+        baseline = current['errors'] if current is not None else None
+        if self.module.params['wait_for_sync']:
+            return self.wait_for_sync(baseline)
+        return self.read()
+
+    def wait_for_sync(self, baseline):
+        timeout = self.module.params['wait_timeout']
+        start = time.time()
+        while True:
+            current = self.read()
+            status, reason = sync_status(current, baseline)
+            if status == 'done':
+                return current
+            waited = time.time() - start
+            if status == 'failed' or waited >= timeout:
+                if status != 'failed':
+                    reason = 'timed out (%s)' % reason
+                self.fail(sync_failure_message(self.name, current, reason, waited),
+                          subscription=self.public_state(current), exists=current is not None)
+            time.sleep(min(POLL_INTERVAL, max(timeout - waited, 0.05)))
+
+    @staticmethod
+    def public_state(current):
+        """The returned ``subscription``: the display summary plus tables, workers, errors."""
+        if current is None:
+            return {}
+        state = summarize(current)
+        state['tables'] = current['tables']
+        state['workers'] = current['workers']
+        state['errors'] = current['errors']
+        return state
+
+    def report(self, current, final):
+        before, after = diff_summaries(current, final,
+                                       password_changed(self.desired, current)
+                                       and self.executor.changed)
+        self.result.update(
+            changed=self.changed(current, final),
+            queries=self.executor.queries,
+            exists=final is not None,
+            diff=dict(before=before, after=after),
+            subscription=self.public_state(current if self.module.check_mode else final),
+        )
+        if self.desired['state'] != 'absent' and not self.module.check_mode:
+            had = set(t['name'] for t in (current or {}).get('tables', []))
+            has = set(t['name'] for t in final.get('tables', []))
+            self.result['tables_added'] = sorted(has - had)
+            self.result['tables_removed'] = sorted(had - has)
+        if self.warnings:
+            self.result['warnings'] = self.warnings
+
+    def changed(self, current, final):
+        """A refresh on its own is a change only when it added or removed tables."""
+        if not self.refresh_appended or self.module.check_mode:
+            return self.executor.changed
+        tables_before = set(t['name'] for t in current['tables'])
+        tables_after = set(t['name'] for t in final['tables'])
+        return len(self.planned) > 1 or tables_before != tables_after
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    ensure_psycopg2(module)
+    try:
+        desired = desired_from_params(module.params)
+    except (SubscriptionError, NameError_, ConninfoError) as e:
+        module.fail_json(msg=str(e))
+    conn = connect(module)
+    try:
+        version = server_version(conn)
+        gates = required_versions(desired)
+        if desired['state'] == 'absent':
+            gates = gates[:1]
+        for minimum, feature in gates:
+            require_version(module, conn, minimum, feature)
+        task = SubscriptionTask(module, conn, version, desired)
+        try:
+            result = task.run()
+        except psycopg2.Error as e:
+            task.fail('Could not read subscription %s: %s' % (desired['name'], str(e).strip()))
+    finally:
+        conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
