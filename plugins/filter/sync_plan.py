@@ -421,6 +421,7 @@ def sync_plan(sets, host, hostvars=None, methods=IMPLEMENTED_METHODS):
             else:
                 port = sync_hosts(hostvars, [item['source']['host']])[item['source']['host']]['port']
             subscriber_parts.append({
+                'key': '%s/%s' % (target['database'], publication),
                 'set': item['name'],
                 'state': item['state'],
                 'database': target['database'],
@@ -533,6 +534,36 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
     return out
 
 
+def sync_subscription_status(results, refreshed=None):
+    """Summary of the subscriptions a subscriber holds, from the registered loop results of
+    pg_subscription (``results``; ``refreshed``: those of the refresh step, which win).
+
+    -> ``{'<database>/<subscription>': {set, database, subscription, exists, enabled,
+    tables, ready, waiting}}`` (``waiting``: the tables not ready yet).
+    """
+    out = {}
+    for result in list(results or []) + list(refreshed or []):
+        part = result.get('item') or {}
+        if 'item' in part:  # a refresh result: its item is the first step's result
+            part = part['item']
+        if result.get('skipped') or not part.get('key'):
+            continue
+        sub = result.get('subscription') or {}
+        tables = sub.get('tables') or []
+        out[part['key']] = {
+            'set': part.get('set'),
+            'database': part.get('database'),
+            'subscription': part.get('subscription'),
+            'exists': bool(result.get('exists')),
+            'enabled': sub.get('enabled'),
+            'tables': len(tables),
+            'ready': len([t for t in tables if t.get('state') == 'ready']),
+            'waiting': ['%s (%s)' % (t.get('name'), t.get('state')) for t in tables
+                        if t.get('state') != 'ready'],
+        }
+    return out
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -540,4 +571,5 @@ class FilterModule(object):
             'sync_hosts': sync_hosts,
             'sync_plan': sync_plan,
             'replication_settings': replication_settings,
+            'sync_subscription_status': sync_subscription_status,
         }

@@ -11,7 +11,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
-    FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan)
+    FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan,
+    sync_subscription_status)
 
 INVENTORY = ['pub', 'sub1', 'sub2', 'other']
 HOSTS = {  # hostvars
@@ -191,6 +192,7 @@ def test_subscriber_part():
     assert parts[0]['publisher'] == {'host': 'pub', 'address': '10.0.0.1', 'port': 5432,
                                      'database': 'shop'}
     assert parts[0]['subscription'] == 'tablesync_orders'
+    assert parts[0]['key'] == 'shop/tablesync_orders'
     assert parts[0]['target_tables'] == ['sales.orders', {'name': 'sales.customers', 'columns': ['id', 'name']},
                                          'public.audit_log']
     sets = copy.deepcopy(SETS)
@@ -258,4 +260,18 @@ def test_replication_settings_publisher_and_subscriber():
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {'sync_model_errors', 'sync_hosts', 'sync_plan',
-                                             'replication_settings'}
+                                             'replication_settings', 'sync_subscription_status'}
+
+
+def test_subscription_status_prefers_the_refresh_result():
+    part = sync_plan(SETS, 'sub1', HOSTS)['subscriber_parts'][0]
+    first = {'item': part, 'exists': True, 'changed': False, 'subscription': {
+        'enabled': True, 'tables': [{'name': 'sales.orders', 'state': 'ready'}]}}
+    skipped = {'item': sync_plan(SETS, 'sub1', HOSTS)['subscriber_parts'][1], 'skipped': True}
+    refreshed = {'item': first, 'exists': True, 'subscription': {'enabled': True, 'tables': [
+        {'name': 'sales.orders', 'state': 'ready'}, {'name': 'sales.customers', 'state': 'data copy'}]}}
+    assert sync_subscription_status([first, skipped], [refreshed, {'item': first, 'skipped': True}]) == {
+        'shop/tablesync_orders': {'set': 'orders', 'database': 'shop', 'subscription': 'tablesync_orders',
+                                  'exists': True, 'enabled': True, 'tables': 2, 'ready': 1,
+                                  'waiting': ['sales.customers (data copy)']}}
+    assert sync_subscription_status(None) == {}
