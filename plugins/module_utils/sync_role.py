@@ -1,0 +1,339 @@
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The sync role and its table privileges: desired vs current -> statements (pure, no I/O).
+
+One GRANT (or REVOKE) statement per distinct privilege set, naming all its tables at once, so
+the number of statements does not grow with the number of tables.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NameError_, check_identifier, format_qualified, parse_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.scram import (
+    build_verifier, verify_password)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+    Secret, Statement)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
+    sql = None
+
+# Table privileges in the order GRANT lists them; anything else in an ACL is left alone.
+TABLE_PRIVILEGES = ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER',
+                    'MAINTAIN')
+READ_PRIVILEGES = frozenset(['SELECT'])
+WRITE_PRIVILEGES = frozenset(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'])
+RESERVED_ROLE_NAMES = ('public', 'none')
+
+
+class SyncRoleError(ValueError):
+    pass
+
+
+# ---- names ------------------------------------------------------------------------------------
+
+def check_role_name(name):
+    """The role name, taken literally; raises SyncRoleError for names PostgreSQL refuses."""
+    try:
+        check_identifier(name, 'role name')
+    except NameError_ as e:
+        raise SyncRoleError(str(e))
+    if name in RESERVED_ROLE_NAMES or name.startswith('pg_'):
+        raise SyncRoleError('role name %r is reserved by PostgreSQL' % name)
+    return name
+
+
+def desired_privileges(select_tables, insert_update_delete_tables):
+    """(schema, table) -> privilege set. A table in both lists gets the write privileges.
+    Raises SyncRoleError naming every malformed table name."""
+    wanted, problems = {}, []
+    for names, privileges in ((select_tables, READ_PRIVILEGES),
+                              (insert_update_delete_tables, WRITE_PRIVILEGES)):
+        for name in names or ():
+            try:
+                key = parse_qualified(name)
+            except NameError_ as e:
+                problems.append(str(e))
+                continue
+            wanted[key] = wanted.get(key, frozenset()) | privileges
+    if problems:
+        raise SyncRoleError('Invalid table names: %s.' % '; '.join(problems))
+    return wanted
+
+
+# ---- current state ------------------------------------------------------------------------------
+
+class RoleState(object):
+    """The role as pg_authid has it. ``password``: the stored verifier, None when the role has
+    none; ``password_readable``: False when login_user may not read pg_authid."""
+
+    def __init__(self, exists=False, superuser=False, login=False, replication=False,
+                 connection_limit=-1, password=None, password_readable=True, oid=None):
+        self.exists = exists
+        self.superuser = superuser
+        self.login = login
+        self.replication = replication
+        self.connection_limit = connection_limit
+        self.password = password
+        self.password_readable = password_readable
+        self.oid = oid
+
+
+class TableState(object):
+    """A table the role should have privileges on or has privileges on."""
+
+    __slots__ = ('exists', 'owned', 'privileges', 'schema_usage')
+
+    def __init__(self, exists=True, owned=False, privileges=(), schema_usage=None):
+        self.exists = exists
+        self.owned = owned
+        self.privileges = frozenset(privileges)
+        self.schema_usage = schema_usage
+
+
+class DesiredRole(object):
+    """What the task asks for. ``connection_limit`` None: not managed."""
+
+    def __init__(self, name, login=True, replication=False, connection_limit=None,
+                 password=None, update_password='always'):
+        self.name = check_role_name(name)
+        self.login = login
+        self.replication = replication
+        self.connection_limit = connection_limit
+        self.password = password
+        self.update_password = update_password
+
+
+# ---- role ---------------------------------------------------------------------------------------
+
+def refuse_superuser(desired, current):
+    if current.superuser:
+        raise SyncRoleError('Role %s is a superuser; this module manages least-privilege sync '
+                            'roles only and never changes or drops a superuser. Choose another '
+                            'name.' % desired.name)
+
+
+def password_update_needed(desired, current):
+    """Whether to send a new verifier: the role is new, or the stored verifier does not match
+    the password (not readable: always, unless update_password is on_create)."""
+    if desired.password is None:
+        return False
+    if not current.exists:
+        return True
+    if desired.update_password == 'on_create':
+        return False
+    if not current.password_readable:
+        return True
+    return not verify_password(desired.password, current.password)
+
+
+def _attribute_options(desired, current):
+    """(SQL fragments, params) for the attributes that differ (all of them on CREATE)."""
+    fragments, params = [], []
+    if not current.exists or desired.login != current.login:
+        fragments.append(sql.SQL('LOGIN' if desired.login else 'NOLOGIN'))
+    if not current.exists or desired.replication != current.replication:
+        fragments.append(sql.SQL('REPLICATION' if desired.replication else 'NOREPLICATION'))
+    if desired.connection_limit is not None \
+            and desired.connection_limit != (current.connection_limit if current.exists else -1):
+        fragments.append(sql.SQL('CONNECTION LIMIT %s'))
+        params.append(desired.connection_limit)
+    return fragments, params
+
+
+def plan_role(desired, current, verifier=None):
+    """CREATE ROLE or ALTER ROLE (only what differs); [] when nothing does.
+
+    ``verifier``: the SCRAM verifier to send (made with build_verifier() when needed)."""
+    refuse_superuser(desired, current)
+    fragments, params = _attribute_options(desired, current)
+    if password_update_needed(desired, current):
+        verifier = verifier or build_verifier(desired.password)
+        fragments.append(sql.SQL('PASSWORD %s'))
+        params.append(Secret(verifier, sensitive=[desired.password]))
+    if current.exists and not fragments:
+        return []
+    command = 'ALTER ROLE {} WITH ' if current.exists else 'CREATE ROLE {} WITH '
+    query = sql.SQL(command).format(sql.Identifier(desired.name)) + sql.SQL(' ').join(fragments)
+    return [Statement(query, params)]
+
+
+def role_after(desired, current):
+    """The role's attributes once the plan ran (for diff and the return value)."""
+    return dict(
+        name=desired.name,
+        exists=True,
+        superuser=False,
+        login=desired.login,
+        replication=desired.replication,
+        connection_limit=desired.connection_limit if desired.connection_limit is not None
+        else (current.connection_limit if current.exists else -1),
+    )
+
+
+def role_before(name, current):
+    if not current.exists:
+        return dict(name=name, exists=False)
+    return dict(name=name, exists=True, superuser=current.superuser, login=current.login,
+                replication=current.replication, connection_limit=current.connection_limit)
+
+
+def password_state(current):
+    if not current.exists:
+        return 'not set'
+    if not current.password_readable:
+        return 'unknown'
+    return 'set' if current.password else 'not set'
+
+
+# ---- table privileges ---------------------------------------------------------------------------
+
+def missing_tables(wanted, tables):
+    """Display names of the wanted tables that do not exist, sorted."""
+    return sorted(format_qualified(*key) for key in wanted
+                  if not tables.get(key, TableState(exists=False)).exists)
+
+
+def _ordered(privileges):
+    return [p for p in TABLE_PRIVILEGES if p in privileges]
+
+
+def _table_list(keys):
+    return sql.SQL(', ').join(sql.Identifier(schema, name) for schema, name in sorted(keys))
+
+
+def _privilege_list(privileges):
+    return sql.SQL(', ').join(sql.SQL(p) for p in _ordered(privileges))
+
+
+def grant_tables(role, privileges, keys):
+    return Statement(sql.SQL('GRANT {} ON TABLE {} TO {}').format(
+        _privilege_list(privileges), _table_list(keys), sql.Identifier(role)))
+
+
+def revoke_tables(role, privileges, keys):
+    return Statement(sql.SQL('REVOKE {} ON TABLE {} FROM {}').format(
+        _privilege_list(privileges), _table_list(keys), sql.Identifier(role)))
+
+
+def grant_usage(role, schemas):
+    return Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
+        sql.SQL(', ').join(sql.Identifier(s) for s in sorted(schemas)), sql.Identifier(role)))
+
+
+def revoke_schemas(role, schemas):
+    return Statement(sql.SQL('REVOKE ALL ON SCHEMA {} FROM {}').format(
+        sql.SQL(', ').join(sql.Identifier(s) for s in sorted(schemas)), sql.Identifier(role)))
+
+
+def _group(changes):
+    """{frozenset(privileges): [table keys]} -> statements in a stable order."""
+    return sorted(changes.items(), key=lambda item: (_ordered(item[0]), sorted(item[1])))
+
+
+def privilege_changes(wanted, tables):
+    """({privileges to grant: [tables]}, {privileges to revoke: [tables]}).
+
+    Tables the role owns are left alone: an owner holds every privilege anyway."""
+    grants, revokes = {}, {}
+    for key in set(wanted) | set(tables):
+        table = tables.get(key, TableState())
+        if table.owned:
+            continue
+        want = wanted.get(key, frozenset())
+        have = frozenset(p for p in table.privileges if p in TABLE_PRIVILEGES)
+        if want - have:
+            grants.setdefault(want - have, []).append(key)
+        if have - want:
+            revokes.setdefault(have - want, []).append(key)
+    return grants, revokes
+
+
+def plan_privileges(role, wanted, tables):
+    """USAGE on the schemas of the wanted tables, then one GRANT and one REVOKE per distinct
+    privilege set. ``tables``: (schema, table) -> TableState for the wanted tables and every
+    table the role holds a privilege on."""
+    schemas = set(key[0] for key in wanted if not tables.get(key, TableState()).schema_usage)
+    grants, revokes = privilege_changes(wanted, tables)
+    statements = [grant_usage(role, schemas)] if schemas else []
+    statements += [grant_tables(role, privs, keys) for privs, keys in _group(grants)]
+    statements += [revoke_tables(role, privs, keys) for privs, keys in _group(revokes)]
+    return statements
+
+
+def granted_tables(wanted, tables, managed):
+    """{'select_tables': [...], 'insert_update_delete_tables': [...]} after the run."""
+    if managed:
+        held = dict(wanted)
+    else:
+        held = dict((key, t.privileges) for key, t in tables.items() if t.privileges)
+    return dict(
+        select_tables=sorted(format_qualified(*k) for k, p in held.items()
+                             if 'SELECT' in p and not WRITE_PRIVILEGES <= p),
+        insert_update_delete_tables=sorted(format_qualified(*k) for k, p in held.items()
+                                           if WRITE_PRIVILEGES <= p),
+    )
+
+
+# ---- state: absent ------------------------------------------------------------------------------
+
+DEPENDENCY_KINDS = {'o': 'owner', 'a': 'privileges', 'r': 'policies',
+                    'i': 'initial privileges', 't': 'tablespace'}
+
+
+class Dependency(object):
+    """A pg_shdepend entry of the role: ``kind`` 'owner' or 'privileges' (or another deptype),
+    in ``database`` (None: shared objects such as databases), ``revocable`` when it is a
+    privilege on a table or schema of login_db (``table`` / ``schema`` say which)."""
+
+    __slots__ = ('database', 'kind', 'catalog', 'table', 'schema')
+
+    def __init__(self, database, kind, catalog, table=None, schema=None):
+        self.database = database
+        self.kind = kind
+        self.catalog = catalog
+        self.table = table
+        self.schema = schema
+
+    @property
+    def revocable(self):
+        return self.kind == 'privileges' and (self.table is not None or self.schema is not None)
+
+
+def blockers_message(name, dependencies, login_db):
+    """None, or why DROP ROLE would fail and what to do."""
+    counts = {}
+    for dep in dependencies:
+        if not dep.revocable:
+            where = dep.database or 'the whole cluster (databases, tablespaces)'
+            counts.setdefault(where, {}).setdefault(dep.kind, 0)
+            counts[where][dep.kind] += 1
+    if not counts:
+        return None
+    parts = []
+    for where in sorted(counts):
+        kinds = ', '.join('%s: %d object%s' % (kind, n, '' if n == 1 else 's')
+                          for kind, n in sorted(counts[where].items()))
+        parts.append('%s (%s)' % (where, kinds))
+    return ('Role %s cannot be dropped: it owns objects or holds privileges outside the tables '
+            'and schemas of %s: %s. Run pg_sync_role with state=absent and login_db set to each '
+            'of those databases, or there REASSIGN OWNED BY %s TO <owner>; DROP OWNED BY %s; '
+            'then run this task again.' % (name, login_db, '; '.join(parts), name, name))
+
+
+def plan_drop(name, dependencies):
+    """REVOKE the table and schema privileges in login_db, then DROP ROLE (one transaction)."""
+    tables = set(d.table for d in dependencies if d.revocable and d.table is not None)
+    schemas = set(d.schema for d in dependencies if d.revocable and d.schema is not None)
+    statements = []
+    if tables:
+        statements.append(Statement(sql.SQL('REVOKE ALL ON TABLE {} FROM {}').format(
+            _table_list(tables), sql.Identifier(name))))
+    if schemas:
+        statements.append(revoke_schemas(name, schemas))
+    statements.append(Statement(sql.SQL('DROP ROLE {}').format(sql.Identifier(name))))
+    return statements
