@@ -1,0 +1,451 @@
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planner of pg_target_tables: the tables of a sync set, created on the target from the source.
+
+Pure functions, no database I/O:
+
+* ``parse_table_specs(tables)`` reads the ``tables`` option into ``TableSpec`` objects.
+* ``table_from_catalog(row)`` turns one row of the module's catalog query into a ``TableDef``,
+  validating every SQL text the catalog produced (type names from ``format_type()``).
+* ``resolve_desired(specs, source)`` picks the source definitions (column subsets applied) and
+  raises ``PlanError`` naming every missing table, non-table and unknown column at once.
+* ``plan_changes(desired, target, ...)`` compares with the target and returns a ``Plan``: the
+  statements to create missing schemas and tables, the tables created and the column
+  differences of the existing ones, or raises ``PlanError`` before anything is changed.
+
+Only SQL text read from a catalog (``CatalogSQL``) is ever inserted with ``sql.SQL``; names are
+always ``sql.Identifier``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import re
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NameError_, check_identifier, format_qualified, parse_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
+    sql = None
+
+TABLE_KINDS = {'r': 'table', 'p': 'partitioned table'}
+OTHER_KINDS = {
+    'v': 'view', 'm': 'materialized view', 'f': 'foreign table', 'S': 'sequence',
+    'i': 'index', 'I': 'partitioned index', 'c': 'composite type', 't': 'TOAST table',
+}
+
+# What format_type() prints: identifiers (bare or double-quoted), dots, type modifiers made of
+# digits, the array suffix and spaces ("timestamp(3) with time zone", "public.mood[]").
+_TYPE_TOKEN = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|\(\d+(?:,\d+)*\)|\[\]|\.| )'
+_TYPE_NAME_RE = re.compile(r'^%s+$' % _TYPE_TOKEN)
+
+
+class PlanError(Exception):
+    """The plan cannot be carried out; ``messages`` name every problem found."""
+
+    def __init__(self, messages, differences=None):
+        self.messages = list(messages)
+        self.differences = differences or {}
+        super(PlanError, self).__init__(' '.join(self.messages))
+
+
+class CatalogSQL(str):
+    """SQL text produced by the server's catalog functions (format_type, pg_get_expr).
+
+    The planner inserts SQL text into statements only when it carries this type, i.e. when
+    ``table_from_catalog`` read (and, for type names, validated) it from a catalog row.
+    """
+
+
+def catalog_type_name(text):
+    """Validate a format_type() result and mark it as catalog SQL."""
+    if not isinstance(text, str) or not _TYPE_NAME_RE.match(text):
+        raise ValueError('unexpected type name %r from the catalog' % (text,))
+    return CatalogSQL(text)
+
+
+def _catalog_sql(text):
+    if not isinstance(text, CatalogSQL):
+        raise TypeError('refusing to insert SQL text %r that was not read from a catalog' % (text,))
+    return sql.SQL(text)
+
+
+class TableSpec(object):
+    """One entry of the ``tables`` option: a table and optionally the columns to create."""
+
+    __slots__ = ('schema', 'name', 'columns')
+
+    def __init__(self, schema, name, columns=None):
+        self.schema = schema
+        self.name = name
+        self.columns = None if columns is None else list(columns)
+
+    @property
+    def key(self):
+        return (self.schema, self.name)
+
+    @property
+    def display(self):
+        return format_qualified(self.schema, self.name)
+
+
+class Column(object):
+    """A column as created on the target. Defaults and identity are not copied: the target
+    receives every value from the source."""
+
+    __slots__ = ('name', 'type', 'not_null', 'collation', 'generated')
+
+    def __init__(self, name, type_, not_null=False, collation=None, generated=None):
+        self.name = name
+        self.type = type_            # CatalogSQL from format_type()
+        self.not_null = not_null
+        self.collation = collation   # (schema, name) when not the type's default, else None
+        self.generated = generated   # CatalogSQL expression of a stored generated column
+
+    def signature(self):
+        """What must match between source and target: the type and the generation."""
+        if self.generated is None:
+            return str(self.type)
+        return '%s GENERATED ALWAYS AS (%s) STORED' % (self.type, self.generated)
+
+
+class TableDef(object):
+    __slots__ = ('schema', 'name', 'kind', 'columns', 'primary_key', 'replica_identity',
+                 'replica_index')
+
+    def __init__(self, schema, name, kind, columns=(), primary_key=None, replica_identity='d',
+                 replica_index=None):
+        self.schema = schema
+        self.name = name
+        self.kind = kind
+        self.columns = list(columns)
+        self.primary_key = primary_key          # (constraint name, [columns]) or None
+        self.replica_identity = replica_identity  # pg_class.relreplident
+        self.replica_index = replica_index      # (index name, [columns]) or None
+
+    @property
+    def key(self):
+        return (self.schema, self.name)
+
+    @property
+    def display(self):
+        return format_qualified(self.schema, self.name)
+
+    @property
+    def is_table(self):
+        return self.kind in TABLE_KINDS
+
+    def column_names(self):
+        return [c.name for c in self.columns]
+
+    def subset(self, names):
+        """Copy with only the named columns (in the table's column order)."""
+        wanted = set(names)
+        return TableDef(self.schema, self.name, self.kind,
+                        [c for c in self.columns if c.name in wanted], self.primary_key,
+                        self.replica_identity, self.replica_index)
+
+
+class TargetState(object):
+    """What the target has of what the plan needs."""
+
+    def __init__(self, schemas=(), tables=(), missing_types=(), missing_collations=()):
+        self.schemas = set(schemas)
+        self.tables = dict((t.key, t) for t in tables)
+        self.missing_types = set(missing_types)
+        self.missing_collations = set(tuple(c) for c in missing_collations)
+
+
+class Plan(object):
+    def __init__(self, statements, created, existing, differences):
+        self.statements = statements
+        self.created = created        # display names of the tables the statements create
+        self.existing = existing      # display names of the listed tables the target has
+        self.differences = differences
+
+
+# ---- reading the option and the catalog -----------------------------------------------------
+
+def parse_table_specs(tables):
+    """The ``tables`` option -> list of TableSpec. Raises PlanError naming every bad entry."""
+    specs, errors, seen = [], [], set()
+    for entry in tables or ():
+        try:
+            spec = _parse_table_spec(entry)
+        except (NameError_, ValueError) as e:
+            errors.append('Invalid entry in tables: %s.' % e)
+            continue
+        if spec.key in seen:
+            errors.append('Table %s is listed more than once.' % spec.display)
+        seen.add(spec.key)
+        specs.append(spec)
+    if not specs and not errors:
+        errors.append('tables must list at least one table.')
+    if errors:
+        raise PlanError(errors)
+    return specs
+
+
+def _parse_table_spec(entry):
+    if isinstance(entry, str):
+        return TableSpec(*parse_qualified(entry))
+    if not isinstance(entry, dict):
+        raise ValueError('expected schema.table or a dict with name and columns, got %r' % (entry,))
+    unknown = sorted(set(entry) - set(['name', 'columns']))
+    if unknown:
+        raise ValueError('unsupported keys %s in %r (supported: name, columns)'
+                         % (', '.join(unknown), entry))
+    if 'name' not in entry:
+        raise ValueError('%r has no name' % (entry,))
+    schema, name = parse_qualified(entry['name'])
+    columns = entry.get('columns')
+    if columns is not None:
+        columns = _parse_column_list(columns, format_qualified(schema, name))
+    return TableSpec(schema, name, columns)
+
+
+def _parse_column_list(columns, table):
+    if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not columns:
+        raise ValueError('columns of %s must be a non-empty list of column names' % table)
+    names = [check_identifier(c, 'column name') if isinstance(c, str) else None for c in columns]
+    if None in names:
+        raise ValueError('columns of %s must be strings' % table)
+    if len(set(names)) != len(names):
+        raise ValueError('columns of %s lists a column more than once' % table)
+    return names
+
+
+def table_from_catalog(row):
+    """A row of the catalog query (dict) -> TableDef; ``kind`` is None when it does not exist."""
+    primary_key = None
+    if row.get('pk_name'):
+        primary_key = (row['pk_name'], list(row['pk_columns']))
+    replica_index = None
+    if row.get('ri_name'):
+        replica_index = (row['ri_name'], list(row['ri_columns']))
+    return TableDef(row['schema'], row['name'], row.get('kind'),
+                    [_column_from_catalog(c) for c in row.get('columns') or ()],
+                    primary_key, row.get('replica_identity') or 'd', replica_index)
+
+
+def _column_from_catalog(col):
+    collation = None
+    if col.get('collation'):
+        collation = (col['collation_schema'], col['collation'])
+    generated = CatalogSQL(col['generated']) if col.get('generated') else None
+    return Column(col['name'], catalog_type_name(col['type']), bool(col.get('not_null')),
+                  collation, generated)
+
+
+# ---- source side ----------------------------------------------------------------------------
+
+def resolve_desired(specs, source_tables):
+    """The definitions to create: the source's, with each spec's column subset applied.
+
+    ``source_tables``: TableDefs read from the source for the specs (``kind`` None = missing).
+    Raises PlanError naming all missing tables, non-tables, unknown columns and subsets that
+    leave out key columns.
+    """
+    by_key = dict((t.key, t) for t in source_tables)
+    missing, errors, desired = [], [], []
+    for spec in specs:
+        table = by_key.get(spec.key)
+        if table is None or table.kind is None:
+            missing.append(spec.display)
+            continue
+        if not table.is_table:
+            errors.append('%s on the source is a %s, not a table.'
+                          % (spec.display, OTHER_KINDS.get(table.kind, 'relation of kind %r' % table.kind)))
+            continue
+        if spec.columns is None:
+            desired.append(table)
+            continue
+        problem = _subset_problem(table, spec.columns)
+        if problem:
+            errors.append(problem)
+        else:
+            desired.append(table.subset(spec.columns))
+    if missing:
+        errors.insert(0, 'Tables missing on the source: %s.' % ', '.join(missing))
+    if errors:
+        raise PlanError(errors)
+    return desired
+
+
+def _subset_problem(table, columns):
+    have = table.column_names()
+    unknown = [c for c in columns if c not in have]
+    if unknown:
+        return 'Columns of %s not on the source: %s.' % (table.display, ', '.join(unknown))
+    for what, key in (('primary key', table.primary_key), ('replica identity index', table.replica_index)):
+        left_out = [c for c in (key[1] if key else ()) if c not in columns]
+        if left_out:
+            return ('The columns of %s leave out its %s columns %s; list them too (replication '
+                    'needs them to apply updates and deletes).'
+                    % (table.display, what, ', '.join(left_out)))
+    return None
+
+
+# ---- target side ----------------------------------------------------------------------------
+
+def plan_changes(desired, target, create_schemas=True, check_columns=True):
+    """Compare the desired tables with the target -> Plan, or PlanError before any change."""
+    existing, to_create, errors = [], [], []
+    for table in desired:
+        actual = target.tables.get(table.key)
+        if actual is None:
+            to_create.append(table)
+        elif not actual.is_table:
+            errors.append('%s exists on the target as a %s, not a table.'
+                          % (table.display, OTHER_KINDS.get(actual.kind, 'relation')))
+        else:
+            existing.append((table, actual))
+    differences = {}
+    for table, actual in existing:
+        diff = column_differences(table, actual)
+        if diff:
+            differences[table.display] = diff
+    missing_schemas = _missing_schemas(to_create, target)
+    errors.extend(_creation_problems(to_create, target, missing_schemas, create_schemas))
+    if differences and check_columns:
+        errors.append('Columns differ between source and target (nothing was changed; set '
+                      'check_columns=false to skip existing tables anyway): %s.'
+                      % describe_differences(differences))
+    if errors:
+        raise PlanError(errors, differences)
+    statements = [create_schema(s) for s in missing_schemas]
+    for table in to_create:
+        statements.extend(create_table(table))
+    return Plan(statements, [t.display for t in to_create], [t.display for t, _ in existing],
+                differences)
+
+
+def column_differences(desired, actual):
+    """{missing, extra, type_differs} of an existing table, or {} when the columns match."""
+    actual_by_name = dict((c.name, c) for c in actual.columns)
+    wanted = set(desired.column_names())
+    result = {}
+    missing = [c.name for c in desired.columns if c.name not in actual_by_name]
+    extra = [c.name for c in actual.columns if c.name not in wanted]
+    differs = [dict(column=c.name, source=c.signature(), target=actual_by_name[c.name].signature())
+               for c in desired.columns
+               if c.name in actual_by_name and c.signature() != actual_by_name[c.name].signature()]
+    for key, value in (('missing', missing), ('extra', extra), ('type_differs', differs)):
+        if value:
+            result[key] = value
+    return result
+
+
+def describe_differences(differences):
+    """One line per table: 'sales.orders: missing on target: a; type differs: b (...)'."""
+    parts = []
+    for table in sorted(differences):
+        diff = differences[table]
+        items = []
+        if diff.get('missing'):
+            items.append('missing on target: %s' % ', '.join(diff['missing']))
+        if diff.get('extra'):
+            items.append('extra on target: %s' % ', '.join(diff['extra']))
+        if diff.get('type_differs'):
+            items.append('type differs: %s' % ', '.join(
+                '%s (source %s, target %s)' % (d['column'], d['source'], d['target'])
+                for d in diff['type_differs']))
+        parts.append('%s: %s' % (table, '; '.join(items)))
+    return ' | '.join(parts)
+
+
+def needed_types(tables):
+    """Distinct type names (catalog text) the tables' columns use, in first-use order."""
+    return _distinct(c.type for t in tables for c in t.columns)
+
+
+def needed_collations(tables):
+    return _distinct(c.collation for t in tables for c in t.columns if c.collation)
+
+
+def _distinct(values):
+    seen, result = set(), []
+    for v in values:
+        if v not in seen:
+            seen.add(v)
+            result.append(v)
+    return result
+
+
+def _missing_schemas(to_create, target):
+    return _distinct(t.schema for t in to_create if t.schema not in target.schemas)
+
+
+def _creation_problems(to_create, target, missing_schemas, create_schemas):
+    problems = []
+    if missing_schemas and not create_schemas:
+        problems.append('Schemas missing on the target (create_schemas is false): %s.'
+                        % ', '.join(missing_schemas))
+    for table in to_create:
+        types = [t for t in needed_types([table]) if t in target.missing_types]
+        if types:
+            problems.append('Cannot create %s: types missing on the target: %s (create them '
+                            'first, e.g. the enum or domain, or the extension providing them).'
+                            % (table.display, ', '.join(types)))
+        collations = [c for c in needed_collations([table]) if c in target.missing_collations]
+        if collations:
+            problems.append('Cannot create %s: collations missing on the target: %s.'
+                            % (table.display, ', '.join(format_qualified(*c) for c in collations)))
+    return problems
+
+
+# ---- statements -----------------------------------------------------------------------------
+
+def create_schema(schema):
+    return Statement(sql.SQL('CREATE SCHEMA {}').format(sql.Identifier(schema)))
+
+
+def create_table(table):
+    """CREATE TABLE with columns, NOT NULL and primary key, then the replica identity."""
+    ident = sql.Identifier(table.schema, table.name)
+    elements = [column_definition(c) for c in table.columns]
+    if table.primary_key:
+        name, columns = table.primary_key
+        elements.append(sql.SQL('CONSTRAINT {} PRIMARY KEY ({})').format(
+            sql.Identifier(name), _identifiers(columns)))
+    statements = [Statement(sql.SQL('CREATE TABLE {} ({})').format(
+        ident, sql.SQL(', ').join(elements)))]
+    statements.extend(replica_identity(table))
+    return statements
+
+
+def column_definition(column):
+    parts = [sql.Identifier(column.name), _catalog_sql(column.type)]
+    if column.collation:
+        parts.append(sql.SQL('COLLATE {}').format(sql.Identifier(*column.collation)))
+    if column.generated is not None:
+        parts.append(sql.SQL('GENERATED ALWAYS AS ({}) STORED').format(_catalog_sql(column.generated)))
+    if column.not_null:
+        parts.append(sql.SQL('NOT NULL'))
+    return sql.SQL(' ').join(parts)
+
+
+def replica_identity(table):
+    """FULL and USING INDEX are copied (the index is the primary key's or a unique index created
+    here); DEFAULT (the primary key) and NOTHING need no statement."""
+    ident = sql.Identifier(table.schema, table.name)
+    if table.replica_identity == 'f':
+        return [Statement(sql.SQL('ALTER TABLE {} REPLICA IDENTITY FULL').format(ident))]
+    if table.replica_identity != 'i' or not table.replica_index:
+        return []
+    name, columns = table.replica_index
+    statements = []
+    if not table.primary_key or table.primary_key[0] != name:
+        statements.append(Statement(sql.SQL('CREATE UNIQUE INDEX {} ON {} ({})').format(
+            sql.Identifier(name), ident, _identifiers(columns))))
+    statements.append(Statement(sql.SQL('ALTER TABLE {} REPLICA IDENTITY USING INDEX {}').format(
+        ident, sql.Identifier(name))))
+    return statements
+
+
+def _identifiers(names):
+    return sql.SQL(', ').join(sql.Identifier(n) for n in names)

@@ -1,0 +1,406 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pg_target_tables
+short_description: Create the tables of a sync set on the target from the source's definitions
+version_added: 0.1.0
+description:
+  - Logical replication copies rows, not DDL. This module creates on the target (the database
+    the module connects to) the tables of a sync set that are missing there, from the
+    definitions it reads on the source, in one call.
+  - It reads the definitions of all listed tables from the source in one query and the state of
+    the target in one query, checks everything, and then creates the missing schemas and tables
+    in one transaction. Any problem (a table missing on the source, a type missing on the
+    target, existing tables whose columns differ) fails the task before anything is changed.
+  - Copied are the columns in the source's order with their types (as the C(format_type)
+    function prints them, so type modifiers such as a numeric precision or a varchar length,
+    and arrays, are kept),
+    C(NOT NULL), a collation that is not the type's default, the primary key (with its
+    constraint name) and the replica identity (C(FULL), or C(USING INDEX) with the unique index
+    it names).
+  - Not copied are column defaults, identity and sequences (the target receives every value
+    from the source; an identity column becomes a plain C(NOT NULL) column), check, unique
+    (other than the replica identity index) and foreign key constraints, other indexes,
+    triggers, ownership, privileges and comments.
+  - Stored generated columns are created as generated columns with the same expression on the
+    target. Logical replication does not send generated columns, so the target computes them
+    itself, exactly as the source does.
+  - A partitioned table on the source is created as a plain table on the target (publish it
+    with C(publish_via_partition_root) so its rows arrive under its own name). Partitions
+    listed by name are created as plain tables too.
+  - Existing tables are never altered. Their columns are compared with the source's (missing
+    on the target, extra on the target, type differs); with O(check_columns=true) any
+    difference fails the task, naming each table and its differing columns.
+  - The source connection only reads (a read-only transaction), also in check mode.
+author:
+  - tablesync maintainers (@tablesync)
+extends_documentation_fragment:
+  - tablesync.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+    description: Reads source and target and reports the statements it would run.
+  diff_mode:
+    support: full
+    description: Shows the listed tables present on the target before and after.
+options:
+  source:
+    description:
+      - Connection to the source database, the one whose table definitions are copied.
+      - Options left unset fall back to the libpq environment of the managed host and then to
+        the libpq defaults, as for the target's connection options. O(connect_timeout) applies
+        to both connections.
+    type: dict
+    required: true
+    suboptions:
+      host:
+        description: Host of the source server (a value starting with C(/) is a socket directory).
+        type: str
+      port:
+        description: Port of the source server.
+        type: int
+      dbname:
+        description: Database on the source server.
+        type: str
+      user:
+        description: Role to connect as on the source; it needs only to read the catalog.
+        type: str
+      password:
+        description: Password of O(source.user). Never logged, never returned.
+        type: str
+      sslmode:
+        description: libpq C(sslmode) for the source connection.
+        type: str
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  tables:
+    description:
+      - The tables of the sync set, each a C(schema.table) string or a dict with C(name) (a
+        C(schema.table) string) and C(columns) (a list of column names).
+      - Names are taken literally, case and spaces preserved; a name without a schema is in
+        C(public); write a part containing a dot in double quotes (C("my.schema"."t")).
+      - With C(columns), only those columns are created (in the source's column order). They
+        must include the primary key and replica identity index columns.
+    type: list
+    elements: raw
+    required: true
+  create_schemas:
+    description:
+      - Create schemas of missing tables that the target does not have. With V(false), a
+        missing schema fails the task.
+    type: bool
+    default: true
+  check_columns:
+    description:
+      - Fail when an existing table's columns differ from the source's (missing on the target,
+        extra on the target, type differs), naming each table and its differing columns, before
+        any table is created.
+      - With V(false), the differences are only returned in RV(differences).
+    type: bool
+    default: true
+notes:
+  - All tables are created in one transaction, which takes a few locks per table (table,
+    primary key index, TOAST table and its index). Creating thousands of tables in one call may
+    need a higher C(max_locks_per_transaction) on the target.
+  - Types that are not built in (enums, domains, composite types, extension types) and
+    non-default collations must exist on the target; the task fails naming the missing ones.
+  - Type names and generated column expressions are taken as the source server prints them
+    with only C(pg_catalog) in the search path (other schemas qualified), so both servers
+    should run the same major version for the column comparison to be exact.
+seealso:
+  - module: tablesync.postgresql.pg_publication
+  - module: tablesync.postgresql.pg_subscription
+  - name: Logical replication restrictions
+    description: The schema and DDL are not replicated.
+    link: https://www.postgresql.org/docs/current/logical-replication-restrictions.html
+'''
+
+EXAMPLES = r'''
+- name: Create the orders sync set's tables on the subscriber
+  tablesync.postgresql.pg_target_tables:
+    login_db: shop_replica
+    source:
+      host: 10.0.0.10
+      dbname: shop
+      user: tablesync_reader
+      password: "{{ vault_tablesync_reader_password }}"
+      sslmode: require
+    tables:
+      - sales.orders
+      - sales.order_items
+      - name: sales.customers
+        columns: [id, name, country]
+
+- name: Only report what would be created and which existing tables differ
+  tablesync.postgresql.pg_target_tables:
+    login_db: shop_replica
+    source:
+      host: 10.0.0.10
+      dbname: shop
+    tables: "{{ tablesync_tables }}"
+    check_columns: false
+  check_mode: true
+  register: target_tables
+'''
+
+RETURN = r'''
+created:
+  description: The tables created (or, in check mode, that would be created), as C(schema.table).
+  returned: always
+  type: list
+  elements: str
+  sample: [sales.orders, "Sales.Order Items"]
+differences:
+  description:
+    - Existing tables whose columns differ from the source's, by C(schema.table). C(missing)
+      lists columns missing on the target, C(extra) columns only the target has, and
+      C(type_differs) columns whose type (or generation expression) differs.
+  returned: always
+  type: dict
+  sample:
+    sales.orders:
+      missing: [discount]
+      extra: [legacy_code]
+      type_differs:
+        - column: total
+          source: numeric(10,2)
+          target: integer
+queries:
+  description: The statements run (in check mode, that would be run), in order.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - CREATE SCHEMA "sales"
+    - CREATE TABLE "sales"."orders" ("id" bigint NOT NULL, "total" numeric(10,2), CONSTRAINT "orders_pkey" PRIMARY KEY ("id"))
+diff:
+  description: The listed tables present on the target before and after.
+  returned: always
+  type: dict
+  sample:
+    before: {tables: [sales.orders]}
+    after: {tables: [sales.order_items, sales.orders]}
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+    connect, connection_argument_spec)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+    ExecutionError, Executor)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.target_tables import (
+    PlanError, TargetState, needed_collations, needed_types, parse_table_specs, plan_changes,
+    resolve_desired, table_from_catalog)
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by connect()
+    psycopg2 = None
+    sql = None
+
+# Definitions of the requested tables, one row per request (kind NULL when missing).
+# Version-dependent expressions are filled in by TableCatalog._definitions().
+_DEFINITIONS_SQL = '''
+SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
+       c.relreplident AS replica_identity, cols.columns,
+       pk.name AS pk_name, pk.columns AS pk_columns, ri.name AS ri_name, ri.columns AS ri_columns
+  FROM unnest(%(schemas)s::text[], %(names)s::text[]) WITH ORDINALITY AS req(nsp, rel, ord)
+  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = req.nsp
+  LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = req.rel
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+                  'name', a.attname,
+                  'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                  'not_null', a.attnotnull,
+                  'collation_schema', cn.nspname,
+                  'collation', co.collname,
+                  'generated', {generated}) ORDER BY a.attnum) AS columns
+         FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         LEFT JOIN pg_catalog.pg_collation co
+                ON co.oid = a.attcollation AND a.attcollation <> t.typcollation
+         LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+         LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) cols ON true
+  LEFT JOIN LATERAL (
+       SELECT con.conname AS name, pg_catalog.array_agg(a.attname::text ORDER BY k.ord) AS columns
+         FROM pg_catalog.pg_constraint con
+        CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+        WHERE con.conrelid = c.oid AND con.contype = 'p'
+        GROUP BY con.conname) pk ON true
+  LEFT JOIN LATERAL (
+       SELECT ic.relname AS name, pg_catalog.array_agg(a.attname::text ORDER BY k.ord) AS columns
+         FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+        CROSS JOIN LATERAL unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = c.oid AND i.indisreplident AND k.ord <= {key_columns}
+        GROUP BY ic.relname) ri ON true
+'''
+
+_GENERATED_EXPR = "CASE WHEN a.attgenerated = 's' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END"
+
+_SOURCE_SQL = '''
+WITH defs AS ({definitions})
+SELECT pg_catalog.json_agg(defs ORDER BY defs.ord) FROM defs
+'''
+
+_TARGET_SQL = '''
+WITH defs AS ({definitions})
+SELECT (SELECT pg_catalog.json_agg(defs ORDER BY defs.ord) FROM defs WHERE defs.kind IS NOT NULL),
+       ARRAY(SELECT s FROM unnest(%(schemas)s::text[]) AS s
+              WHERE EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = s)),
+       ARRAY(SELECT t FROM unnest(%(types)s::text[]) AS t
+              WHERE pg_catalog.to_regtype(t) IS NULL),
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(x.nsp, x.coll))
+          FROM unnest(%(coll_schemas)s::text[], %(coll_names)s::text[]) AS x(nsp, coll)
+         WHERE NOT EXISTS (
+               SELECT FROM pg_catalog.pg_collation co
+                 JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                WHERE cn.nspname = x.nsp AND co.collname = x.coll
+                  AND co.collencoding IN (-1, pg_catalog.pg_char_to_encoding(pg_catalog.getdatabaseencoding()))))
+'''
+
+
+class TableCatalog(object):
+    """Reads table definitions (and, on the target, what creating them needs) in one query.
+
+    Every read runs with only pg_catalog in the search path, so format_type() and pg_get_expr() print
+    schema-qualified names that mean the same on the other server.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def source_tables(self, keys):
+        """TableDefs of the requested (schema, name) keys; ``kind`` None for missing ones."""
+        (rows,) = self._query(_SOURCE_SQL, self._key_params(keys))
+        return [table_from_catalog(r) for r in rows or ()]
+
+    def target_state(self, desired):
+        """TargetState for the desired TableDefs: their schemas, tables, missing types/collations."""
+        params = self._key_params([t.key for t in desired])
+        collations = needed_collations(desired)
+        params.update(types=[str(t) for t in needed_types(desired)],
+                      coll_schemas=[c[0] for c in collations],
+                      coll_names=[c[1] for c in collations])
+        tables, schemas, missing_types, missing_collations = self._query(_TARGET_SQL, params)
+        return TargetState(schemas, [table_from_catalog(r) for r in tables or ()],
+                           missing_types, missing_collations or ())
+
+    @staticmethod
+    def _key_params(keys):
+        return dict(schemas=[k[0] for k in keys], names=[k[1] for k in keys])
+
+    def _definitions(self):
+        version = self.conn.server_version
+        return sql.SQL(_DEFINITIONS_SQL).format(
+            generated=sql.SQL(_GENERATED_EXPR if version >= 120000 else 'NULL::text'),
+            key_columns=sql.SQL('i.indnkeyatts' if version >= 110000 else 'i.indnatts'))
+
+    def _query(self, template, params):
+        query = sql.SQL(template).format(definitions=self._definitions())
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("SET LOCAL search_path = pg_catalog")
+                cur.execute(query, params)
+                return cur.fetchone()
+        finally:
+            self.conn.rollback()
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        source=dict(type='dict', required=True, options=dict(
+            host=dict(type='str'),
+            port=dict(type='int'),
+            dbname=dict(type='str'),
+            user=dict(type='str'),
+            password=dict(type='str', no_log=True),
+            sslmode=dict(type='str', choices=['disable', 'allow', 'prefer', 'require',
+                                              'verify-ca', 'verify-full']),
+        )),
+        tables=dict(type='list', elements='raw', required=True),
+        create_schemas=dict(type='bool', default=True),
+        check_columns=dict(type='bool', default=True),
+    )
+    return spec
+
+
+def source_connection_params(params):
+    """The source suboptions as shared connection options, for connection.connect()."""
+    source = params['source']
+    return dict(login_host=source.get('host'), login_port=source.get('port'),
+                login_user=source.get('user'), login_password=source.get('password'),
+                login_db=source.get('dbname'), ssl_mode=source.get('sslmode'),
+                connect_timeout=params.get('connect_timeout'))
+
+
+def read_source(module, specs):
+    conn = connect(module, params=source_connection_params(module.params))
+    try:
+        conn.set_session(readonly=True)
+        return TableCatalog(conn).source_tables([s.key for s in specs])
+    finally:
+        conn.close()
+
+
+def fail_plan(module, error, **result):
+    module.fail_json(msg=' '.join(error.messages), differences=error.differences, created=[],
+                     queries=[], **result)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    try:
+        specs = parse_table_specs(p['tables'])
+    except PlanError as e:
+        fail_plan(module, e)
+    try:
+        desired = resolve_desired(specs, read_source(module, specs))
+    except PlanError as e:
+        fail_plan(module, e)
+    except (psycopg2.Error, ValueError) as e:
+        module.fail_json(msg='Cannot read the table definitions on the source: %s' % str(e).strip(),
+                         exception=traceback.format_exc())
+
+    conn = connect(module)
+    try:
+        try:
+            target = TableCatalog(conn).target_state(desired)
+            plan = plan_changes(desired, target, p['create_schemas'], p['check_columns'])
+        except PlanError as e:
+            fail_plan(module, e)
+        except (psycopg2.Error, ValueError) as e:
+            module.fail_json(msg='Cannot read the tables on the target: %s' % str(e).strip(),
+                             exception=traceback.format_exc())
+        executor = Executor(conn, module.check_mode)
+        try:
+            executor.run(plan.statements)
+            executor.commit()
+        except ExecutionError as e:
+            module.fail_json(msg='Creating the tables failed, nothing was created: %s' % e.msg,
+                             queries=executor.queries, created=[], differences=plan.differences)
+    finally:
+        conn.close()
+
+    module.exit_json(
+        changed=executor.changed, created=plan.created, differences=plan.differences,
+        queries=executor.queries,
+        diff=dict(before=dict(tables=sorted(plan.existing)),
+                  after=dict(tables=sorted(plan.existing + plan.created))))
+
+
+if __name__ == '__main__':
+    main()
