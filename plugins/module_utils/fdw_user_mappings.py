@@ -47,6 +47,11 @@ def role_label(key):
     return PUBLIC_NAME if key is PUBLIC else key
 
 
+def key_order(key):
+    """Sort key of mapping keys: PUBLIC first, then roles by name."""
+    return (key is not PUBLIC, key or '')
+
+
 class MappingSpec(object):
     """One desired mapping. ``user``/``password`` None: left as they are."""
 
@@ -185,7 +190,7 @@ def plan_mappings(server, specs, current, existing_roles, exclusive=False, can_q
             continue
         plan_present(server, spec, current.get(spec.key), plan)
     if exclusive:
-        for key in sorted(k for k in current if k not in listed):
+        for key in sorted((k for k in current if k not in listed), key=key_order):
             plan.statements.append(drop_statement(server, key))
             del plan.after[key]
     if can_quiet_log and carries_secret(plan.statements):
@@ -195,5 +200,4 @@ def plan_mappings(server, specs, current, existing_roles, exclusive=False, can_q
 
 def mappings_as_list(states):
     """Mappings in a stable order (PUBLIC first) for return values and diff."""
-    keys = sorted(states, key=lambda k: (k is not PUBLIC, k or ''))
-    return [states[k].as_dict() for k in keys]
+    return [states[k].as_dict() for k in sorted(states, key=key_order)]
