@@ -352,7 +352,7 @@ def catalog_query(server_version, conninfo_readable):
     return sql.SQL(
         'SELECT s.oid AS oid, s.subname AS subname, '
         'pg_catalog.pg_get_userbyid(s.subowner) AS owner, '
-        "pg_catalog.shobj_description(s.oid, 'pg_subscription') AS comment, {columns}, "
+        "pg_catalog.obj_description(s.oid, 'pg_subscription') AS comment, {columns}, "
         '(SELECT pg_catalog.json_agg(pg_catalog.json_build_object('
         "'schema', n.nspname, 'table', c.relname, 'state', r.srsubstate) "
         'ORDER BY n.nspname, c.relname) '
