@@ -1,0 +1,209 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pg_sync_info
+short_description: Read the state of logical replication on a PostgreSQL server
+version_added: 0.1.0
+description:
+  - Reads, in one connection and one read-only transaction, the publications and subscriptions
+    of the connected database, the replication slots of the server (with the WAL they retain
+    and how far their consumer lags behind) and the settings logical replication depends on.
+  - Never changes anything.
+  - Uses a fixed number of queries (at most one per section and one probe), however many
+    publications, subscriptions, tables and slots there are.
+  - Works for a role without superuser rights, for example a member of C(pg_monitor). Fields
+    the role may not read, and fields this server version does not have, are returned as
+    V(null) and named in RV(unavailable) instead of failing the task.
+author:
+  - tablesync maintainers (@tablesync)
+extends_documentation_fragment:
+  - tablesync.postgresql.connection
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is nothing to show.
+options:
+  name_prefix:
+    description:
+      - Return only publications, subscriptions and replication slots whose name starts with
+        this text (taken literally; C(_) and C(%) are not wildcards), for example C(tablesync_).
+      - Settings are not filtered.
+    type: str
+  gather:
+    description:
+      - The sections to read. The server version is always returned.
+    type: list
+    elements: str
+    choices: [publications, subscriptions, slots, settings]
+    default: [publications, subscriptions, slots, settings]
+notes:
+  - Requires PostgreSQL 10 or later.
+  - Publications and subscriptions are those of the database the module connects to
+    (O(login_db)); replication slots are those of the whole server.
+  - The connection string of a subscription (RV(subscriptions[].publisher)) can only be read
+    by a superuser; it is returned without its password.
+seealso:
+  - module: tablesync.postgresql.pg_publication
+  - module: tablesync.postgresql.pg_subscription
+  - name: Monitoring logical replication
+    description: The catalog views this module reads.
+    link: https://www.postgresql.org/docs/current/logical-replication-monitoring.html
+'''
+
+EXAMPLES = r'''
+- name: Read the sync state of the tablesync objects
+  tablesync.postgresql.pg_sync_info:
+    login_db: shop
+    name_prefix: tablesync_
+  register: sync
+
+- name: Fail when a slot retains more than 10 GB of WAL
+  ansible.builtin.assert:
+    that: sync.slots | map(attribute='retained_bytes') | select('gt', 10 * 1024 ** 3) | list | length == 0
+
+- name: Only the replication slots, as a monitoring role
+  tablesync.postgresql.pg_sync_info:
+    login_user: monitor
+    login_password: "{{ vault_monitor_password }}"
+    gather: [slots]
+  register: slots
+'''
+
+RETURN = r'''
+server_version:
+  description: Version of the server.
+  returned: always
+  type: dict
+  sample: {num: 150004, major: 15, minor: 4, full: "15.4 (Debian 15.4-1)"}
+unavailable:
+  description:
+    - Fields (C(section.field)) or whole sections that could not be read, because the role lacks
+      the privilege or the server version does not have them. Their values are V(null).
+  returned: always
+  type: list
+  elements: str
+  sample: [subscriptions.publisher]
+publications:
+  description: Publications of the connected database, by name.
+  returned: when V(publications) is in O(gather)
+  type: list
+  elements: dict
+  contains:
+    name: {description: Name of the publication., type: str}
+    owner: {description: Owner of the publication., type: str}
+    all_tables: {description: Whether it publishes all tables (C(FOR ALL TABLES))., type: bool}
+    publish: {description: The operations published., type: list, elements: str, sample: [insert, update, delete, truncate]}
+    via_root: {description: C(publish_via_partition_root) (PostgreSQL 13+)., type: bool}
+    tables:
+      description: The tables published, as C(schema.table), including those of C(FOR ALL TABLES) and schemas.
+      type: list
+      elements: str
+  sample:
+    - {name: tablesync_orders, owner: postgres, all_tables: false, publish: [insert, update, delete, truncate],
+       via_root: false, tables: [sales.orders]}
+subscriptions:
+  description: Subscriptions of the connected database, by name.
+  returned: when V(subscriptions) is in O(gather)
+  type: list
+  elements: dict
+  contains:
+    name: {description: Name of the subscription., type: str}
+    owner: {description: Owner of the subscription., type: str}
+    enabled: {description: Whether the subscription is enabled., type: bool}
+    publications: {description: Publications subscribed to., type: list, elements: str}
+    slot_name: {description: Replication slot on the publisher., type: str}
+    publisher:
+      description: Connection options of the publisher (superusers only), without the password.
+      type: dict
+      sample: {host: 10.0.0.10, port: "5432", dbname: shop, user: tablesync}
+    worker_pid: {description: Process ID of the apply worker, V(null) when it does not run., type: int}
+    received_lsn: {description: Last WAL location received by the apply worker., type: str}
+    latest_end_lsn: {description: Last WAL location reported to the publisher., type: str}
+    last_msg_receipt_time: {description: Time the last message from the publisher arrived (ISO 8601)., type: str}
+    apply_error_count: {description: Errors while applying changes (PostgreSQL 15+)., type: int}
+    sync_error_count: {description: Errors during the initial table copy (PostgreSQL 15+)., type: int}
+    tables:
+      description:
+        - Per-table state of the subscription (C(pg_subscription_rel)).
+        - C(state) is one of V(init), V(data_copy), V(finished_copy), V(synchronized), V(ready).
+      type: list
+      elements: dict
+      sample: [{name: sales.orders, state: ready, lsn: null}]
+slots:
+  description: Replication slots of the server, by name.
+  returned: when V(slots) is in O(gather)
+  type: list
+  elements: dict
+  contains:
+    slot_name: {description: Name of the slot., type: str}
+    slot_type: {description: V(logical) or V(physical)., type: str}
+    plugin: {description: Output plugin of a logical slot., type: str}
+    database: {description: Database of a logical slot., type: str}
+    active: {description: Whether a consumer is connected., type: bool}
+    active_pid: {description: Process ID of the consumer., type: int}
+    wal_status: {description: Availability of the WAL the slot needs (PostgreSQL 13+)., type: str}
+    safe_wal_size: {description: Bytes that can still be written before the slot is lost (PostgreSQL 13+)., type: int}
+    restart_lsn: {description: Oldest WAL location the slot needs., type: str}
+    confirmed_flush_lsn: {description: Location up to which the consumer confirmed receipt., type: str}
+    retained_bytes: {description: "WAL the slot retains: current WAL location - C(restart_lsn), in bytes.", type: int}
+    lag_bytes: {description: "How far the consumer is behind: current WAL location - C(confirmed_flush_lsn), in bytes.", type: int}
+settings:
+  description:
+    - The settings logical replication depends on, name to value as C(pg_settings.setting)
+      shows it (in the setting's base unit).
+    - C(max_slot_wal_keep_size) exists on PostgreSQL 13+ only.
+  returned: when V(settings) is in O(gather)
+  type: dict
+  sample: {wal_level: logical, max_replication_slots: "10", max_wal_senders: "10",
+           max_logical_replication_workers: "4", max_worker_processes: "8", max_slot_wal_keep_size: "-1"}
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+    connect, connection_argument_spec, require_version)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_info import SECTIONS, SyncInfo
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by connect()
+    psycopg2 = None
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        name_prefix=dict(type='str'),
+        gather=dict(type='list', elements='str', choices=list(SECTIONS), default=list(SECTIONS)),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    conn = connect(module)
+    try:
+        require_version(module, conn, 100000, 'pg_sync_info')
+        conn.set_session(readonly=True)
+        info = SyncInfo(conn).read(module.params['gather'], module.params['name_prefix'])
+    except psycopg2.Error as e:
+        module.fail_json(msg='Cannot read the replication state: %s' % str(e).strip(),
+                         exception=traceback.format_exc())
+    finally:
+        conn.close()
+    module.exit_json(changed=False, **info)
+
+
+if __name__ == '__main__':
+    main()
