@@ -601,27 +601,33 @@ def plan_identity(state, resolved, top_level, per_table, check):
             'unique, not partial, not deferrable, on NOT NULL plain columns): %s.'
             % ', '.join(bad_index))
     if check and updates:
-        _refuse_missing_identity(identity)
-        _refuse_bad_column_lists(state, leaves, identity)
+        _refuse(_missing_identity(identity) + _bad_column_lists(state, leaves, identity))
     return fixes, identity
 
 
-def _refuse_missing_identity(identity):
+def _refuse(problems):
+    if problems:
+        raise PublicationError(
+            'With update or delete published, PostgreSQL accepts this publication but then '
+            'refuses every UPDATE and DELETE on these tables: %s. Add a primary key, set '
+            'replica_identity (full or index:<name>), fix the column list, leave update and '
+            'delete out of publish, or set check_replica_identity: false.' % '; '.join(problems))
+
+
+def _missing_identity(identity):
     lacking = ['%s (%s)' % (_qualified(k), v[1]) for k, v in sorted(identity.items()) if v[0] == 'none']
     if lacking:
-        raise PublicationError(
-            'These tables cannot replicate UPDATE/DELETE because they have no replica identity; '
-            'PostgreSQL would then refuse UPDATE and DELETE on them: %s. Add a primary key, set '
-            'replica_identity (full or index:<name>), leave update and delete out of publish, or '
-            'set check_replica_identity: false.' % ', '.join(lacking))
+        return ['no replica identity: %s' % ', '.join(lacking)]
+    return []
 
 
 def leaves_of(key, leaves):
+    """Leaf tables published for the listed table ``key`` (itself, or its partitions)."""
     return sorted(k for k, leaf in leaves.items() if key in leaf['of'])
 
 
-def _refuse_bad_column_lists(state, leaves, identity):
-    problems = []
+def _bad_column_lists(state, leaves, identity):
+    full, lacking = [], []
     for key, spec in sorted(state['tables'].items()):
         if not spec.get('columns'):
             continue
@@ -631,15 +637,18 @@ def _refuse_bad_column_lists(state, leaves, identity):
             if leaf != key:
                 label += ' (partition %s)' % _qualified(leaf)
             if kind == 'full':
-                problems.append('%s has REPLICA IDENTITY FULL, which allows no column list' % label)
+                full.append(label)
             elif kind == 'key':
                 missing = [c for c in cols if c not in spec['columns']]
                 if missing:
-                    problems.append('%s lacks replica identity column(s) %s' % (label, ', '.join(missing)))
-    if problems:
-        raise PublicationError(
-            'With update or delete published, a column list must contain every replica identity '
-            'column, or PostgreSQL refuses UPDATE/DELETE on the table: %s.' % '; '.join(problems))
+                    lacking.append('%s lacks %s' % (label, ', '.join(missing)))
+    problems = []
+    if lacking:
+        problems.append('column list without every replica identity column: %s' % ', '.join(lacking))
+    if full:
+        problems.append('column list on a table with REPLICA IDENTITY FULL (which allows none): %s'
+                        % ', '.join(full))
+    return problems
 
 
 def filter_key_columns(state, resolved, identity, check):

@@ -542,7 +542,7 @@ class PublicationCatalog(object):
         if error is None:
             return None
         if error.pgcode == UNDEFINED_COLUMN:
-            return '%s (replica identity: %s): %s' % (
+            return '%s (replica identity columns: %s; with only those, PostgreSQL says: %s)' % (
                 format_qualified(*key), ', '.join(allowed) or 'none', _pg_message(error))
         return '%s: %s' % (format_qualified(*key), _pg_message(error))
 
