@@ -79,6 +79,8 @@ notes:
   - When the module connects as a superuser, the statements carrying a password run with
     C(log_statement), C(log_min_duration_statement) and C(log_min_error_statement) switched off
     for their transaction, so the password does not reach the server log.
+  - In check mode, a server that does not exist yet (created by an earlier task that only ran
+    in check mode) is treated as a server without mappings, with a warning.
 seealso:
   - module: tablesync.postgresql.pg_fdw_server
   - module: tablesync.postgresql.pg_foreign_tables
@@ -227,8 +229,11 @@ def main():
     current = FdwUserMappings(conn, module.params['server'], [s.key for s in specs]).read()
     before = mappings_as_list(current.mappings)
     if not current.server_exists:
-        module.fail_json(msg='foreign server %s does not exist (create it with '
-                             'tablesync.postgresql.pg_fdw_server first)' % module.params['server'])
+        missing = ('foreign server %s does not exist (create it with '
+                   'tablesync.postgresql.pg_fdw_server first)' % module.params['server'])
+        if not module.check_mode:
+            module.fail_json(msg=missing)
+        module.warn(missing + '; planned as if it had no user mappings')
     try:
         plan = plan_mappings(module.params['server'], specs, current.mappings,
                              current.existing_roles, module.params['exclusive'],
