@@ -368,7 +368,7 @@ class SyncInfo(object):
 
     def _probe(self, needs):
         with self.conn.cursor() as cur:
-            cur.execute(_PROBE_SQL, ([n[0] for n in needs], [n[1] for n in needs],
+            cur.execute(_PROBE_SQL.strip(), ([n[0] for n in needs], [n[1] for n in needs],
                                      [n[2] for n in needs]))
             return set((kind, obj, col) for kind, obj, col, ok in cur.fetchall() if ok)
 

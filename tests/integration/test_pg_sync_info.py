@@ -1,0 +1,164 @@
+"""pg_sync_info against a real subscription between the two clusters.
+
+The publisher database has three tables and a publication, the subscriber database subscribes
+to it (plain SQL). The subscription is dropped at the end, so no slot is left behind.
+"""
+import itertools
+import os
+
+import pytest
+from psycopg2 import sql
+
+from pgcluster import SUPERPASS, wait_for
+from runner import run_module
+
+MODULE = 'tablesync.postgresql.pg_sync_info'
+_serial = itertools.count(1)
+TABLES = ['public.a', 'public.b', 'Mixed Schema.Ta ble']
+
+
+class Sync(object):
+    """Publisher and subscriber databases with a running subscription named ``<prefix>sub``."""
+
+    def __init__(self, publisher, subscriber):
+        self.pub, self.sub = publisher, subscriber
+        tag = '%d_%d' % (os.getpid() % 10000, next(_serial))
+        self.db = 'si_%s' % tag
+        self.prefix = 'tsi_%s_' % tag
+        self.subscription = self.prefix + 'sub'
+        self.publication = self.prefix + 'pub'
+        for cluster in (self.pub, self.sub):
+            cluster.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(self.db)))
+            cluster.query('CREATE SCHEMA "Mixed Schema"; CREATE TABLE "Mixed Schema"."Ta ble" '
+                          '(id int PRIMARY KEY); CREATE TABLE public.a (id int PRIMARY KEY, v text);'
+                          ' CREATE TABLE public.b (id int PRIMARY KEY)', dbname=self.db)
+        self.pub_sql(sql.SQL('INSERT INTO public.a SELECT g, g::text FROM generate_series(1, 10) g;'
+                             ' CREATE PUBLICATION {} FOR TABLE public.a, public.b, "Mixed Schema"."Ta ble";'
+                             # same length, "_" in the prefix must not match this one
+                             ' CREATE PUBLICATION {} FOR TABLE public.a').format(
+            sql.Identifier(self.publication), sql.Identifier(self.prefix.replace('_', 'X') + 'pub')))
+        conninfo = "host=%s port=%d dbname=%s user=%s password='%s'" % (
+            self.pub.host, self.pub.port, self.db, self.pub.user, SUPERPASS)
+        self.sub_sql(sql.SQL('CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}').format(
+            sql.Identifier(self.subscription), sql.Literal(conninfo), sql.Identifier(self.publication)))
+
+    def pub_sql(self, text, params=None):
+        return self.pub.query(text, params, dbname=self.db)
+
+    def sub_sql(self, text, params=None):
+        return self.sub.query(text, params, dbname=self.db)
+
+    def info(self, cluster, **kw):
+        args = dict(cluster.login(self.db), name_prefix=self.prefix)
+        args.update(kw)
+        r = run_module(MODULE, args)
+        assert not r.get('failed'), r
+        assert r['changed'] is False
+        return r
+
+    def wait_ready(self):
+        wait_for(lambda: self.sub_sql(
+            "SELECT count(*) FILTER (WHERE srsubstate = 'r') FROM pg_subscription_rel")[0][0] == 3,
+            timeout=90, what='all tables ready')
+
+    def drop(self):
+        self.sub_sql(sql.SQL('DROP SUBSCRIPTION IF EXISTS {}').format(sql.Identifier(self.subscription)))
+        for cluster in (self.sub, self.pub):
+            cluster.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(
+                sql.Identifier(self.db)))
+
+
+@pytest.fixture
+def sync(publisher, subscriber):
+    s = Sync(publisher, subscriber)
+    try:
+        yield s
+    finally:
+        s.drop()
+
+
+def by_name(items, key='name'):
+    return dict((i[key], i) for i in items)
+
+
+def test_subscriber_side(sync):
+    sync.wait_ready()
+    wait_for(lambda: sync.sub_sql('SELECT count(*) FROM public.a') == [(10,)], what='initial copy')
+    log_start = len(sync.sub.log_text())
+    r = sync.info(sync.sub)
+    statements = [line.split('statement: ', 1)[1] for line in sync.sub.log_text()[log_start:].splitlines()
+                  if 'statement: ' in line]
+    queries = [s for s in statements if not s.startswith(('BEGIN', 'ROLLBACK'))]
+    # probe + one per section, whatever the number of objects
+    assert len(queries) == 5 and all(q.startswith('SELECT ') for q in queries), statements
+    assert r['unavailable'] == []
+    assert r['server_version']['major'] == 15 and r['server_version']['num'] >= 150000
+    assert r['settings']['wal_level'] == 'logical'
+    assert set(r['settings']) == set(['wal_level', 'max_replication_slots', 'max_wal_senders',
+                                      'max_logical_replication_workers', 'max_worker_processes',
+                                      'max_slot_wal_keep_size'])
+    assert r['publications'] == [] and r['slots'] == []
+    (sub,) = r['subscriptions']
+    assert sub['name'] == sync.subscription
+    assert sub['enabled'] is True and sub['publications'] == [sync.publication]
+    assert sub['slot_name'] == sync.subscription
+    assert isinstance(sub['worker_pid'], int)
+    assert sub['received_lsn'] and sub['latest_end_lsn'] and sub['last_msg_receipt_time']
+    assert sub['apply_error_count'] == 0 and sub['sync_error_count'] == 0
+    assert sorted((t['name'], t['state']) for t in sub['tables']) == sorted((t, 'ready') for t in TABLES)
+    assert sub['publisher'] == dict(host=sync.pub.host, port=str(sync.pub.port), dbname=sync.db,
+                                    user=sync.pub.user)
+    assert SUPERPASS not in r['_run'].output
+
+
+def test_publisher_side_and_slot_lag_when_disabled(sync):
+    sync.wait_ready()
+    r = sync.info(sync.pub)
+    assert r['subscriptions'] == []
+    # the prefix is taken literally: the "X" publication does not match "_"
+    assert [p['name'] for p in r['publications']] == [sync.publication]
+    (pub,) = r['publications']
+    assert pub['tables'] == ['Mixed Schema.Ta ble', 'public.a', 'public.b']
+    assert pub['all_tables'] is False and pub['via_root'] is False
+    assert pub['publish'] == ['insert', 'update', 'delete', 'truncate']
+    slots = by_name(r['slots'], 'slot_name')
+    slot = slots[sync.subscription]
+    assert slot['plugin'] == 'pgoutput' and slot['slot_type'] == 'logical'
+    assert slot['database'] == sync.db and slot['wal_status'] in ('reserved', 'extended')
+
+    sync.sub_sql(sql.SQL('ALTER SUBSCRIPTION {} DISABLE').format(sql.Identifier(sync.subscription)))
+    wait_for(lambda: not by_name(sync.info(sync.pub, gather=['slots'])['slots'], 'slot_name')
+             [sync.subscription]['active'], what='slot inactive')
+    sync.pub_sql("INSERT INTO public.a SELECT g, repeat('x', 100) FROM generate_series(11, 1000) g")
+    r = sync.info(sync.pub, gather=['slots'])
+    assert set(r) >= set(['slots', 'unavailable', 'server_version'])
+    assert not set(r) & set(['publications', 'subscriptions', 'settings'])
+    slot = by_name(r['slots'], 'slot_name')[sync.subscription]
+    assert slot['active'] is False and slot['active_pid'] is None
+    assert slot['lag_bytes'] > 0 and slot['retained_bytes'] >= slot['lag_bytes']
+
+    sub = sync.info(sync.sub, gather=['subscriptions'])['subscriptions'][0]
+    assert sub['enabled'] is False and sub['worker_pid'] is None
+
+
+def test_pg_monitor_role_sees_what_it_can(sync):
+    sync.wait_ready()
+    role, password = sync.prefix + 'mon', 'Mon-pw-0k'
+    sync.sub.execute(sql.SQL('CREATE ROLE {} LOGIN PASSWORD {} IN ROLE pg_monitor').format(
+        sql.Identifier(role), sql.Literal(password)))
+    try:
+        r = sync.info(sync.sub, login_user=role, login_password=password)
+        assert r['unavailable'] == ['subscriptions.publisher']
+        (sub,) = r['subscriptions']
+        assert sub['publisher'] is None
+        assert sub['enabled'] is True and isinstance(sub['worker_pid'], int)
+        assert sorted(t['state'] for t in sub['tables']) == ['ready'] * 3
+        assert r['settings']['wal_level'] == 'logical'
+        assert SUPERPASS not in r['_run'].output
+    finally:
+        sync.sub.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
+
+
+def test_fails_clearly_on_bad_gather(sync):
+    r = run_module(MODULE, dict(sync.sub.login(sync.db), gather=['slots', 'wal']))
+    assert r.get('failed') and 'gather' in r['msg']
