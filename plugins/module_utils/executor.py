@@ -64,7 +64,7 @@ class Executor(object):
                     self.conn.autocommit = True
                 try:
                     with self.conn.cursor() as cur:
-                        cur.execute(bind(stmt))
+                        self._execute(cur, stmt)
                 finally:
                     if stmt.autocommit:
                         self.conn.autocommit = False
@@ -72,6 +72,16 @@ class Executor(object):
                 if not self.conn.closed and not self.conn.autocommit:
                     self.conn.rollback()
                 raise ExecutionError(self.redact('%s: %s' % (shown, str(e).strip())), shown)
+
+    @staticmethod
+    def _execute(cursor, stmt):
+        """A statement may run itself with ``execute(cursor)`` (e.g. to send data with COPY, or to
+        keep a result); by default its bound text is executed."""
+        custom = getattr(stmt, 'execute', None)
+        if custom is None:
+            cursor.execute(bind(stmt))
+        else:
+            custom(cursor)
 
     def commit(self):
         if not self.check_mode:
