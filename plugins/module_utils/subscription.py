@@ -147,8 +147,13 @@ def normalize_slot_name(value):
     return text
 
 
+def is_slot_name(text):
+    """PostgreSQL's rule for replication slot names (ReplicationSlotValidateName)."""
+    return bool(text) and len(text) <= NAMEDATALEN - 1 and bool(_SLOT_NAME_RE.match(text))
+
+
 def check_slot_name(text, what='slot_name'):
-    if not text or len(text) > NAMEDATALEN - 1 or not _SLOT_NAME_RE.match(text):
+    if not is_slot_name(text):
         raise SubscriptionError(
             '%s %r is not a valid replication slot name: use 1 to %d lower-case letters, digits '
             'and underscores (or NONE for no slot)' % (what, text, NAMEDATALEN - 1))
@@ -580,30 +585,32 @@ def plan_detach_and_drop(name, current):
 
 
 def plan_create(desired):
+    check_creatable(desired)
     name = desired['name']
-    missing = [k for k in ('publications', 'publisher') if not desired[k]]
-    if missing:
-        raise SubscriptionError('subscription %s does not exist: %s needed to create it'
-                                % (name, ' and '.join(missing) + (' are' if len(missing) > 1
-                                                                   else ' is')))
-    options = desired['options']
-    if creates_slot(options) and 'slot_name' not in options:
-        try:
-            check_slot_name(name, 'the subscription name')
-        except SubscriptionError:
-            raise SubscriptionError(
-                'the replication slot is named after the subscription by default, and %r is not '
-                'a valid slot name (lower-case letters, digits and underscores only): set '
-                'slot_name' % name)
-    if options.get('slot_name') == SLOT_NONE and (options.get('enabled') is not False
-                                                 or options.get('create_slot') is not False):
-        raise SubscriptionError('slot_name: NONE needs enabled: false and create_slot: false')
     statements = [create_statement(desired)]
     if desired['owner']:
         statements.append(owner_statement(name, desired['owner']))
     if desired['comment']:
         statements.append(comment_statement(name, desired['comment']))
     return statements
+
+
+def check_creatable(desired):
+    """Raise SubscriptionError when CREATE SUBSCRIPTION would be refused or incomplete."""
+    name = desired['name']
+    missing = [k for k in ('publications', 'publisher') if not desired[k]]
+    if missing:
+        raise SubscriptionError('subscription %s does not exist and cannot be created without %s'
+                                % (name, ' and '.join(missing)))
+    options = desired['options']
+    if creates_slot(options) and 'slot_name' not in options and not is_slot_name(name):
+        raise SubscriptionError(
+            'the replication slot is named after the subscription by default, and %r is not '
+            'a valid slot name (lower-case letters, digits and underscores only): set '
+            'slot_name' % name)
+    if options.get('slot_name') == SLOT_NONE and (
+            options.get('enabled') is not False or options.get('create_slot') is not False):
+        raise SubscriptionError('slot_name: NONE needs enabled: false and create_slot: false')
 
 
 def option_changes(desired, current, server_version):

@@ -452,7 +452,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.executor impo
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
-    SubscriptionError, catalog_query, classify_drop_error, current_from_row, desired_from_params,
+    PG15, SubscriptionError, catalog_query, classify_drop_error, current_from_row, desired_from_params,
     diff_summaries, password_changed, plan, plan_detach_and_drop, predict,
     refreshes_with_publication_change, refresh_skipped, required_versions, secret_variants,
     slot_left_behind, summarize, sync_failure_message, sync_status)
@@ -551,8 +551,8 @@ class SubscriptionTask(object):
         self.conn = conn
         self.catalog = SubscriptionCatalog(conn, version)
         self.executor = Executor(conn, module.check_mode)
-        self.executor.add_secrets(*desired['publisher'].secrets if desired['publisher'] else ())
-        self.warnings = []
+        if desired['publisher'] is not None:
+            self.executor.add_secrets(*desired['publisher'].secrets)
         self.result = {}
         self.planned = []
         self.refresh_appended = False
@@ -564,7 +564,7 @@ class SubscriptionTask(object):
         self.module.fail_json(msg=self.executor.redact(msg), **result)
 
     def warn(self, msg):
-        self.warnings.append(self.executor.redact(msg))
+        self.module.warn(self.executor.redact(msg))
 
     def read(self):
         current = self.catalog.read(self.name)
@@ -600,18 +600,17 @@ class SubscriptionTask(object):
         return self.result
 
     def check_conninfo_readable(self, current):
-        if current is not None and self.desired['publisher'] is not None \
-                and current['conninfo_status'] == 'unreadable':
+        status = current['conninfo_status'] if current is not None else 'ok'
+        managed = self.desired['publisher'] is not None
+        if status == 'unreadable' and managed:
             self.warn('Role %s may not read pg_subscription.subconninfo, so the publisher '
                       'connection of subscription %s cannot be compared and was not changed '
                       '(connect as a superuser, or GRANT SELECT (subconninfo) ON '
                       'pg_catalog.pg_subscription).' % (self.catalog.session_user, self.name))
-        if current is not None and current['conninfo_status'] == 'unparseable':
-            self.warn('The stored connection string of subscription %s could not be parsed; it '
-                      'is replaced by the one built from publisher.' % self.name
-                      if self.desired['publisher'] is not None else
-                      'The stored connection string of subscription %s could not be parsed.'
-                      % self.name)
+        elif status == 'unparseable':
+            self.warn('The stored connection string of subscription %s could not be parsed%s.'
+                      % (self.name, '; it is replaced by the one built from publisher'
+                         if managed else ''))
 
     def apply(self, current, statements):
         if refresh_skipped(self.desired, current):
@@ -623,15 +622,17 @@ class SubscriptionTask(object):
             self.fail('Could not change subscription %s: %s' % (self.name, e.msg))
 
     def drop(self, current, statements):
+        """DROP SUBSCRIPTION; without the slot when the publisher is unreachable or lost it."""
         self.result['slot_left_behind'] = None
         try:
             self.execute(statements)
-            return
         except ExecutionError as e:
             kind = classify_drop_error(e.msg)
             if kind is None:
                 self.fail('Could not drop subscription %s: %s' % (self.name, e.msg))
-            first_error = e.msg
+            self.drop_detached(current, kind, e.msg)
+
+    def drop_detached(self, current, kind, first_error):
         try:
             self.execute(plan_detach_and_drop(self.name, current))
         except ExecutionError as e:
@@ -699,11 +700,17 @@ class SubscriptionTask(object):
         )
         if self.desired['state'] != 'absent' and not self.module.check_mode:
             had = set(t['name'] for t in (current or {}).get('tables', []))
-            has = set(t['name'] for t in final.get('tables', []))
+            has = set(t['name'] for t in final['tables'])
             self.result['tables_added'] = sorted(has - had)
             self.result['tables_removed'] = sorted(had - has)
-        if self.warnings:
-            self.result['warnings'] = self.warnings
+            self.check_created_with_tables(current, final)
+
+    def check_created_with_tables(self, current, final):
+        """PostgreSQL 15 and later warn about missing publications themselves."""
+        if current is None and not final['tables'] and self.version < PG15 \
+                and self.desired['options'].get('connect') is not False:
+            self.warn('Subscription %s has no tables: its publications publish none, or do not '
+                      'exist on the publisher.' % self.name)
 
     def changed(self, current, final):
         """A refresh on its own is a change only when it added or removed tables."""
@@ -729,11 +736,12 @@ def main():
             gates = gates[:1]
         for minimum, feature in gates:
             require_version(module, conn, minimum, feature)
-        task = SubscriptionTask(module, conn, version, desired)
         try:
-            result = task.run()
+            result = SubscriptionTask(module, conn, version, desired).run()
         except psycopg2.Error as e:
-            task.fail('Could not read subscription %s: %s' % (desired['name'], str(e).strip()))
+            # catalog reads only: statements fail through the executor, with secrets redacted
+            module.fail_json(msg='Could not read subscription %s: %s'
+                             % (desired['name'], str(e).strip()))
     finally:
         conn.close()
     module.exit_json(**result)

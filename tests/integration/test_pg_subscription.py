@@ -360,6 +360,26 @@ def test_password_change_detected_applied_and_never_shown(env):
         env.pub.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
 
 
+def test_role_that_cannot_read_conninfo_gets_a_warning_not_a_change(env):
+    env.create_publication(env.create_table())
+    assert_ok(env.run(), changed=True)
+    reader, password = 'reader_' + env.name, 'Reader pw 1'
+    env.sub.execute(sql.SQL('CREATE ROLE {} LOGIN PASSWORD %s').format(sql.Identifier(reader)),
+                    (password,))
+    try:
+        args = dict(login_user=reader, login_password=password,
+                    publisher=env.publisher(password='would be new'))
+        result = env.run(**args)
+        assert_ok(result, changed=False)
+        assert result['queries'] == []
+        assert any('may not read pg_subscription.subconninfo' in w for w in result['warnings'])
+        assert result['subscription']['publisher'] is None
+        assert result['subscription']['publications'] == [env.publication]
+        assert_never_shown(result, env.pub.password, 'would be new')
+    finally:
+        env.sub.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(reader)))
+
+
 # ---- refresh ---------------------------------------------------------------------------------
 
 def test_refreshed_reports_tables_added(env):
@@ -512,8 +532,8 @@ def test_version_gates_on_pg15(env):
 
 
 @pytest.mark.parametrize('args, message', [
-    ({'publisher': None}, 'publisher is needed'),
-    ({'publications': None}, 'publications is needed'),
+    ({'publisher': None}, 'cannot be created without publisher'),
+    ({'publications': None}, 'cannot be created without publications'),
     ({'name': 'n' * 64}, 'longer than 63 bytes'),
     ({'slot_name': 'Bad-Slot'}, 'not a valid replication slot name'),
     ({'name': 'Upper Case'}, 'set slot_name'),

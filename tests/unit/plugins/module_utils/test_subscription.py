@@ -121,9 +121,9 @@ def test_create_with_owner_and_comment():
 
 
 @pytest.mark.parametrize('params, missing', [
-    ({'publications': ['p']}, 'publisher is needed'),
-    ({'publisher': {'host': 'h'}}, 'publications is needed'),
-    ({}, 'publications and publisher are needed'),
+    ({'publications': ['p']}, 'cannot be created without publisher$'),
+    ({'publisher': {'host': 'h'}}, 'cannot be created without publications$'),
+    ({}, 'sub1 does not exist and cannot be created without publications and publisher$'),
 ])
 def test_create_needs_publications_and_publisher(params, missing):
     with pytest.raises(SubscriptionError, match=missing):
