@@ -368,8 +368,8 @@ class SyncInfo(object):
 
     def _probe(self, needs):
         with self.conn.cursor() as cur:
-            cur.execute(_PROBE_SQL.strip(), ([n[0] for n in needs], [n[1] for n in needs],
-                                     [n[2] for n in needs]))
+            kinds, objects, columns = zip(*needs) if needs else ((), (), ())
+            cur.execute(_PROBE_SQL.strip(), (list(kinds), list(objects), list(columns)))
             return set((kind, obj, col) for kind, obj, col, ok in cur.fetchall() if ok)
 
     def _read_section(self, section, available, params, unavailable):

@@ -320,7 +320,7 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True):
     statements = [create_schema(s) for s in missing_schemas]
     for table in to_create:
         statements.extend(create_table(table))
-    return Plan(statements, [t.display for t in to_create], [t.display for t, _ in existing],
+    return Plan(statements, [t.display for t in to_create], [t.display for t, dummy in existing],
                 differences)
 
 

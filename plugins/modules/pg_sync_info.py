@@ -126,7 +126,7 @@ subscriptions:
       description: Connection options of the publisher (superusers only), without the password.
       type: dict
       sample: {host: 10.0.0.10, port: "5432", dbname: shop, user: tablesync}
-    worker_pid: {description: Process ID of the apply worker, V(null) when it does not run., type: int}
+    worker_pid: {description: "Process ID of the apply worker, V(null) when it does not run.", type: int}
     received_lsn: {description: Last WAL location received by the apply worker., type: str}
     latest_end_lsn: {description: Last WAL location reported to the publisher., type: str}
     last_msg_receipt_time: {description: Time the last message from the publisher arrived (ISO 8601)., type: str}

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import parse_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render_all
 from ansible_collections.tablesync.postgresql.plugins.module_utils.target_tables import (
-    CatalogSQL, Column, PlanError, TableDef, TargetState, catalog_type_name, column_definition,
+    CatalogSQL, Column, PlanError, TargetState, catalog_type_name, column_definition,
     describe_differences, parse_table_specs, plan_changes, resolve_desired, table_from_catalog)
 
 
@@ -277,13 +277,16 @@ HOSTILE = [
 ]
 
 
+def q(name):
+    return '"%s"' % name.replace('"', '""')
+
+
 @pytest.mark.parametrize('schema, name', HOSTILE)
 def test_hostile_names_are_quoted_identifiers(schema, name):
     column = 'c"ol; --' if len(name) < 63 else 'c' * 63
     table = row(schema, name, [col(column, 'text', True)], pk=(name, [column]))
     spec = '"%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""'))
     p = plan([{'name': spec, 'columns': [column]}], [table])
-    q = lambda s: '"%s"' % s.replace('"', '""')  # noqa: E731
     assert render_all(p.statements) == [
         'CREATE SCHEMA %s' % q(schema),
         'CREATE TABLE %s.%s (%s text NOT NULL, CONSTRAINT %s PRIMARY KEY (%s))'
