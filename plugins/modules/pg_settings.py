@@ -87,7 +87,6 @@ EXAMPLES = r'''
       max_wal_senders: 10
       max_slot_wal_keep_size: 10GB
   register: pg_conf
-  notify: Restart PostgreSQL
 
 - name: Restart now when a setting waits for it
   ansible.builtin.service:

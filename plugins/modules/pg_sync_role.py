@@ -275,8 +275,7 @@ WITH grantee AS (
 SELECT coalesce(w.nspname, n.nspname) AS schema, coalesce(w.relname, c.relname) AS name,
        c.oid IS NOT NULL AS exists, coalesce(c.relowner = g.oid, false) AS owned,
        coalesce(h.privileges, '{{}}'::text[]) AS privileges,
-       pg_catalog.has_schema_privilege(g.oid, n.oid, 'USAGE') AS schema_usage,
-       pg_catalog.current_database() AS database
+       pg_catalog.has_schema_privilege(g.oid, n.oid, 'USAGE') AS schema_usage
 FROM wanted w
 FULL JOIN held h ON h.reloid = w.reloid
 LEFT JOIN pg_catalog.pg_class c ON c.oid = coalesce(w.reloid, h.reloid)
@@ -315,7 +314,7 @@ class SyncRoleCatalog(object):
     def __init__(self, conn, name):
         self.conn = conn
         self.name = name
-        self.database = None
+        self.database = conn.info.dbname
 
     def _query(self, query, params):
         with self.conn.cursor() as cur:
@@ -347,15 +346,10 @@ class SyncRoleCatalog(object):
         rows = self._query(TABLES_QUERY.format(kinds=TABLE_KINDS),
                            {'name': self.name, 'schemas': [k[0] for k in keys],
                             'tables': [k[1] for k in keys]})
-        tables = {}
-        for row in rows:
-            self.database = row['database']
-            tables[(row['schema'], row['name'])] = TableState(
-                exists=row['exists'], owned=row['owned'], privileges=row['privileges'],
-                schema_usage=row['schema_usage'])
-        if self.database is None:
-            self.database = self._query('SELECT pg_catalog.current_database() AS db', {})[0]['db']
-        return tables
+        return dict(((row['schema'], row['name']),
+                     TableState(exists=row['exists'], owned=row['owned'],
+                                privileges=row['privileges'], schema_usage=row['schema_usage']))
+                    for row in rows)
 
     def read_dependencies(self, oid):
         rows = self._query(DEPENDENCIES_QUERY.format(kinds=TABLE_KINDS), {'oid': oid})
@@ -418,7 +412,6 @@ def ensure_absent(module, catalog, executor, desired, current):
         refuse_superuser(desired, current)
     except SyncRoleError as e:
         module.fail_json(msg=str(e))
-    catalog.read_tables({})
     dependencies = catalog.read_dependencies(current.oid)
     blocked = blockers_message(name, dependencies, catalog.database)
     if blocked:
