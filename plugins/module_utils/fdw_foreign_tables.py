@@ -31,8 +31,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.statements im
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
     NameError_, check_identifier, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
-    PlanError, alter_options_statement, create_options_clause, normalize_options,
-    option_changes, options_clause, parse_options)
+    PlanError, create_options_clause, normalize_options, option_changes, options_clause,
+    parse_options)
 
 DRIFT_ACTIONS = ('report', 'update', 'fail')
 TABLE_KEYS = frozenset(['name', 'remote_name', 'remote_schema', 'columns', 'options'])

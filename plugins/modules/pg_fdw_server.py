@@ -88,7 +88,7 @@ seealso:
     description: Options of postgres_fdw servers and foreign tables.
     link: https://www.postgresql.org/docs/current/postgres-fdw.html
 author:
-  - tablesync.postgresql contributors
+  - tablesync maintainers (@tablesync)
 '''
 
 EXAMPLES = r'''

@@ -85,7 +85,7 @@ seealso:
   - module: tablesync.postgresql.pg_fdw_server
   - module: tablesync.postgresql.pg_foreign_tables
 author:
-  - tablesync.postgresql contributors
+  - tablesync maintainers (@tablesync)
 '''
 
 EXAMPLES = r'''

@@ -114,7 +114,7 @@ seealso:
   - module: tablesync.postgresql.pg_fdw_server
   - module: tablesync.postgresql.pg_fdw_user_mappings
 author:
-  - tablesync.postgresql contributors
+  - tablesync maintainers (@tablesync)
 '''
 
 EXAMPLES = r'''
@@ -327,8 +327,8 @@ def types_table_statement(types):
     """CREATE TEMP TABLE with one column per type (types already validated by to_regtype)."""
     columns = [sql.SQL('{} {}').format(sql.Identifier('c%d' % i), sql.SQL(t))
                for i, t in enumerate(types)]
-    return sql.SQL('CREATE TEMP TABLE {} ({})').format(sql.Identifier(TYPES_TABLE),
-                                                      sql.SQL(', ').join(columns))
+    return sql.SQL('CREATE TEMP TABLE {} ({})').format(
+        sql.Identifier(TYPES_TABLE), sql.SQL(', ').join(columns))
 
 
 def argument_spec():

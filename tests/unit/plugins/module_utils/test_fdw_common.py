@@ -82,8 +82,8 @@ def test_empty_create_options():
 
 def test_version_requirements_name_the_version():
     opts = {'batch_size': '1', 'parallel_commit': 'true', 'fetch_size': '1', 'host': 'x'}
-    assert version_requirements(opts, 'server', 130000) == [('batch_size', 140000),
-                                                           ('parallel_commit', 150000)]
+    assert version_requirements(opts, 'server', 130000) == [
+        ('batch_size', 140000), ('parallel_commit', 150000)]
     assert version_requirements(opts, 'server', 140000) == [('parallel_commit', 150000)]
     assert version_requirements(opts, 'server', 150000) == []
     assert version_requirements({'password_required': 'false'}, 'user mapping', 120000) == [
