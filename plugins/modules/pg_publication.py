@@ -17,8 +17,8 @@ description:
   - Publishes all tables, a list of tables (each with an optional column list and row filter),
     whole schemas, or a mix of tables and schemas; manages the published operations,
     C(publish_via_partition_root), the owner and the comment.
-  - Options that are not set are not managed and keep their current value (on creation:
-    PostgreSQL's default). Exception is O(publish), which defaults to all four operations.
+  - Options that are not set are not managed and keep their current value (on creation,
+    PostgreSQL's default). The exception is O(publish), which defaults to all four operations.
   - Checks before changing anything that every table and schema exists (naming all that are
     missing), that the server version supports the requested features, and that published tables
     can replicate C(UPDATE) and C(DELETE) (see O(check_replica_identity)).
@@ -489,7 +489,7 @@ class PublicationCatalog(object):
 
     def resolve(self, state, owner, identity):
         """Existence and replica identity facts for a complete desired state."""
-        keys = sorted(state['tables'])
+        keys = list(state['tables'])  # as listed, so errors name tables in the user's order
         return self._query(resolve_query(self.version), {
             'tschemas': [k[0] for k in keys],
             'tnames': [k[1] for k in keys],
