@@ -8,7 +8,9 @@ Pure functions (no I/O, no Ansible objects needed), used by the roles as filters
 - ``sync_model_errors(sets, inventory_hosts)`` -> list of messages (empty when valid);
 - ``sync_hosts(hostvars, hosts)`` -> ``{host: {address, port}}`` from inventory variables/facts;
 - ``sync_plan(sets, host, hostvars)`` -> the part of the model one host has to deploy;
-- ``replication_settings(plan, ...)`` -> the server settings that part needs.
+- ``replication_settings(plan, ...)`` -> the server settings that part needs;
+- ``sync_subscription_status``, ``sync_cleanup``, ``sync_report``: summaries of module
+  results for the roles' cleanup and report steps.
 
 Naming (stable, derived from the set name, never typed by users):
 publication ``tablesync_<set>`` (in the source database), subscription ``tablesync_<set>``
@@ -42,8 +44,8 @@ STATES = ('present', 'absent')
 PUBLISH = ('insert', 'update', 'delete', 'truncate')
 SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
             'replica_identity')
-TABLE_KEYS = ('name', 'columns', 'where')
-REPLICA_IDENTITIES = ('default', 'full', 'nothing')
+TABLE_KEYS = ('name', 'columns', 'where', 'replica_identity')
+REPLICA_IDENTITIES = ('default', 'full')
 SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 # tablesync_ (10) + name + _ + 8 hex must fit PostgreSQL's 63-byte identifiers.
 SET_NAME_MAX = 63 - len(PREFIX) - 9
@@ -91,7 +93,7 @@ def _table_entry(label, entry):
         name, extra = entry.get('name'), entry
     else:
         return None, None, ['%s: a table is a "schema.table" string or a dict '
-                            '{name, columns, where}, got %r' % (label, entry)]
+                            '{name, columns, where, replica_identity}, got %r' % (label, entry)]
     try:
         key = parse_qualified(name)
     except NameError_ as e:
@@ -111,6 +113,13 @@ def _table_entry(label, entry):
                               % (label, normalised))
             else:
                 out['columns'] = list(columns)
+        identity = extra.get('replica_identity')
+        if identity is not None:
+            if not isinstance(identity, string_types) or _replica_identity_error(identity, []):
+                errors.append('%s: table %s: replica_identity must be one of %s or "index:<name>"'
+                              % (label, normalised, ', '.join(REPLICA_IDENTITIES)))
+            else:
+                out['replica_identity'] = identity
         where = extra.get('where')
         if where is not None:
             if not isinstance(where, string_types) or not where.strip():
@@ -222,9 +231,10 @@ def _parse_set(index, raw, inventory):
 
 
 def _replica_identity_error(value, keys):
-    """replica_identity: 'full' / 'default' / ... for every table, or {table: identity}."""
+    """replica_identity: 'full' / 'index:<name>' for the tables lacking a usable one, or
+    {table: identity} (the identity each of these tables must have)."""
     if isinstance(value, string_types):
-        if value not in REPLICA_IDENTITIES and not value.startswith('index:'):
+        if value not in REPLICA_IDENTITIES and not (value.startswith('index:') and len(value) > 6):
             return ('replica_identity must be one of %s or "index:<name>", or a dict '
                     '{table: identity}, got %r' % (', '.join(REPLICA_IDENTITIES), value))
         return None
@@ -237,6 +247,8 @@ def _replica_identity_error(value, keys):
             if key not in keys:
                 return ('replica_identity names table %s, which is not in the set\'s tables'
                         % format_qualified(*key))
+            if not isinstance(identity, string_types):
+                return 'replica_identity of %s must be a string' % format_qualified(*key)
             err = _replica_identity_error(identity, keys)
             if err:
                 return err
@@ -399,15 +411,17 @@ def sync_plan(sets, host, hostvars=None, methods=IMPLEMENTED_METHODS):
             select_tables.setdefault(db, [])
             if present:
                 select_tables[db].extend(t for t in table_names if t not in select_tables[db])
+            identity = item['replica_identity']
             publisher_sets.append({
                 'name': item['name'],
                 'state': item['state'],
                 'database': db,
                 'publication': publication,
-                'tables': item['tables'],
+                'tables': _with_identities(item['tables'], identity),
                 'table_names': table_names,
                 'publish': item['publish'],
-                'replica_identity': item['replica_identity'],
+                # one identity for every table lacking a usable one (pg_publication's option)
+                'replica_identity': identity if isinstance(identity, string_types) else None,
                 'subscribers': subscribers,
             })
         for target in item['targets']:
@@ -476,11 +490,28 @@ def sync_plan(sets, host, hostvars=None, methods=IMPLEMENTED_METHODS):
 
 
 def _without_where(entry):
-    if isinstance(entry, Mapping) and 'where' in entry:
-        entry = dict((k, v) for k, v in entry.items() if k != 'where')
+    """A table entry as pg_target_tables takes it: name and columns only."""
+    if isinstance(entry, Mapping):
+        entry = dict((k, v) for k, v in entry.items() if k in ('name', 'columns'))
         if list(entry) == ['name']:
             return entry['name']
     return entry
+
+
+def _with_identities(tables, identity):
+    """Table entries with the per-table identities of a {table: identity} dict merged in."""
+    if not isinstance(identity, Mapping) or not identity:
+        return tables
+    wanted = dict((parse_qualified(k), v) for k, v in identity.items())
+    out = []
+    for entry in tables:
+        name = entry['name'] if isinstance(entry, Mapping) else entry
+        key = parse_qualified(name)
+        if key in wanted:
+            entry = dict(entry) if isinstance(entry, Mapping) else {'name': name}
+            entry['replica_identity'] = wanted[key]
+        out.append(entry)
+    return out
 
 
 def _round_up(value, step):
@@ -564,6 +595,93 @@ def sync_subscription_status(results, refreshed=None):
     return out
 
 
+def _loop_results(results):
+    if isinstance(results, Mapping):
+        results = results.get('results') or []
+    return [r for r in results or [] if isinstance(r, Mapping) and not r.get('skipped')
+            and not r.get('failed')]
+
+
+def sync_cleanup(infos, sets, wanted_slots=None, prefix=PREFIX):
+    """What the publisher's cleanup drops, from pg_sync_info loop results (one per database,
+    ``item`` = the database name) and the host's publisher sets (present and absent).
+
+    -> ``{'publications': [{database, name}], 'slots': [slot names]}``: ``prefix``ed
+    publications that no set of the model names (sets marked absent are dropped by their own
+    task), and ``prefix``ed logical slots that no present set needs and no consumer uses.
+    """
+    known = set((s['database'], s['publication']) for s in sets or [])
+    wanted = set(wanted_slots or [])
+    publications, slots = [], {}
+    for result in _loop_results(infos):
+        database = result.get('item')
+        for publication in result.get('publications') or []:
+            name = publication.get('name') or ''
+            if name.startswith(prefix) and (database, name) not in known:
+                publications.append({'database': database, 'name': name})
+        for slot in result.get('slots') or []:
+            name = slot.get('slot_name') or ''
+            if name.startswith(prefix) and name not in wanted and not slot.get('active') \
+                    and slot.get('slot_type', 'logical') == 'logical':
+                slots[name] = slot
+    return {'publications': publications, 'slots': sorted(slots)}
+
+
+def sync_report(sets, infos, hostvars=None):
+    """One summary per present set of a publisher: tables, subscribers, states and lag.
+
+    ``sets``: the host's publisher sets; ``infos``: pg_sync_info loop results (one per
+    database, ``item`` = the database name); ``hostvars``: to read each subscriber's
+    ``logical_subscriber_status`` (recorded by the logical_subscriber role).
+    """
+    hostvars = hostvars or {}
+    by_db = dict((r.get('item'), r) for r in _loop_results(infos))
+    report = []
+    for item in sets or []:
+        if item.get('state') != 'present':
+            continue
+        info = by_db.get(item['database']) or {}
+        publication = dict((p.get('name'), p) for p in info.get('publications') or []).get(
+            item['publication'])
+        slots = dict((s.get('slot_name'), s) for s in info.get('slots') or [])
+        targets = []
+        for sub in item.get('subscribers') or []:
+            slot = slots.get(sub['slot'])
+            try:
+                status = (hostvars[sub['host']].get('logical_subscriber_status') or {}).get(
+                    '%s/%s' % (sub['database'], sub['subscription']))
+            except KeyError:
+                status = None
+            line = {
+                'target': '%s/%s' % (sub['host'], sub['database']),
+                'slot': sub['slot'],
+                'slot_active': slot.get('active') if slot else None,
+                'lag_bytes': slot.get('lag_bytes') if slot else None,
+                'retained_bytes': slot.get('retained_bytes') if slot else None,
+                'wal_status': slot.get('wal_status') if slot else None,
+            }
+            if status:
+                line['subscription'] = 'enabled' if status.get('enabled') else 'disabled'
+                line['tables_ready'] = '%s/%s' % (status.get('ready'), status.get('tables'))
+                if status.get('waiting'):
+                    line['tables_waiting'] = status['waiting']
+            else:
+                line['subscription'] = 'unknown (subscriber not in this run)' if slot \
+                    else 'missing'
+            targets.append(line)
+        report.append({
+            'set': item['name'],
+            'publication': '%s in %s (%s)' % (
+                item['publication'], item['database'],
+                'exists' if publication else 'missing'),
+            'tables': len(item.get('table_names') or []),
+            'tables_published': len(publication.get('tables') or []) if publication else 0,
+            'publish': publication.get('publish') if publication else None,
+            'targets': targets,
+        })
+    return report
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -572,4 +690,6 @@ class FilterModule(object):
             'sync_plan': sync_plan,
             'replication_settings': replication_settings,
             'sync_subscription_status': sync_subscription_status,
+            'sync_cleanup': sync_cleanup,
+            'sync_report': sync_report,
         }

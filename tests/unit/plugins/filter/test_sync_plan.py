@@ -12,7 +12,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
     FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan,
-    sync_subscription_status)
+    sync_cleanup, sync_report, sync_subscription_status)
 
 INVENTORY = ['pub', 'sub1', 'sub2', 'other']
 HOSTS = {  # hostvars
@@ -160,9 +160,11 @@ def test_publisher_part():
     assert orders['table_names'] == ['sales.orders', 'sales.customers', 'public.audit_log']
     assert orders['tables'][1] == {'name': 'sales.customers', 'columns': ['id', 'name'],
                                    'where': "country = 'NL'"}
-    assert orders['tables'][2] == 'public.audit_log'
+    # the per-table identity goes into the table's entry, as pg_publication takes it
+    assert orders['tables'][2] == {'name': 'public.audit_log', 'replica_identity': 'full'}
+    assert orders['tables'][0] == 'sales.orders'
     assert orders['publish'] == ['insert', 'update', 'delete']
-    assert orders['replica_identity'] == {'audit_log': 'full'}
+    assert orders['replica_identity'] is None
     assert [(s['host'], s['database'], s['address']) for s in orders['subscribers']] == [
         ('sub1', 'shop', '10.0.0.2'), ('sub2', 'shop_copy', 'fd00::3')]
     assert orders['subscribers'][0]['slot'] == slot_name('orders', 'sub1', 'shop')
@@ -204,6 +206,25 @@ def test_subscriber_part():
     assert plan['hba_entries'] == []
     assert plan['counts']['subscriptions_held'] == 2
     assert plan['is_subscriber'] and not plan['is_publisher']
+
+
+def test_replica_identity_forms():
+    sets = copy.deepcopy(SETS[1:2])
+    sets[0]['replica_identity'] = 'full'
+    sets[0]['tables'] = ['sales.stock', {'name': 'sales.notes', 'replica_identity': 'index:notes_uq',
+                                         'where': 'x > 1'}]
+    pub = sync_plan(sets, 'pub', HOSTS)['publisher_sets'][0]
+    assert pub['replica_identity'] == 'full'
+    assert pub['tables'] == ['sales.stock', {'name': 'sales.notes', 'replica_identity': 'index:notes_uq',
+                                             'where': 'x > 1'}]
+    assert sync_plan(sets, 'sub1', HOSTS)['subscriber_parts'][0]['target_tables'] == ['sales.stock', 'sales.notes']
+    sets[0]['tables'][1]['replica_identity'] = 'nothing'
+    assert 'replica_identity must be one of' in sync_model_errors(sets)[0]
+    sets[0]['tables'][1]['replica_identity'] = 'index:'
+    assert sync_model_errors(sets)
+    sets[0]['tables'][1]['replica_identity'] = 'index:u'
+    sets[0]['replica_identity'] = {'sales.stock': ['full']}
+    assert 'must be a string' in sync_model_errors(sets)[0]
 
 
 def test_uninvolved_host_has_an_empty_part():
@@ -260,7 +281,8 @@ def test_replication_settings_publisher_and_subscriber():
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {'sync_model_errors', 'sync_hosts', 'sync_plan',
-                                             'replication_settings', 'sync_subscription_status'}
+                                             'replication_settings', 'sync_subscription_status',
+                                             'sync_cleanup', 'sync_report'}
 
 
 def test_subscription_status_prefers_the_refresh_result():
@@ -275,3 +297,56 @@ def test_subscription_status_prefers_the_refresh_result():
                                   'exists': True, 'enabled': True, 'tables': 2, 'ready': 1,
                                   'waiting': ['sales.customers (data copy)']}}
     assert sync_subscription_status(None) == {}
+
+
+def _info(database, publications=(), slots=()):
+    return {'item': database, 'changed': False, 'publications': list(publications), 'slots': list(slots)}
+
+
+def test_cleanup_finds_unknown_publications_and_unused_slots():
+    plan = sync_plan(SETS, 'pub', HOSTS)
+    wanted = plan['slots']
+    slots = [
+        {'slot_name': wanted[0], 'active': False, 'slot_type': 'logical'},       # wanted, down: kept
+        {'slot_name': 'tablesync_gone_1234abcd', 'active': False, 'slot_type': 'logical'},
+        {'slot_name': 'tablesync_busy_1234abcd', 'active': True, 'slot_type': 'logical'},
+        {'slot_name': 'tablesync_phys', 'active': False, 'slot_type': 'physical'},
+        {'slot_name': 'other_slot', 'active': False, 'slot_type': 'logical'},
+    ]
+    infos = {'results': [
+        _info('shop', [{'name': 'tablesync_orders'}, {'name': 'tablesync_stock'},
+                       {'name': 'tablesync_removed'}, {'name': 'mine'}], slots),
+        _info('legacy', [{'name': 'tablesync_old'}], slots),   # absent set: its own task drops it
+        _info('other', [{'name': 'tablesync_orders'}], slots),  # same name, other database
+        {'item': 'skipped', 'skipped': True},
+    ]}
+    assert sync_cleanup(infos, plan['publisher_sets'], wanted) == {
+        'publications': [{'database': 'shop', 'name': 'tablesync_removed'},
+                         {'database': 'other', 'name': 'tablesync_orders'}],
+        'slots': ['tablesync_gone_1234abcd'],
+    }
+    assert sync_cleanup([], [], []) == {'publications': [], 'slots': []}
+
+
+def test_report_per_set():
+    plan = sync_plan(SETS, 'pub', HOSTS)
+    orders = plan['publisher_sets'][0]
+    slot1, slot2 = [s['slot'] for s in orders['subscribers']]
+    infos = [_info('shop', [{'name': 'tablesync_orders', 'tables': ['a.b', 'c.d', 'e.f'],
+                             'publish': ['insert']}],
+                   [{'slot_name': slot1, 'active': True, 'lag_bytes': 56, 'retained_bytes': 100,
+                     'wal_status': 'reserved'}])]
+    hostvars = {'sub1': {'logical_subscriber_status': {'shop/tablesync_orders': {
+        'enabled': True, 'tables': 3, 'ready': 2, 'waiting': ['sales.customers (data copy)']}}},
+        'sub2': {}}
+    report = sync_report(plan['publisher_sets'], infos, hostvars)
+    assert [r['set'] for r in report] == ['orders', 'stock']  # absent sets are not reported
+    assert report[0]['publication'] == 'tablesync_orders in shop (exists)'
+    assert report[0]['tables'] == 3 and report[0]['tables_published'] == 3
+    assert report[0]['targets'][0] == {
+        'target': 'sub1/shop', 'slot': slot1, 'slot_active': True, 'lag_bytes': 56,
+        'retained_bytes': 100, 'wal_status': 'reserved', 'subscription': 'enabled',
+        'tables_ready': '2/3', 'tables_waiting': ['sales.customers (data copy)']}
+    assert report[0]['targets'][1]['subscription'] == 'missing'
+    assert report[0]['targets'][1]['slot'] == slot2
+    assert report[1]['publication'] == 'tablesync_stock in shop (missing)'
