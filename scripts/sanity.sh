@@ -4,8 +4,11 @@
 # result is what CI sees. Extra args go to ansible-test (e.g. --test validate-modules).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DEST="$ROOT/.cache/sanity/ansible_collections/tablesync/postgresql"
-rm -rf "$DEST"
+# A private copy per run, so concurrent runs do not pull the tree from under each other.
+mkdir -p "$ROOT/.cache"
+WORKDIR="$(mktemp -d "$ROOT/.cache/sanity.XXXXXX")"
+trap 'rm -rf "$WORKDIR"' EXIT
+DEST="$WORKDIR/ansible_collections/tablesync/postgresql"
 mkdir -p "$DEST"
 cd "$ROOT"
 # tracked + new (not ignored) files, as they are in the work tree
@@ -20,4 +23,4 @@ PIPVER="$("$ROOT/.venv/bin/python" -c 'from ansible_test._internal.python_requir
 mkdir -p ~/.ansible/test/cache
 cp "$ROOT/tests/sanity_get_pip.py" ~/.ansible/test/cache/"get_pip_${PIPVER//./_}.py"
 PY="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-exec "$ROOT/.venv/bin/ansible-test" sanity --venv --requirements --python "$PY" --color no "$@"
+"$ROOT/.venv/bin/ansible-test" sanity --venv --requirements --python "$PY" --color no "$@"
