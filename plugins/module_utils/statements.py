@@ -126,6 +126,8 @@ def _render_composable(obj, params):
         return quote_literal(next(params))
     if isinstance(obj, sql.SQL):
         text = obj.string
+        if params is None:  # a statement without parameters is executed verbatim (see bind())
+            return text
         out = []
         i = 0
         while i < len(text):
@@ -184,7 +186,8 @@ def render(statement):
     query = statement.query
     if isinstance(query, str):
         query = sql.SQL(query)
-    return _render_composable(query, iter(statement.display_params()))
+    params = statement.display_params()
+    return _render_composable(query, iter(params) if params else None)
 
 
 def render_all(statements):
