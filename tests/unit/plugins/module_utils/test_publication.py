@@ -630,3 +630,11 @@ class TestValidation(object):
             ('public', 'a'): ['id'], ('public', 'p'): ['id']}
         assert filter_key_columns(s, resolved, identity, False) == {}
         assert filter_key_columns(dict(s, publish=('insert',)), resolved, identity, True) == {}
+
+
+def test_percent_signs_in_filters_are_sent_and_shown_verbatim():
+    s = final(tables=[{'name': 't', 'where': "name LIKE '%smith%%' OR name = 'x%s'"}])
+    statements = plan(s, None, PG15)
+    assert [st.params for st in statements] == [()]  # executed without %-interpolation
+    assert render_all(statements) == [
+        'CREATE PUBLICATION "pub" FOR TABLE ONLY "public"."t" WHERE (name LIKE \'%smith%%\' OR name = \'x%s\')']
