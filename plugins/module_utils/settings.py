@@ -202,7 +202,7 @@ def _parse_number(text, integer):
     if not match:
         return None
     value = float(match.group(0))
-    if value != value:  # NaN
+    if math.isnan(value):
         return None
     return value, text[match.end():]
 
@@ -307,8 +307,9 @@ def split_list(text):
 
 def unquote_conf(text):
     """A value written postgresql.conf-style in single quotes (``"'*'"``) -> its content."""
-    if len(text) >= 2 and text[0] == "'" and text[-1] == "'" and "'" not in text[1:-1].replace("''", ''):
-        return text[1:-1].replace("''", "'")
+    inner = text[1:-1]
+    if len(text) >= 2 and text[0] == text[-1] == "'" and "'" not in inner.replace("''", ''):
+        return inner.replace("''", "'")
     return text
 
 
@@ -389,8 +390,10 @@ def desired_value(setting, raw):
     value = canonical(setting, text)
     if setting.vartype in ('integer', 'real'):
         _check_range(setting, float(value), text)
-    if setting.vartype in ('bool', 'enum'):
-        text = ('on' if value else 'off') if setting.vartype == 'bool' else _enum_value(setting, text)
+    elif setting.vartype == 'bool':
+        text = 'on' if value else 'off'
+    elif setting.vartype == 'enum':
+        text = _enum_value(setting, text)
     return DesiredValue([text], value, text)
 
 

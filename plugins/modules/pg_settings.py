@@ -59,6 +59,8 @@ attributes:
       changes would need a restart (a differing setting of context C(postmaster)).
   diff_mode:
     support: full
+    description: Shows each managed setting before and after (as configured, else as
+      running) and the settings waiting for a restart.
 notes:
   - Needs a superuser, or on PostgreSQL 15 and later a role granted C(ALTER SYSTEM) on the
     parameters. Reading the configured values (C(pg_file_settings)) needs a superuser or

@@ -93,11 +93,21 @@ options:
         C(TRUNCATE) (for postgres_fdw and trigger targets). A table in both lists gets these.
     type: list
     elements: str
+  login_user:
+    description:
+      - Role to connect as. Defaults to C(PGUSER) from the environment, else C(postgres).
+      - Unlike the other modules of the collection, this one has no C(login) alias for it -
+        O(login) is the role's LOGIN attribute.
+    type: str
+    aliases: []
 attributes:
   check_mode:
     support: full
+    description: Nothing is changed; RV(queries), RV(role) and the diff show what would be.
   diff_mode:
     support: full
+    description: Shows the role's attributes and table lists before and after, and whether its
+      password is (or will be) changed - never the password itself.
 notes:
   - Tables the role owns are left alone (an owner holds every privilege anyway).
   - Privileges the role has through PUBLIC or through membership in other roles are not
@@ -422,6 +432,8 @@ def ensure_absent(module, catalog, executor, desired, current):
 
 def argument_spec():
     spec = connection_argument_spec()
+    # 'login' is the role attribute here, not the alias of login_user
+    spec['login_user'] = dict((k, v) for k, v in spec['login_user'].items() if k != 'aliases')
     spec.update(
         name=dict(type='str', required=True),
         state=dict(type='str', default='present', choices=['absent', 'present']),

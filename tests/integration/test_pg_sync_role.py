@@ -313,3 +313,17 @@ def test_without_superuser_the_password_is_set_every_run_unless_on_create(pg):
     assert any('update_password=on_create' in w for w in second['warnings'])
     assert third['changed'] is False and third['queries'] == []
     assert can(pg, name, 'Pw-1', 'SELECT 1')
+
+
+def test_login_attribute_is_not_the_login_user_alias(pg):
+    name = role_name()
+    run = run_tasks([task(pg, name, login=False, connection_limit=2),
+                     task(pg, name, login=True, connection_limit=2),
+                     task(pg, name, login=True)])
+    first, second, third = run.results
+    assert first['queries'] == ['CREATE ROLE "%s" WITH NOLOGIN NOREPLICATION CONNECTION LIMIT 2'
+                                % name], first
+    assert second['queries'] == ['ALTER ROLE "%s" WITH LOGIN' % name]
+    assert third['changed'] is False and third['role']['connection_limit'] == 2
+    assert pg.query('SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s',
+                    (name,)) == [(True, 2)]
