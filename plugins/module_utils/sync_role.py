@@ -287,21 +287,24 @@ DEPENDENCY_KINDS = {'o': 'owner', 'a': 'privileges', 'r': 'policies',
 
 class Dependency(object):
     """A pg_shdepend entry of the role: ``kind`` 'owner' or 'privileges' (or another deptype),
-    in ``database`` (None: shared objects such as databases), ``revocable`` when it is a
-    privilege on a table or schema of login_db (``table`` / ``schema`` say which)."""
+    in ``database`` (None: shared objects such as databases). ``revocable`` when it is a
+    privilege on a table or schema of login_db (``table`` / ``schema`` say which) or on the
+    login_db database itself (``database_object``)."""
 
-    __slots__ = ('database', 'kind', 'catalog', 'table', 'schema')
+    __slots__ = ('database', 'kind', 'catalog', 'table', 'schema', 'database_object')
 
-    def __init__(self, database, kind, catalog, table=None, schema=None):
+    def __init__(self, database, kind, catalog, table=None, schema=None, database_object=None):
         self.database = database
         self.kind = kind
         self.catalog = catalog
         self.table = table
         self.schema = schema
+        self.database_object = database_object
 
     @property
     def revocable(self):
-        return self.kind == 'privileges' and (self.table is not None or self.schema is not None)
+        return self.kind == 'privileges' and any(
+            x is not None for x in (self.table, self.schema, self.database_object))
 
 
 def blockers_message(name, dependencies, login_db):
@@ -326,14 +329,20 @@ def blockers_message(name, dependencies, login_db):
 
 
 def plan_drop(name, dependencies):
-    """REVOKE the table and schema privileges in login_db, then DROP ROLE (one transaction)."""
-    tables = set(d.table for d in dependencies if d.revocable and d.table is not None)
-    schemas = set(d.schema for d in dependencies if d.revocable and d.schema is not None)
+    """REVOKE the privileges on the tables and schemas of login_db and on login_db itself,
+    then DROP ROLE (one transaction)."""
+    revocable = [d for d in dependencies if d.revocable]
+    tables = set(d.table for d in revocable if d.table is not None)
+    schemas = set(d.schema for d in revocable if d.schema is not None)
+    databases = set(d.database_object for d in revocable if d.database_object is not None)
     statements = []
     if tables:
         statements.append(Statement(sql.SQL('REVOKE ALL ON TABLE {} FROM {}').format(
             _table_list(tables), sql.Identifier(name))))
     if schemas:
         statements.append(revoke_schemas(name, schemas))
+    for database in sorted(databases):
+        statements.append(Statement(sql.SQL('REVOKE ALL ON DATABASE {} FROM {}').format(
+            sql.Identifier(database), sql.Identifier(name))))
     statements.append(Statement(sql.SQL('DROP ROLE {}').format(sql.Identifier(name))))
     return statements

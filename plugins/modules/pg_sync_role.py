@@ -40,8 +40,8 @@ options:
   state:
     description:
       - V(present) creates or updates the role and its privileges in O(login_db).
-      - V(absent) revokes its privileges on the tables and schemas of O(login_db), then drops
-        it. The module fails before changing anything when the role owns objects or holds
+      - V(absent) revokes its privileges on the tables and schemas of O(login_db) and on the
+        O(login_db) database itself (such as C(CONNECT)), then drops it. The module fails before changing anything when the role owns objects or holds
         other privileges (in O(login_db) or in other databases) and says what to run first.
     type: str
     choices: [absent, present]
@@ -296,7 +296,8 @@ CROSS JOIN grantee g
 # Everything that would keep DROP ROLE from succeeding, in every database.
 DEPENDENCIES_QUERY = '''
 SELECT d.datname AS database, sd.deptype, sd.classid::regclass::text AS catalog,
-       tn.nspname AS table_schema, c.relname AS table_name, sn.nspname AS schema
+       tn.nspname AS table_schema, c.relname AS table_name, sn.nspname AS schema,
+       dbo.datname AS database_object
 FROM pg_catalog.pg_shdepend sd
 CROSS JOIN (SELECT oid FROM pg_catalog.pg_database
             WHERE datname = pg_catalog.current_database()) here
@@ -308,6 +309,9 @@ LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_namespace sn
        ON sd.dbid = here.oid AND sd.classid = 'pg_catalog.pg_namespace'::regclass
           AND sn.oid = sd.objid
+LEFT JOIN pg_catalog.pg_database dbo
+       ON sd.dbid = 0 AND sd.classid = 'pg_catalog.pg_database'::regclass
+          AND sd.objid = here.oid AND dbo.oid = here.oid
 WHERE sd.refclassid = 'pg_catalog.pg_authid'::regclass AND sd.refobjid = %(oid)s
 '''
 
@@ -363,11 +367,15 @@ class SyncRoleCatalog(object):
 
     def read_dependencies(self, oid):
         rows = self._query(DEPENDENCIES_QUERY.format(kinds=TABLE_KINDS), {'oid': oid})
-        return [Dependency(row['database'], DEPENDENCY_KINDS.get(row['deptype'], row['deptype']),
-                           row['catalog'],
-                           table=(row['table_schema'], row['table_name'])
-                           if row['table_name'] is not None else None,
-                           schema=row['schema']) for row in rows]
+        return [self._dependency(row) for row in rows]
+
+    @staticmethod
+    def _dependency(row):
+        table = (row['table_schema'], row['table_name']) if row['table_name'] is not None \
+            else None
+        return Dependency(row['database'], DEPENDENCY_KINDS.get(row['deptype'], row['deptype']),
+                          row['catalog'], table=table, schema=row['schema'],
+                          database_object=row['database_object'])
 
 
 def run(module, executor, statements):

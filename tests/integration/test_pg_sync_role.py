@@ -236,16 +236,16 @@ def test_superusers_are_refused(pg):
 
 def test_absent_revokes_then_drops(pg):
     name = role_name()
-    run = run_tasks([
-        task(pg, name, password='x-1', select_tables=['s.a'], insert_update_delete_tables=['s.w']),
-        task(pg, name, state='absent'),
-        task(pg, name, state='absent'),
-    ])
-    first, second, third = run.results
+    assert not run_role(pg, name, args=dict(
+        password='x-1', select_tables=['s.a'], insert_update_delete_tables=['s.w'])).get('failed')
+    pg.execute('GRANT CONNECT ON DATABASE %s TO "%s"' % (DB, name))
+    run = run_tasks([task(pg, name, state='absent'), task(pg, name, state='absent')])
+    second, third = run.results
     assert not second.get('failed'), second
     assert second['queries'] == [
         'REVOKE ALL ON TABLE "s"."a", "s"."w" FROM "%s"' % name,
         'REVOKE ALL ON SCHEMA "s" FROM "%s"' % name,
+        'REVOKE ALL ON DATABASE "%s" FROM "%s"' % (DB, name),
         'DROP ROLE "%s"' % name,
     ]
     assert second['role'] == {'name': name, 'exists': False}
@@ -258,12 +258,15 @@ def test_absent_refuses_when_the_role_has_objects_elsewhere(pg):
     assert not run_role(pg, name, args=dict(select_tables=['s.a'])).get('failed')
     pg.execute('CREATE TABLE owned_elsewhere (id int); ALTER TABLE owned_elsewhere OWNER TO "%s"'
                % name, dbname=OTHER_DB)
+    pg.execute('GRANT CONNECT ON DATABASE %s TO "%s"' % (OTHER_DB, name))
     result = run_role(pg, name, args=dict(state='absent'))
     assert result.get('failed')
     assert '%s (owner: 1 object)' % OTHER_DB in result['msg']
+    assert 'the whole cluster (databases, tablespaces) (privileges: 1 object)' in result['msg']
     assert 'REASSIGN OWNED BY' in result['msg']
     assert privileges(pg, name) == [('s.a', 'SELECT')]   # nothing revoked
     pg.execute('DROP TABLE owned_elsewhere', dbname=OTHER_DB)
+    pg.execute('REVOKE CONNECT ON DATABASE %s FROM "%s"' % (OTHER_DB, name))
     result = run_role(pg, name, args=dict(state='absent'))
     assert result['changed'] and not result.get('failed'), result
 

@@ -321,6 +321,13 @@ def test_drop_revokes_then_drops():
     ]
 
 
+def test_drop_revokes_privileges_on_login_db_itself():
+    deps = [Dependency(None, 'privileges', 'pg_database', database_object='My DB')]
+    assert blockers_message('sync', deps, 'My DB') is None
+    assert [render(s) for s in plan_drop('sync', deps)] == [
+        'REVOKE ALL ON DATABASE "My DB" FROM "sync"', 'DROP ROLE "sync"']
+
+
 def test_drop_without_privileges():
     assert [render(s) for s in plan_drop('we"ird', [])] == ['DROP ROLE "we""ird"']
 
