@@ -874,11 +874,17 @@ def plan_present(spec, env, set_state, sources):
 
 def teardown_statements(env, server_dropped):
     """Everything in schema tablesync, when no set is left."""
-    statements = [Statement(sql.SQL('DROP ROUTINE {}({})').format(
+    def drop_tables(names):
+        return [Statement(sql.SQL('DROP TABLE {}').format(storage_ident(name)))
+                for name in names if name in env.storage]
+
+    # the commit trigger depends on a routine, routines depend on the rowtype of trigger_tables
+    statements = drop_tables([q.COMMITS_TABLE])
+    statements.extend(Statement(sql.SQL('DROP ROUTINE {}({})').format(
         storage_ident(r.name), sql.SQL(r.identity)))
-        for _key, r in sorted(env.routines.items()) if r.ours]
-    statements.extend(Statement(sql.SQL('DROP TABLE {}').format(storage_ident(name)))
-                      for name, _ddl in reversed(q.STORAGE) if name in env.storage)
+        for _key, r in sorted(env.routines.items()) if r.ours)
+    statements.extend(drop_tables(name for name, _ddl in reversed(q.STORAGE)
+                                  if name != q.COMMITS_TABLE))
     dblink_here = env.dblink_schema == q.SCHEMA
     other_servers = [s for s in env.dblink_servers if s != server_dropped]
     if dblink_here and not other_servers:

@@ -422,6 +422,9 @@ SELECT current_user AS role,
            AND d.refobjid = ns.oid AND d.deptype = 'n'
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS x
                             WHERE x.classid = d.classid AND x.objid = d.objid AND x.deptype = 'e')
+           AND NOT (d.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                    AND d.objid = (SELECT x.oid FROM pg_catalog.pg_extension AS x
+                                    WHERE x.extname = 'dblink'))
            AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c
                                  WHERE c.oid = d.objid AND c.relname = ANY (%(own_relations)s)))
