@@ -566,6 +566,23 @@ def _already(leaf, wanted):
     return letter == 'i' and leaf.get('ident_index') == wanted[1]
 
 
+def publishes_updates(state):
+    """UPDATE or DELETE is published: the tables need a replica identity."""
+    return bool(set(state['publish']) & set(('update', 'delete')))
+
+
+def table_identities(desired):
+    """(schema, table) -> parsed replica_identity, for the tables items that set one."""
+    return dict((key, spec['replica_identity']) for key, spec in (desired.get('tables') or {}).items()
+                if spec.get('replica_identity'))
+
+
+def needs_identity_facts(state, desired, per_table):
+    """Whether replica identities must be read (to check them or to change them)."""
+    return bool(per_table or desired.get('replica_identity')
+                or (desired.get('check_replica_identity') and publishes_updates(state)))
+
+
 def plan_identity(state, resolved, top_level, per_table, check):
     """Decide replica identity changes and refuse what PostgreSQL would refuse at UPDATE/DELETE.
 
@@ -578,7 +595,7 @@ def plan_identity(state, resolved, top_level, per_table, check):
     identity maps every leaf to its identity after the fixes (see ``current_identity``).
     """
     leaves = merge_leaves(resolved)
-    updates = bool(set(state['publish']) & set(('update', 'delete')))
+    updates = publishes_updates(state)
     fixes = []
     identity = {}
     bad_index = []
@@ -658,7 +675,7 @@ def filter_key_columns(state, resolved, identity, check):
     (all columns with REPLICA IDENTITY FULL). For a partitioned table the identity of every
     partition counts. Tables without a restriction are left out.
     """
-    if not check or not set(state['publish']) & set(('update', 'delete')):
+    if not check or not publishes_updates(state):
         return {}
     leaves = merge_leaves(resolved)
     allowed = {}

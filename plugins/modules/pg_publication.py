@@ -333,9 +333,9 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.executor impo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import format_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
     PUBLISH_OPS, PublicationError, adopt_equivalent_filters, desired_from_params,
-    filter_key_columns, merge_desired, missing_objects_message, needs_recreate, order_columns,
-    plan, plan_identity, plan_replica_identity, public_state, state_from_catalog,
-    structure_problems, version_gates)
+    filter_key_columns, merge_desired, missing_objects_message, needs_identity_facts,
+    needs_recreate, order_columns, plan, plan_identity, plan_replica_identity, public_state,
+    state_from_catalog, structure_problems, table_identities, version_gates)
 
 try:
     import psycopg2
@@ -630,28 +630,31 @@ class Planner(object):
         self.fixes = []
 
     def present(self, desired, current):
-        """(statements, predicted complete state)."""
+        """(statements, predicted complete state) for state=present."""
         final = merge_desired(desired, current)
         for minimum, feature in version_gates(final):
             require_version(self.module, self.conn, minimum, feature)
-        per_table = dict((k, s['replica_identity']) for k, s in (desired['tables'] or {}).items()
-                         if s.get('replica_identity'))
-        check = desired['check_replica_identity']
-        wants_identity = bool(per_table or desired['replica_identity']
-                              or (check and set(final['publish']) & set(('update', 'delete'))))
-        resolved = self.catalog.resolve(final, desired['owner'], wants_identity)
-        message = missing_objects_message(resolved)
-        if message:
-            raise PublicationError(message)
-        if not resolved['owner_exists']:
-            raise PublicationError('Role %s (owner) does not exist.' % desired['owner'])
+        per_table = table_identities(desired)
+        resolved = self.resolve(final, desired, per_table)
         final = order_columns(final, resolved)
         structure_problems(final, resolved, per_table)
+        check = desired['check_replica_identity']
         self.fixes, identity = plan_identity(final, resolved, desired['replica_identity'], per_table, check)
         final = self.catalog.check_filters(
             final, current, filter_key_columns(final, resolved, identity, check))
         self.recreated = needs_recreate(final, current)
         return plan_replica_identity(self.fixes) + plan(final, current, self.version), final
+
+    def resolve(self, final, desired, per_table):
+        """Catalog facts for the final state; fails naming every missing object."""
+        resolved = self.catalog.resolve(final, desired['owner'],
+                                        needs_identity_facts(final, desired, per_table))
+        message = missing_objects_message(resolved)
+        if message:
+            raise PublicationError(message)
+        if not resolved['owner_exists']:
+            raise PublicationError('Role %s (owner) does not exist.' % desired['owner'])
+        return resolved
 
 
 def run(module):

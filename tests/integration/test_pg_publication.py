@@ -114,6 +114,8 @@ CREATE TABLE public.plain (id int PRIMARY KEY, v int);
 CREATE SCHEMA billing;
 CREATE TABLE billing.invoices (id int PRIMARY KEY, total numeric);
 CREATE TABLE public.nokey (a int, b int);
+CREATE TABLE public.parted (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (1000);
 '''
 
 
@@ -132,6 +134,8 @@ def test_create_each_form_then_no_change(db):
         dict(name='p_mixed', tables=[{'name': 'public.plain', 'where': 'id > 100'}], schemas=['billing']),
         dict(name='p_all', all_tables=True, publish=['insert', 'truncate']),
         dict(name='p_options', tables=['sales.orders'], owner='postgres', comment="Sales 'feed'",
+             publish_via_partition_root=True),
+        dict(name='p_parted', tables=[{'name': 'public.parted', 'columns': ['id'], 'where': 'id > 5'}],
              publish_via_partition_root=True),
     ]
     results = db.run(*(forms + forms))
@@ -152,6 +156,7 @@ def test_create_each_form_then_no_change(db):
     assert db.publication('p_mixed') == [('plain', None, '(id > 100)')]
     assert db.sql("SELECT pubviaroot, obj_description(oid, 'pg_publication') FROM pg_publication "
                   "WHERE pubname = 'p_options'") == [(True, "Sales 'feed'")]
+    assert db.publication('p_parted') == [('parted', ['id'], '(id > 5)')]
 
     publication = results[1]['publication']
     assert publication == {
@@ -353,6 +358,9 @@ ERROR_CASES = [
     (dict(tables=['public.' + 'x' * 64]), 'is longer than 63 bytes'),
     (dict(tables=[{'name': 'public.nokey', 'replica_identity': 'index:nokey_missing'}]),
      'Cannot use these indexes as replica identity'),
+    (dict(tables=[{'name': 'public.parted', 'where': 'id > 1'}], publish_via_partition_root=False),
+     'a column list or row filter on a partitioned table needs publish_via_partition_root: true '
+     '(tables: public.parted)'),
 ]
 
 
@@ -388,14 +396,14 @@ def test_replica_identity_fixes(db):
         CREATE UNIQUE INDEX withidx_u ON public.withidx (u);
         CREATE TABLE public.nothing (id int PRIMARY KEY, x int);
         ALTER TABLE public.nothing REPLICA IDENTITY NOTHING;
-        CREATE TABLE public.parted (id int, v int) PARTITION BY RANGE (id);
-        CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (100);
+        CREATE TABLE public.parted_nokey (id int, v int) PARTITION BY RANGE (id);
+        CREATE TABLE public.parted_nokey_1 PARTITION OF public.parted_nokey FOR VALUES FROM (0) TO (100);
     ''')
-    r = db.run(dict(name='p_ri', tables=['public.nokey', 'public.plain', 'public.nothing', 'public.parted',
+    r = db.run(dict(name='p_ri', tables=['public.nokey', 'public.plain', 'public.nothing', 'public.parted_nokey',
                                          {'name': 'public.withidx', 'replica_identity': 'index:withidx_u',
                                           'where': 'u > 0'}],
                     replica_identity='full'),
-               dict(name='p_ri', tables=['public.nokey', 'public.plain', 'public.nothing', 'public.parted',
+               dict(name='p_ri', tables=['public.nokey', 'public.plain', 'public.nothing', 'public.parted_nokey',
                                          {'name': 'public.withidx', 'replica_identity': 'index:withidx_u',
                                           'where': 'u > 0'}],
                     replica_identity='full'))
@@ -403,15 +411,15 @@ def test_replica_identity_fixes(db):
     assert r[0]['replica_identity_changes'] == [
         {'table': 'public.nokey', 'replica_identity': 'full'},
         {'table': 'public.nothing', 'replica_identity': 'full'},
-        {'table': 'public.parted_1', 'replica_identity': 'full'},
+        {'table': 'public.parted_nokey_1', 'replica_identity': 'full'},
         {'table': 'public.withidx', 'replica_identity': 'index:withidx_u'}]
     assert_idempotent(r[1])
     assert dict(db.sql("SELECT relname, relreplident::text FROM pg_class WHERE relname IN "
-                       "('nokey', 'plain', 'nothing', 'parted_1', 'withidx')")) == {
-        'nokey': 'f', 'plain': 'd', 'nothing': 'f', 'parted_1': 'f', 'withidx': 'i'}
+                       "('nokey', 'plain', 'nothing', 'parted_nokey_1', 'withidx')")) == {
+        'nokey': 'f', 'plain': 'd', 'nothing': 'f', 'parted_nokey_1': 'f', 'withidx': 'i'}
     # UPDATE and DELETE now work on the published tables
     db.sql("INSERT INTO public.nokey VALUES (1, 1); UPDATE public.nokey SET b = 2; DELETE FROM public.nokey;"
-           "INSERT INTO public.parted VALUES (1, 1); UPDATE public.parted SET v = 2;"
+           "INSERT INTO public.parted_nokey VALUES (1, 1); UPDATE public.parted_nokey SET v = 2;"
            "INSERT INTO public.withidx VALUES (1, 1); UPDATE public.withidx SET v = 2;")
 
 

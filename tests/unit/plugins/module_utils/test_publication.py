@@ -9,9 +9,9 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils import connec
 from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
     FEATURE_GATES, PUBLISH_OPS, PublicationError, adopt_equivalent_filters, check_row_filter,
     current_identity, desired_from_params, features_used, filter_key_columns, merge_desired,
-    missing_objects_message, order_columns, parse_replica_identity, plan, plan_identity,
-    plan_replica_identity, public_state, state_from_catalog, structure_problems,
-    version_gates, version_problems)
+    missing_objects_message, needs_identity_facts, order_columns, parse_replica_identity, plan,
+    plan_identity, plan_replica_identity, public_state, state_from_catalog, structure_problems,
+    table_identities, version_gates, version_problems)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render_all
 
 PG15 = 150004
@@ -603,8 +603,8 @@ class TestValidation(object):
                                leaf('public', 'b', replident='i', ident_key=['u'], ident_index='b_u',
                                     unique_indexes={'b_u': ['u']})]}
         s = state({('public', 'a'): spec(['u']), ('public', 'b'): spec()})
-        fixes, identity = plan_identity(s, resolved, None, {('public', 'a'): ('index', 'a_u'),
-                                                             ('public', 'b'): ('index', 'b_u')}, True)
+        per_table = {('public', 'a'): ('index', 'a_u'), ('public', 'b'): ('index', 'b_u')}
+        fixes, identity = plan_identity(s, resolved, None, per_table, True)
         assert fixes == [('public', 'a', ('index', 'a_u'))]
         assert identity[('public', 'a')] == ('key', ['u'])
         with pytest.raises(PublicationError, match=r'public.a \(index nope\)'):
@@ -638,3 +638,13 @@ def test_percent_signs_in_filters_are_sent_and_shown_verbatim():
     assert [st.params for st in statements] == [()]  # executed without %-interpolation
     assert render_all(statements) == [
         'CREATE PUBLICATION "pub" FOR TABLE ONLY "public"."t" WHERE (name LIKE \'%smith%%\' OR name = \'x%s\')']
+
+
+def test_identity_facts_needed_only_to_check_or_change():
+    d = desired(tables=['t', {'name': 'u', 'replica_identity': 'full'}])
+    assert table_identities(d) == {('public', 'u'): ('full',)}
+    assert needs_identity_facts(final(), desired(), {}) is True
+    assert needs_identity_facts(final(publish=['insert']), desired(publish=['insert']), {}) is False
+    assert needs_identity_facts(final(), desired(check_replica_identity=False), {}) is False
+    assert needs_identity_facts(final(publish=['insert']), desired(replica_identity='full'), {}) is True
+    assert needs_identity_facts(final(publish=['insert']), d, table_identities(d)) is True
