@@ -447,23 +447,24 @@ def _qualified(pair):
     return format_qualified(pair[0], pair[1])
 
 
+def _listed_tables(resolved, predicate):
+    return [_qualified((t['schema'], t['name'])) for t in resolved.get('tables') or () if predicate(t)]
+
+
 def missing_objects_message(resolved):
     """One message naming every missing/unpublishable table and missing schema, or None."""
+    checks = (
+        ('tables that do not exist', lambda t: t.get('kind') is None),
+        ('relations that are not tables (views, sequences, foreign tables... cannot be published)',
+         lambda t: t.get('kind') not in (None, 'r', 'p')),
+        ('unlogged or temporary tables (cannot be published)',
+         lambda t: t.get('kind') in ('r', 'p') and t.get('persistence') != 'p'),
+    )
     problems = []
-    missing = [_qualified((t['schema'], t['name'])) for t in resolved.get('tables') or ()
-               if t.get('kind') is None]
-    if missing:
-        problems.append('tables that do not exist: %s' % ', '.join(missing))
-    not_tables = [_qualified((t['schema'], t['name'])) for t in resolved.get('tables') or ()
-                  if t.get('kind') not in (None, 'r', 'p')]
-    if not_tables:
-        problems.append('relations that are not tables (views, sequences, foreign tables... '
-                        'cannot be published): %s' % ', '.join(not_tables))
-    not_permanent = [_qualified((t['schema'], t['name'])) for t in resolved.get('tables') or ()
-                     if t.get('kind') in ('r', 'p') and t.get('persistence') != 'p']
-    if not_permanent:
-        problems.append('unlogged or temporary tables (cannot be published): %s'
-                        % ', '.join(not_permanent))
+    for what, predicate in checks:
+        names = _listed_tables(resolved, predicate)
+        if names:
+            problems.append('%s: %s' % (what, ', '.join(names)))
     schemas = resolved.get('missing_schemas') or ()
     if schemas:
         problems.append('schemas that do not exist: %s' % ', '.join(schemas))
