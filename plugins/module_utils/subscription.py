@@ -746,8 +746,7 @@ def predict(desired, current, server_version, session_user=None):
         return None
     if current is None:
         options = defaults(server_version)
-        options['slot_name'] = SLOT_NONE if desired['options'].get('slot_name') == SLOT_NONE \
-            else desired['name']
+        options['slot_name'] = desired['name']  # PostgreSQL's default; slot_name overrides it
         if desired['options'].get('connect') is False:
             options['enabled'] = False
         base = {'name': desired['name'], 'owner': session_user, 'comment': None,
@@ -770,10 +769,10 @@ def predict(desired, current, server_version, session_user=None):
     return base
 
 
-def diff_summaries(before, after, password_changed):
+def diff_summaries(before, after, mark_password):
     """before/after display dicts; a changed password shows as such (never its value)."""
     before_s, after_s = summarize(before), summarize(after)
-    if password_changed and after_s.get('publisher'):
+    if mark_password and after_s.get('publisher'):
         after_s['publisher'] = dict(after_s['publisher'])
         after_s['publisher']['password'] = MASK + ' (changed)'
     return before_s, after_s

@@ -51,6 +51,9 @@ options:
       - V(refreshed) is V(present) followed by C(ALTER SUBSCRIPTION ... REFRESH PUBLICATION), which
         starts subscribing to tables added to the publications since the last refresh (with
         O(copy_data)) and stops for tables removed from them. The subscription must be enabled.
+        The task reports a change only when the refresh added or removed tables (or something
+        else changed); in check mode the refresh always counts as a change, as its effect
+        depends on the publisher, which check mode does not involve.
     type: str
     choices: [present, absent, refreshed]
     default: present
@@ -70,7 +73,7 @@ options:
         C(ALTER SUBSCRIPTION ... CONNECTION) when anything differs. Keys not given are not part of
         the connection string (libpq defaults of the subscriber server apply).
       - The comparison needs to read C(pg_subscription.subconninfo), which PostgreSQL allows to
-        superusers only unless granted (C(GRANT SELECT (subconninfo) ON pg_subscription TO ...)).
+        superusers only unless granted with C(GRANT SELECT) on that column.
         Without that right the module warns and does not change the connection.
       - The connection string, password included, is stored in clear text in
         C(pg_subscription.subconninfo) and appears in the subscriber's server log when
@@ -207,8 +210,8 @@ options:
     type: str
   refresh:
     description:
-      - Whether a change of O(publications) also refreshes the table list (C(WITH (refresh =
-        true))), subscribing to the tables of added publications with O(copy_data).
+      - Whether a change of O(publications) also refreshes the table list (C(refresh = true) in
+        the C(WITH) clause), subscribing to the tables of added publications with O(copy_data).
       - Ignored for a subscription that is (to be) disabled, as PostgreSQL refuses it; the module
         warns that a O(state=refreshed) run is needed after enabling it.
     type: bool
@@ -237,9 +240,12 @@ notes:
     the subscription is created (and O(copy_data) on refresh); they are never reported as
     differences."
   - Options are compared only when given; unset options keep their current value.
+  - An option that differs but cannot be changed on the server's version (O(two_phase) before
+    PostgreSQL 18) fails the task before anything is changed, naming the option, its current
+    value and the version that can change it; re-create the subscription to change it.
   - Each option fails the task with the PostgreSQL version it needs when the server is older.
   - C(CREATE SUBSCRIPTION) that creates a slot, C(DROP SUBSCRIPTION) of a subscription with a slot,
-    publication changes with refresh, C(REFRESH PUBLICATION) and C(SET (failover/two_phase)) run
+    publication changes with refresh, C(REFRESH PUBLICATION) and C(SET) of O(failover) or O(two_phase) run
     outside a transaction block, as PostgreSQL requires; the other statements of a run are
     applied in one transaction.
   - The module never connects to the publisher itself; the subscriber server does, when a
@@ -419,7 +425,7 @@ subscription:
 slot_left_behind:
   description:
     - With O(state=absent), the replication slot left on an unreachable publisher, and where it
-      is; drop it there with C(pg_drop_replication_slot()). Null when nothing was left behind.
+      is; drop it there with the function C(pg_drop_replication_slot). Null when nothing was left behind.
     - C(sync_slots_prefix) is set when tables were still synchronising; their table
       synchronisation slots (names starting with it) may be left too.
   returned: when O(state=absent)

@@ -731,6 +731,12 @@ def test_predict_create_shows_defaults_of_the_version():
                                         None, PG18))
     assert after18['options']['streaming'] == 'parallel'
     assert sub.predict(desired(state='absent'), current(), PG15) is None
+    no_slot = sub.predict(desired(publications=['p'], publisher={'host': 'h'}, slot_name='NONE',
+                                  enabled=False, create_slot=False), None, PG15)
+    assert no_slot['options']['slot_name'] == SLOT_NONE and no_slot['options']['enabled'] is False
+    offline = sub.predict(desired(publications=['p'], publisher={'host': 'h'}, connect=False),
+                          None, PG15)
+    assert offline['options']['enabled'] is False and 'connect' not in offline['options']
 
 
 def test_predict_alter_matches_plan():
