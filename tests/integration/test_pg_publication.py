@@ -314,12 +314,21 @@ def test_check_mode_changes_nothing(db):
     assert dict(real['publication'], tables=None) == dict(r[0]['publication'], tables=None)
 
 
-def test_check_mode_does_not_write_even_for_filter_checks(db):
-    """The inspection runs in a read-only transaction: the server log shows no DDL from it."""
+def test_check_mode_sends_no_change_to_the_server(db):
+    """The server log (every statement is logged) shows only the read-only inspection."""
     db.sql(BASE_SCHEMA)
-    r = db.pub(name='p_ro', tables=[{'name': 'sales.customers', 'where': 'id > 1'}], _check=True)
+    ok(db.pub(name='p_ro', tables=['public.plain']))
+    marker = 'check-mode-marker-%s' % uuid.uuid4().hex
+    db.sql('SELECT %s', (marker,))
+    r = db.pub(name='p_ro', tables=[{'name': 'sales.customers', 'where': 'id > 1'}, 'public.nokey'],
+               replica_identity='full', comment='changed', _check=True)
     ok(r)
-    assert db.sql('SELECT count(*) FROM pg_publication') == [(0,)]
+    assert r['queries'][0] == 'ALTER TABLE ONLY "public"."nokey" REPLICA IDENTITY FULL'
+    log = db.cluster.log_text()
+    tail = log[log.rindex(marker):]
+    assert 'SET TRANSACTION READ ONLY' in tail and 'EXPLAIN' in tail
+    for word in ('CREATE PUBLICATION', 'ALTER PUBLICATION', 'ALTER TABLE', 'COMMENT ON', 'DROP '):
+        assert word not in tail
 
 
 # ------------------------------------------------------------------------------------------
