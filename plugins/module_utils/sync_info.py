@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: tablesync.postgresql contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Catalog reads of pg_sync_info: publications, subscriptions, replication slots, settings.
+"""Catalog reads of pg_sync_info: publications, subscriptions, replication slots, settings,
+trigger-sync queues (the change log of pg_sync_trigger) and foreign servers.
 
 Each section is a declarative list of fields, each a fixed SQL expression with the catalog
 columns and functions it needs. One probe query finds out which of them exist on this server
@@ -23,6 +24,8 @@ import decimal
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
     SECRET_KEYS, ConninfoError, parse_conninfo)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import format_qualified
+from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_sql import (
+    CHANGES_TABLE, SCHEMA as TRIGGER_SCHEMA, SETS_TABLE, TABLES_TABLE)
 
 try:
     from psycopg2 import sql
@@ -31,7 +34,16 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
     sql = None
     RealDictCursor = None
 
-SECTIONS = ('publications', 'subscriptions', 'slots', 'settings')
+SECTIONS = ('publications', 'subscriptions', 'slots', 'settings', 'trigger_queues',
+            'fdw_servers')
+
+# Fields no server records: always null and listed in ``unavailable`` with their section.
+# pg_sync_trigger deletes applied changes and keeps no flush history, so the time of the last
+# successful flush of a trigger sync set is unknown.
+NOT_RECORDED = {'trigger_queues': ('last_flush_time',)}
+
+# Option names of foreign servers whose values are never returned.
+SECRET_OPTIONS = SECRET_KEYS
 
 SETTINGS = ('wal_level', 'max_replication_slots', 'max_wal_senders',
             'max_logical_replication_workers', 'max_worker_processes', 'max_slot_wal_keep_size')
@@ -44,11 +56,13 @@ PUBLISH_FLAGS = ('insert', 'update', 'delete', 'truncate')
 
 
 class Column(tuple):
-    """Requirement: SELECT on a column of a catalog relation."""
+    """Requirement: SELECT on a column of a catalog relation (or of ``schema.relation``)."""
     __slots__ = ()
 
     def __new__(cls, relation, column):
-        return tuple.__new__(cls, ('column', 'pg_catalog.' + relation, column))
+        if '.' not in relation:
+            relation = 'pg_catalog.' + relation
+        return tuple.__new__(cls, ('column', relation, column))
 
 
 class Function(tuple):
@@ -81,8 +95,11 @@ class Section(object):
     which the section cannot be read at all."""
 
     def __init__(self, name, base, fields, order_by, key='name', name_expr=None, where='true',
-                 where_needs=()):
+                 where_needs=(), optional=False):
         self.name = name
+        # optional: the relations belong to another tool (e.g. pg_sync_trigger's schema); when
+        # they do not exist the section is empty, not unavailable.
+        self.optional = optional
         self.base = base
         self.fields = fields
         self.order_by = order_by
@@ -149,6 +166,12 @@ _SUBSCRIPTION_STATS = Join(
     [Column('pg_stat_subscription_stats', 'subid')])
 
 
+def _age(expr):
+    """Seconds from a timestamp to the start of the transaction, never negative (clock skew)."""
+    return ('(CASE WHEN %s IS NOT NULL THEN GREATEST(0, pg_catalog.date_part(\'epoch\','
+            ' pg_catalog.now() - %s)) END)::float8' % (expr, expr))
+
+
 def _worker(key, column, join=_APPLY_WORKER, relation='pg_stat_subscription', alias='w'):
     return Field(key, '%s.%s' % (alias, column), [Column(relation, column)], join)
 
@@ -169,6 +192,17 @@ _SUBSCRIPTIONS = Section(
      _worker('received_lsn', 'received_lsn'),
      _worker('latest_end_lsn', 'latest_end_lsn'),
      _worker('last_msg_receipt_time', 'last_msg_receipt_time'),
+     _worker('latest_end_time', 'latest_end_time'),
+     Field('worker_running', 'w.pid IS NOT NULL', [Column('pg_stat_subscription', 'pid')],
+           _APPLY_WORKER),
+     Field('lag_bytes', 'pg_catalog.pg_wal_lsn_diff(w.received_lsn, w.latest_end_lsn)',
+           [Column('pg_stat_subscription', 'received_lsn'),
+            Column('pg_stat_subscription', 'latest_end_lsn'),
+            Function('pg_wal_lsn_diff(pg_lsn,pg_lsn)')], _APPLY_WORKER),
+     Field('lag_seconds', _age('w.latest_end_time'),
+           [Column('pg_stat_subscription', 'latest_end_time')], _APPLY_WORKER),
+     Field('last_msg_age_seconds', _age('w.last_msg_receipt_time'),
+           [Column('pg_stat_subscription', 'last_msg_receipt_time')], _APPLY_WORKER),
      _stats('apply_error_count'),
      _stats('sync_error_count'),
      Field('tables',
@@ -206,13 +240,19 @@ def _bytes_behind(key, column):
                  [Column('pg_replication_slots', column)] + _LSN_FUNCTIONS)
 
 
+# The walsender serving a slot (its consumer's lag as PostgreSQL measures it).
+_WALSENDER = Join('LEFT JOIN pg_catalog.pg_stat_replication sr ON sr.pid = r.active_pid',
+                  [Column('pg_stat_replication', 'pid'), Column('pg_replication_slots', 'active_pid')])
+
 _SLOTS = Section(
     'slots', 'pg_catalog.pg_replication_slots r',
     [_slot('slot_name'), _slot('slot_type'), _slot('plugin'), _slot('database'), _slot('active'),
      _slot('active_pid'), _slot('wal_status'), _slot('safe_wal_size'), _slot('restart_lsn'),
      _slot('confirmed_flush_lsn'),
      _bytes_behind('retained_bytes', 'restart_lsn'),
-     _bytes_behind('lag_bytes', 'confirmed_flush_lsn')],
+     _bytes_behind('lag_bytes', 'confirmed_flush_lsn'),
+     Field('replay_lag_seconds', 'pg_catalog.date_part(\'epoch\', sr.replay_lag)::float8',
+           [Column('pg_stat_replication', 'replay_lag')], _WALSENDER)],
     order_by='r.slot_name', key='slot_name', name_expr='r.slot_name')
 
 # ---- settings -------------------------------------------------------------------------------
@@ -223,19 +263,77 @@ _SETTINGS = Section(
      Field('value', 'g.setting', [Column('pg_settings', 'setting')])],
     order_by='g.name', where='g.name = ANY(%(settings)s)')
 
-SECTION_DEFS = dict((s.name, s) for s in (_PUBLICATIONS, _SUBSCRIPTIONS, _SLOTS, _SETTINGS))
+# ---- trigger-sync queues (pg_sync_trigger's change log) -------------------------------------
 
+def _trigger(relation):
+    return '%s.%s' % (TRIGGER_SCHEMA, relation)
+
+
+_QUEUE = Join(
+    'LEFT JOIN (SELECT c.set_name, pg_catalog.count(*) AS depth, pg_catalog.min(c.ts) AS oldest_ts,'
+    ' pg_catalog.max(c.ts) AS newest_ts FROM %s c GROUP BY c.set_name) q ON q.set_name = t.name'
+    % _trigger(CHANGES_TABLE),
+    [Column(_trigger(CHANGES_TABLE), c) for c in ('set_name', 'ts')])
+
+
+def _queue(key, expr):
+    return Field(key, expr, [Column(_trigger(CHANGES_TABLE), 'ts')], _QUEUE)
+
+
+_TRIGGER_QUEUES = Section(
+    'trigger_queues', '%s t' % _trigger(SETS_TABLE),
+    [Field('name', 't.name', [Column(_trigger(SETS_TABLE), 'name')]),
+     Field('mode', 't.mode', [Column(_trigger(SETS_TABLE), 'mode')]),
+     Field('server', 't.server', [Column(_trigger(SETS_TABLE), 'server')]),
+     Field('batch_size', 't.batch_size', [Column(_trigger(SETS_TABLE), 'batch_size')]),
+     Field('tables', '(SELECT pg_catalog.count(*) FROM %s tt WHERE tt.set_name = t.name)'
+           % _trigger(TABLES_TABLE), [Column(_trigger(TABLES_TABLE), 'set_name')]),
+     _queue('depth', 'COALESCE(q.depth, 0)'),
+     _queue('oldest_entry_time', 'q.oldest_ts'),
+     _queue('newest_entry_time', 'q.newest_ts'),
+     _queue('oldest_entry_age_seconds', 'COALESCE(%s, 0)' % _age('q.oldest_ts')),
+     Field('last_flush_time', 'NULL::timestamptz', [])],
+    order_by='t.name', optional=True)
+
+# ---- foreign servers ----------------------------------------------------------------------
+
+_FDW_SERVERS = Section(
+    'fdw_servers', 'pg_catalog.pg_foreign_server f',
+    [Field('name', 'f.srvname', [Column('pg_foreign_server', 'srvname')]),
+     Field('wrapper', '(SELECT w.fdwname FROM pg_catalog.pg_foreign_data_wrapper w'
+                      ' WHERE w.oid = f.srvfdw)',
+           [Column('pg_foreign_server', 'srvfdw'), Column('pg_foreign_data_wrapper', 'fdwname')]),
+     Field('owner', 'pg_catalog.pg_get_userbyid(f.srvowner)', [Column('pg_foreign_server', 'srvowner')]),
+     Field('options', 'f.srvoptions', [Column('pg_foreign_server', 'srvoptions')]),
+     Field('user_mappings', '(SELECT pg_catalog.count(*) FROM pg_catalog.pg_user_mappings um'
+                            ' WHERE um.srvid = f.oid)',
+           [Column('pg_user_mappings', 'srvid')])],
+    order_by='f.srvname')
+
+SECTION_DEFS = dict((s.name, s) for s in (_PUBLICATIONS, _SUBSCRIPTIONS, _SLOTS, _SETTINGS,
+                                          _TRIGGER_QUEUES, _FDW_SERVERS))
+
+# Status of each requirement: 'ok', 'denied' (exists, not readable) or 'missing'. The schema is
+# checked first: naming a relation of a schema without USAGE would raise an error.
 _PROBE_SQL = '''
 SELECT x.kind, x.obj, x.col,
-       CASE WHEN x.kind = 'function' THEN
-                 pg_catalog.to_regprocedure(x.obj) IS NOT NULL
-                 AND pg_catalog.has_function_privilege(pg_catalog.to_regprocedure(x.obj), 'EXECUTE')
-            WHEN pg_catalog.to_regclass(x.obj) IS NULL THEN false
+       CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_namespace n
+                              WHERE n.nspname = pg_catalog.split_part(x.obj, '.', 1)) THEN 'missing'
+            WHEN NOT pg_catalog.has_schema_privilege(pg_catalog.split_part(x.obj, '.', 1), 'USAGE')
+                 THEN 'denied'
+            WHEN x.kind = 'function' THEN
+                 CASE WHEN pg_catalog.to_regprocedure(x.obj) IS NULL THEN 'missing'
+                      WHEN pg_catalog.has_function_privilege(pg_catalog.to_regprocedure(x.obj),
+                                                             'EXECUTE') THEN 'ok'
+                      ELSE 'denied' END
+            WHEN pg_catalog.to_regclass(x.obj) IS NULL THEN 'missing'
             WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
                               WHERE a.attrelid = pg_catalog.to_regclass(x.obj)
-                                AND a.attname = x.col AND NOT a.attisdropped) THEN false
-            ELSE pg_catalog.has_column_privilege(pg_catalog.to_regclass(x.obj), x.col, 'SELECT')
-       END AS ok
+                                AND a.attname = x.col AND NOT a.attisdropped) THEN 'missing'
+            WHEN pg_catalog.has_column_privilege(pg_catalog.to_regclass(x.obj), x.col, 'SELECT')
+                 THEN 'ok'
+            ELSE 'denied'
+       END AS status
   FROM unnest(%s::text[], %s::text[], %s::text[]) AS x(kind, obj, col)
 '''
 
@@ -290,12 +388,34 @@ def section_query(section, readable):
         sql.SQL(' AND ').join(where), sql.SQL(section.order_by))
 
 
+def section_missing(section, missing):
+    """True when an optional section's own relations do not exist (the tool is not installed)."""
+    if not section.optional:
+        return False
+    key_field = [f for f in section.fields if f.key == section.key][0]
+    return any(n in missing for n in tuple(section.where_needs) + key_field.needs)
+
+
+def server_options(options):
+    """``srvoptions`` (``['k=v', ...]``) as a dict, secret values left out."""
+    if options is None:
+        return None
+    out = {}
+    for item in options:
+        key, _sep, value = item.partition('=')
+        if key not in SECRET_OPTIONS:
+            out[key] = value
+    return out
+
+
 def plain(value):
     """Catalog values as Ansible returns them: numbers as int, times as ISO 8601 text."""
     if isinstance(value, decimal.Decimal):
         return int(value)
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 3)
     return value
 
 
@@ -335,6 +455,9 @@ def shape_rows(section, rows):
         return [shape_subscription(r) for r in rows]
     if section == 'settings':
         return dict((r['name'], r['value']) for r in rows)
+    if section == 'fdw_servers':
+        for r in rows:
+            r['options'] = server_options(r.get('options'))
     return rows
 
 
@@ -358,8 +481,11 @@ class SyncInfo(object):
         params = dict(pattern=like_prefix(name_prefix), settings=list(SETTINGS))
         result = dict(server_version=server_version_info(self.conn), unavailable=[])
         try:
-            available = self._probe(requirements(sections))
+            available, missing = self._probe(requirements(sections))
             for section in sections:
+                if section_missing(section, missing):
+                    result[section.name] = []
+                    continue
                 result[section.name] = self._read_section(section, available, params,
                                                           result['unavailable'])
         finally:
@@ -370,7 +496,10 @@ class SyncInfo(object):
         with self.conn.cursor() as cur:
             kinds, objects, columns = zip(*needs) if needs else ((), (), ())
             cur.execute(_PROBE_SQL.strip(), (list(kinds), list(objects), list(columns)))
-            return set((kind, obj, col) for kind, obj, col, ok in cur.fetchall() if ok)
+            rows = cur.fetchall()
+        available = set((k, o, c) for k, o, c, status in rows if status == 'ok')
+        missing = set((k, o, c) for k, o, c, status in rows if status == 'missing')
+        return available, missing
 
     def _read_section(self, section, available, params, unavailable):
         fields = readable_fields(section, available)
@@ -378,6 +507,7 @@ class SyncInfo(object):
             unavailable.append(section.name)
             return {} if section.name == 'settings' else []
         readable, missing = fields
+        missing = missing + [k for k in NOT_RECORDED.get(section.name, ()) if k not in missing]
         unavailable.extend('%s.%s' % (section.name, key) for key in missing)
         with self.conn.cursor(cursor_factory=RealDictCursor) as cur:
             cur.execute(section_query(section, readable), params)

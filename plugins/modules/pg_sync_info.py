@@ -13,8 +13,10 @@ short_description: Read the state of logical replication on a PostgreSQL server
 version_added: 0.1.0
 description:
   - Reads, in one connection and one read-only transaction, the publications and subscriptions
-    of the connected database, the replication slots of the server (with the WAL they retain
-    and how far their consumer lags behind) and the settings logical replication depends on.
+    of the connected database (with their lag, apply and sync errors and whether their worker
+    runs), the replication slots of the server (with the WAL they retain and how far their
+    consumer lags behind), the settings logical replication depends on, the queues of the
+    trigger sync sets (M(tablesync.postgresql.pg_sync_trigger)) and the foreign servers.
   - Never changes anything.
   - Uses a fixed number of queries (at most one per section and one probe), however many
     publications, subscriptions, tables and slots there are.
@@ -37,21 +39,32 @@ options:
     description:
       - Return only publications, subscriptions and replication slots whose name starts with
         this text (taken literally; C(_) and C(%) are not wildcards), for example C(tablesync_).
-      - Settings are not filtered.
+      - Settings, trigger sync queues (whose sets are named without the prefix) and foreign
+        servers are not filtered.
     type: str
   gather:
     description:
       - The sections to read. The server version is always returned.
     type: list
     elements: str
-    choices: [publications, subscriptions, slots, settings]
-    default: [publications, subscriptions, slots, settings]
+    choices: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers]
+    default: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers]
 notes:
   - Requires PostgreSQL 10 or later.
   - Publications and subscriptions are those of the database the module connects to
     (O(login_db)); replication slots are those of the whole server.
   - The connection string of a subscription (RV(subscriptions[].publisher)) can only be read
     by a superuser; it is returned without its password.
+  - The trigger sync queues are read from the schema C(tablesync) of the connected database; a
+    monitoring role needs C(USAGE) on that schema and C(SELECT) on C(tablesync.trigger_sets),
+    C(tablesync.trigger_tables) and C(tablesync.trigger_changes) (C(pg_monitor) alone does not
+    grant it; the section is then listed in RV(unavailable)). Without that schema the section is
+    empty.
+  - C(pg_sync_trigger) keeps no history of its flushes, so RV(trigger_queues[].last_flush_time)
+    is always V(null) and listed in RV(unavailable); the age of the oldest queued change
+    (RV(trigger_queues[].oldest_entry_age_seconds)) tells whether flushes keep up.
+  - Apply and sync error counts are cumulative since the subscription's statistics were last
+    reset (with the function C(pg_stat_reset_subscription_stats) on the subscriber).
 seealso:
   - module: tablesync.postgresql.pg_publication
   - module: tablesync.postgresql.pg_subscription
@@ -70,6 +83,13 @@ EXAMPLES = r'''
 - name: Fail when a slot retains more than 10 GB of WAL
   ansible.builtin.assert:
     that: sync.slots | map(attribute='retained_bytes') | select('gt', 10 * 1024 ** 3) | list | length == 0
+
+- name: Fail when a subscription's apply worker is down or a trigger queue is 5 minutes old
+  ansible.builtin.assert:
+    that:
+      - sync.subscriptions | rejectattr('enabled') | list | length == 0
+      - sync.subscriptions | rejectattr('worker_running') | list | length == 0
+      - sync.trigger_queues | selectattr('oldest_entry_age_seconds', 'gt', 300) | list | length == 0
 
 - name: Only the replication slots, as a monitoring role
   tablesync.postgresql.pg_sync_info:
@@ -130,6 +150,26 @@ subscriptions:
     received_lsn: {description: Last WAL location received by the apply worker., type: str}
     latest_end_lsn: {description: Last WAL location reported to the publisher., type: str}
     last_msg_receipt_time: {description: Time the last message from the publisher arrived (ISO 8601)., type: str}
+    latest_end_time:
+      description: Time of the last WAL location reported to the publisher (publisher's clock, ISO 8601).
+      type: str
+    worker_running: {description: "Whether the apply worker runs (V(false) when disabled or failing).", type: bool}
+    lag_bytes:
+      description:
+        - "Subscriber side: WAL received but not yet confirmed to the publisher,
+          C(received_lsn) - C(latest_end_lsn), in bytes. V(null) when the worker does not run."
+        - How far the subscriber is behind the publisher's current WAL is RV(slots[].lag_bytes)
+          of its slot, read on the publisher.
+      type: int
+    lag_seconds:
+      description:
+        - Seconds since the last WAL location was reported to the publisher (C(now() - latest_end_time)),
+          at most about C(wal_receiver_timeout) / 2 on a healthy idle link (the worker asks for a
+          keepalive then). V(null) when the worker does not run.
+      type: float
+    last_msg_age_seconds:
+      description: Seconds since the last message from the publisher arrived (C(now() - last_msg_receipt_time)).
+      type: float
     apply_error_count: {description: Errors while applying changes (PostgreSQL 15+)., type: int}
     sync_error_count: {description: Errors during the initial table copy (PostgreSQL 15+)., type: int}
     tables:
@@ -157,6 +197,9 @@ slots:
     confirmed_flush_lsn: {description: Location up to which the consumer confirmed receipt., type: str}
     retained_bytes: {description: "WAL the slot retains: current WAL location - C(restart_lsn), in bytes.", type: int}
     lag_bytes: {description: "How far the consumer is behind: current WAL location - C(confirmed_flush_lsn), in bytes.", type: int}
+    replay_lag_seconds:
+      description: C(replay_lag) of the slot's walsender in seconds (V(null) when no consumer is connected or it is idle and caught up).
+      type: float
 settings:
   description:
     - The settings logical replication depends on, name to value as C(pg_settings.setting)
@@ -166,6 +209,41 @@ settings:
   type: dict
   sample: {wal_level: logical, max_replication_slots: "10", max_wal_senders: "10",
            max_logical_replication_workers: "4", max_worker_processes: "8", max_slot_wal_keep_size: "-1"}
+trigger_queues:
+  description:
+    - Trigger sync sets of the connected database (M(tablesync.postgresql.pg_sync_trigger)) and
+      their queued changes (C(tablesync.trigger_changes)), by name. Empty without the schema
+      C(tablesync).
+  returned: when V(trigger_queues) is in O(gather)
+  type: list
+  elements: dict
+  contains:
+    name: {description: Name of the sync set., type: str}
+    mode: {description: V(queued) or V(immediate)., type: str}
+    server: {description: Foreign server the set reaches its target through., type: str}
+    batch_size: {description: Changes per remote transaction of a flush., type: int}
+    tables: {description: Number of tables in the set., type: int}
+    depth: {description: Changes queued and not yet applied on the target., type: int}
+    oldest_entry_time: {description: "Time of the oldest queued change (ISO 8601), V(null) when the queue is empty.", type: str}
+    newest_entry_time: {description: "Time of the newest queued change (ISO 8601), V(null) when the queue is empty.", type: str}
+    oldest_entry_age_seconds: {description: "Age of the oldest queued change in seconds, V(0) when the queue is empty.", type: float}
+    last_flush_time: {description: Not recorded by pg_sync_trigger; always V(null) (listed in RV(unavailable))., type: str}
+  sample:
+    - {name: orders, mode: queued, server: tablesync_orders, batch_size: 1000, tables: 2, depth: 12,
+       oldest_entry_time: "2026-01-05T10:00:00.120000+00:00", newest_entry_time: "2026-01-05T10:00:04.500000+00:00",
+       oldest_entry_age_seconds: 4.9, last_flush_time: null}
+fdw_servers:
+  description: Foreign servers of the connected database, by name.
+  returned: when V(fdw_servers) is in O(gather)
+  type: list
+  elements: dict
+  contains:
+    name: {description: Name of the server., type: str}
+    wrapper: {description: "Foreign-data wrapper (C(postgres_fdw), C(dblink_fdw), ...).", type: str}
+    owner: {description: Owner of the server., type: str}
+    options: {description: "Server options, without C(password) and C(sslpassword).", type: dict}
+    user_mappings: {description: Number of user mappings of the server., type: int}
+  sample: [{name: shop_source, wrapper: postgres_fdw, owner: postgres, options: {host: 10.0.0.10, dbname: shop}, user_mappings: 1}]
 '''
 
 import traceback

@@ -5,6 +5,7 @@ to it (plain SQL). The subscription is dropped at the end, so no slot is left be
 """
 import itertools
 import os
+import time
 
 import pytest
 from psycopg2 import sql
@@ -89,9 +90,11 @@ def test_subscriber_side(sync):
     statements = [line.split('statement: ', 1)[1] for line in sync.sub.log_text()[log_start:].splitlines()
                   if 'statement: ' in line]
     queries = [s for s in statements if not s.startswith(('BEGIN', 'ROLLBACK'))]
-    # probe + one per section, whatever the number of objects
-    assert len(queries) == 5 and all(q.startswith('SELECT ') for q in queries), statements
+    # probe + one per section, whatever the number of objects (the trigger queues are not
+    # queried: the database has no schema tablesync)
+    assert len(queries) == 6 and all(q.startswith('SELECT ') for q in queries), statements
     assert r['unavailable'] == []
+    assert r['trigger_queues'] == [] and r['fdw_servers'] == []
     assert r['server_version']['major'] == 15 and r['server_version']['num'] >= 150000
     assert r['settings']['wal_level'] == 'logical'
     assert set(r['settings']) == set(['wal_level', 'max_replication_slots', 'max_wal_senders',
@@ -105,6 +108,10 @@ def test_subscriber_side(sync):
     assert isinstance(sub['worker_pid'], int)
     assert sub['received_lsn'] and sub['latest_end_lsn'] and sub['last_msg_receipt_time']
     assert sub['apply_error_count'] == 0 and sub['sync_error_count'] == 0
+    assert sub['worker_running'] is True and sub['latest_end_time']
+    assert isinstance(sub['lag_bytes'], int) and sub['lag_bytes'] >= 0
+    assert isinstance(sub['lag_seconds'], float) and 0 <= sub['lag_seconds'] < 120
+    assert isinstance(sub['last_msg_age_seconds'], float) and 0 <= sub['last_msg_age_seconds'] < 120
     assert sorted((t['name'], t['state']) for t in sub['tables']) == sorted((t, 'ready') for t in TABLES)
     assert sub['publisher'] == dict(host=sync.pub.host, port=str(sync.pub.port), dbname=sync.db,
                                     user=sync.pub.user)
@@ -136,9 +143,13 @@ def test_publisher_side_and_slot_lag_when_disabled(sync):
     slot = by_name(r['slots'], 'slot_name')[sync.subscription]
     assert slot['active'] is False and slot['active_pid'] is None
     assert slot['lag_bytes'] > 0 and slot['retained_bytes'] >= slot['lag_bytes']
+    assert slot['replay_lag_seconds'] is None
+    assert isinstance(slot['safe_wal_size'], (int, type(None)))  # NULL: max_slot_wal_keep_size = -1
 
     sub = sync.info(sync.sub, gather=['subscriptions'])['subscriptions'][0]
     assert sub['enabled'] is False and sub['worker_pid'] is None
+    assert sub['worker_running'] is False
+    assert sub['lag_bytes'] is None and sub['lag_seconds'] is None
 
 
 def test_pg_monitor_role_sees_what_it_can(sync):
@@ -157,6 +168,90 @@ def test_pg_monitor_role_sees_what_it_can(sync):
         assert SUPERPASS not in r['_run'].output
     finally:
         sync.sub.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
+
+
+def test_induced_apply_failure_is_reported(sync):
+    """A row on the subscriber that conflicts with a replicated INSERT stops apply."""
+    sync.wait_ready()
+    sync.sub_sql('INSERT INTO public.b VALUES (42)')
+    sync.pub_sql('INSERT INTO public.b VALUES (42)')
+
+    def failing():
+        sub = sync.info(sync.sub, gather=['subscriptions'])['subscriptions'][0]
+        return sub if sub['apply_error_count'] > 0 else None
+    sub = wait_for(failing, timeout=60, what='apply_error_count > 0')
+    assert sub['enabled'] is True and sub['sync_error_count'] == 0
+
+    # the failing transaction is never confirmed: the publisher's slot stays behind
+    sync.pub_sql('INSERT INTO public.a SELECT g, g::text FROM generate_series(2000, 2100) g')
+    slot = by_name(sync.info(sync.pub, gather=['slots'])['slots'], 'slot_name')[sync.subscription]
+    assert slot['lag_bytes'] > 0
+
+    # with disable_on_error the worker stops for good: disabled, not running
+    sync.sub_sql(sql.SQL('ALTER SUBSCRIPTION {} SET (disable_on_error = true)').format(
+        sql.Identifier(sync.subscription)))
+
+    def stopped():
+        sub = sync.info(sync.sub, gather=['subscriptions'])['subscriptions'][0]
+        return sub if not sub['enabled'] and not sub['worker_running'] else None
+    sub = wait_for(stopped, timeout=60, what='subscription disabled by the apply error')
+    assert sub['worker_pid'] is None and sub['apply_error_count'] >= 1
+
+    # repair: remove the conflicting row and enable again; apply resumes
+    sync.sub_sql('DELETE FROM public.b WHERE id = 42')
+    sync.sub_sql(sql.SQL('ALTER SUBSCRIPTION {} ENABLE').format(sql.Identifier(sync.subscription)))
+    wait_for(lambda: sync.sub_sql('SELECT count(*) FROM public.a WHERE id >= 2000') == [(101,)],
+             what='apply resumed')
+    sub = sync.info(sync.sub, gather=['subscriptions'])['subscriptions'][0]
+    assert sub['enabled'] is True
+
+
+def test_trigger_queue_and_fdw_servers(sync):
+    """A queued trigger sync set (never flushed) on the publisher's database: depth and age of its
+    change log; its foreign server without password; a pg_monitor role cannot read the queue."""
+    name = 'q' + sync.prefix.replace('tsi_', '').rstrip('_')
+    r = run_module('tablesync.postgresql.pg_sync_trigger', dict(
+        sync.pub.login(sync.db), name=name, tables=['public.a'], mode='queued',
+        verify_target=False,
+        target=dict(host=sync.sub.host, port=sync.sub.port, dbname=sync.db, user=sync.sub.user,
+                    password=SUPERPASS)))
+    assert not r.get('failed'), r
+    try:
+        r = sync.info(sync.pub, gather=['trigger_queues', 'fdw_servers'])
+        assert r['unavailable'] == ['trigger_queues.last_flush_time']
+        (queue,) = r['trigger_queues']
+        assert queue['name'] == name and queue['mode'] == 'queued' and queue['tables'] == 1
+        assert queue['depth'] == 0 and queue['oldest_entry_age_seconds'] == 0
+        assert queue['oldest_entry_time'] is None and queue['last_flush_time'] is None
+
+        sync.pub_sql("INSERT INTO public.a SELECT g, 'q' FROM generate_series(500, 509) g")
+        sync.pub_sql("UPDATE public.a SET v = 'u' WHERE id = 500")
+        time.sleep(1.2)
+        r = sync.info(sync.pub, gather=['trigger_queues', 'fdw_servers'])
+        (queue,) = r['trigger_queues']
+        assert queue['depth'] == 11
+        assert queue['oldest_entry_age_seconds'] >= 1.0
+        assert queue['oldest_entry_time'] <= queue['newest_entry_time']
+        servers = by_name(r['fdw_servers'])
+        server = servers[queue['server']]
+        assert server['wrapper'] == 'dblink_fdw' and server['user_mappings'] == 1
+        assert server['options']['host'] == sync.sub.host and 'password' not in server['options']
+        assert SUPERPASS not in r['_run'].output
+
+        role, password = sync.prefix + 'qmon', 'Mon-pw-0k'
+        sync.pub.execute(sql.SQL('CREATE ROLE {} LOGIN PASSWORD {} IN ROLE pg_monitor').format(
+            sql.Identifier(role), sql.Literal(password)))
+        try:
+            r = sync.info(sync.pub, login_user=role, login_password=password,
+                          gather=['trigger_queues', 'fdw_servers'])
+            assert r['unavailable'] == ['trigger_queues'] and r['trigger_queues'] == []
+            assert [s['name'] for s in r['fdw_servers']] == [queue['server']]
+        finally:
+            sync.pub_sql(sql.SQL('DROP OWNED BY {}').format(sql.Identifier(role)))
+            sync.pub.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
+    finally:
+        run_module('tablesync.postgresql.pg_sync_trigger', dict(
+            sync.pub.login(sync.db), name=name, state='absent', force=True))
 
 
 def test_fails_clearly_on_bad_gather(sync):
