@@ -477,8 +477,8 @@ def server_statements(spec, env):
 
 
 def mapping_target(env, spec):
-    return sql.SQL('USER MAPPING FOR {} SERVER {}').format(sql.Identifier(env.role),
-                                                             sql.Identifier(spec.server))
+    return sql.SQL('USER MAPPING FOR {} SERVER {}').format(
+        sql.Identifier(env.role), sql.Identifier(spec.server))
 
 
 def mapping_statements(spec, env, warnings):
@@ -599,8 +599,8 @@ def create_trigger_statement(name, table, function, args, row):
 
 
 def drop_trigger_statement(name, table):
-    return Statement(sql.SQL('DROP TRIGGER {} ON {}').format(sql.Identifier(name),
-                                                            table_ident(*table)))
+    return Statement(sql.SQL('DROP TRIGGER {} ON {}').format(
+        sql.Identifier(name), table_ident(*table)))
 
 
 def lock_statement(tables):
@@ -650,10 +650,11 @@ def config_statement(current, desired, set_name):
 def queued_triggers(set_name, config):
     """The triggers of a table as the first transaction leaves them for a backfill."""
     row, truncate = row_trigger_name(set_name), truncate_trigger_name(set_name)
-    return {row: TriggerState(row, q.SCHEMA, q.CAPTURE_ROW, row_trigger_args(
-                set_name, 'queued', config.id, config.key_columns), ROW_TRIGGER_TYPE),
-            truncate: TriggerState(truncate, q.SCHEMA, q.CAPTURE_TRUNCATE, truncate_trigger_args(
-                set_name, 'queued', config.id), TRUNCATE_TRIGGER_TYPE)}
+    row_args = row_trigger_args(set_name, 'queued', config.id, config.key_columns)
+    truncate_args = truncate_trigger_args(set_name, 'queued', config.id)
+    return {row: TriggerState(row, q.SCHEMA, q.CAPTURE_ROW, row_args, ROW_TRIGGER_TYPE),
+            truncate: TriggerState(truncate, q.SCHEMA, q.CAPTURE_TRUNCATE, truncate_args,
+                                   TRUNCATE_TRIGGER_TYPE)}
 
 
 class TableChange(object):

@@ -118,9 +118,9 @@ def insert_items(cluster, db, items):
     conn = cluster.connect(db)
     with conn.cursor() as cur:
         for item in items:
+            blob = psycopg2.Binary(item[6]) if item[6] is not None else None
             cur.execute('INSERT INTO public.items VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '
-                        '%s)', item[:6] + (psycopg2.Binary(item[6]) if item[6] is not None
-                                            else None,) + item[7:])
+                        '%s)', item[:6] + (blob,) + item[7:])
     conn.close()
 
 
