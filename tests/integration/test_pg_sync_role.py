@@ -114,7 +114,8 @@ def test_create_login_and_select_only_listed_tables(pg):
 
 
 def test_changed_table_list_revokes(pg):
-    name, password = role_name(), 'Pw-%s' % uuid.uuid4().hex
+    name, password = role_name('Ü' * 27), 'Pw-%s' % uuid.uuid4().hex
+    assert len(name.encode('utf-8')) == 63
     run = run_tasks([
         task(pg, name, password=password, select_tables=['s.a', 's.secret'],
              insert_update_delete_tables=['s.w']),
@@ -135,7 +136,7 @@ def test_changed_table_list_revokes(pg):
 
 
 def test_password_change_detected_and_applied(pg):
-    name = role_name()
+    name = role_name('Mixed "Qü"; \' DROP ROLE x;--')
     old, new = 'Old-%s' % uuid.uuid4().hex, 'New-%s' % uuid.uuid4().hex
     run = run_tasks([
         task(pg, name, password=old, select_tables=['s.a']),
@@ -145,7 +146,7 @@ def test_password_change_detected_and_applied(pg):
     ])
     first, second, third, fourth = run.results
     assert second['changed'] and second['queries'] == [
-        'ALTER ROLE "%s" WITH PASSWORD \'********\'' % name]
+        'ALTER ROLE "%s" WITH PASSWORD \'********\'' % name.replace('"', '""')]
     assert third['changed'] is False and third['queries'] == []
     assert fourth['changed'] is False and fourth['queries'] == []
     assert login_fails(pg, name, old)
