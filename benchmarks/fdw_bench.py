@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """postgres_fdw throughput on this machine: default vs tuned fetch_size / batch_size.
 
 Starts two throw-away PostgreSQL clusters (tests/integration/pgcluster.py): a *source* with the
@@ -170,7 +169,8 @@ def load_average():
 def machine_description(source):
     cpu = 'unknown CPU'
     try:
-        out = subprocess.run(['lscpu'], stdout=subprocess.PIPE, universal_newlines=True).stdout
+        out = subprocess.run(['lscpu'], stdout=subprocess.PIPE, universal_newlines=True,
+                             check=False).stdout
         fields = dict(line.split(':', 1) for line in out.splitlines() if ':' in line)
         cpu = '%s, %s CPU(s)' % (fields.get('Model name', '?').strip(),
                                  fields.get('CPU(s)', '?').strip())
@@ -189,7 +189,7 @@ def machine_description(source):
 
 
 def table(cases, times, args):
-    lines = ['| workload | configuration | median time (s) | runs | ratio to local |',
+    lines = ['| workload | configuration | median time (s) | min - max (s) | ratio to local |',
              '|---|---|---:|---:|---:|']
     baseline = {}
     for kind, label, _table, _extra in cases:
@@ -198,13 +198,14 @@ def table(cases, times, args):
             baseline[kind] = median
         what = ('read %s rows' % format(args.read_rows, ',') if kind == 'read'
                 else 'insert %s rows' % format(args.insert_rows, ','))
-        lines.append('| %s | %s | %.3f | %d | %.1fx |'
-                     % (what, label, median, len(times[(kind, label)]), median / baseline[kind]))
+        runs = times[(kind, label)]
+        lines.append('| %s | %s | %.3f | %.3f - %.3f | %.1fx |'
+                     % (what, label, median, min(runs), max(runs), median / baseline[kind]))
     return lines
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--read-rows', type=int, default=1000000)
     parser.add_argument('--insert-rows', type=int, default=100000)
     parser.add_argument('--repeat', type=int, default=3, help='measured rounds (median)')
@@ -220,6 +221,8 @@ def main():
         cases, times = measure(src, dst, source, args)
         print('\n'.join(machine_description(source)))
         print('load average (1/5/15 min) before: %s, after: %s' % (load_before, load_average()))
+        print('%d measured rounds per configuration (after one warm-up round), run round-robin'
+              % args.repeat)
         print()
         print('\n'.join(table(cases, times, args)))
     finally:

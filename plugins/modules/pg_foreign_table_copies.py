@@ -1,0 +1,363 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pg_foreign_table_copies
+short_description: Local copies of postgres_fdw foreign tables as materialized views
+version_added: 0.1.0
+description:
+  - For consumers that cannot afford a network round trip per query, keeps a materialized view
+    per foreign table (C(SELECT <columns> FROM <foreign table> [WHERE ...])), in one call.
+  - A unique index on the key (by default the remote table's primary key, read through the
+    foreign server in a transaction that is rolled back) allows
+    C(REFRESH MATERIALIZED VIEW CONCURRENTLY), which does not block readers.
+  - A fingerprint of the definition is kept in the view's comment. When it changes (the foreign
+    table gained or lost a column, other O(copies[].columns) or O(copies[].where)), the copy is
+    dropped and created again with its data.
+  - RV(refresh_sql) returns the refresh statement of every copy, for a scheduler (the
+    C(tablesync.postgresql.fdw_consumer) role runs them from a systemd timer).
+options:
+  copies:
+    description:
+      - The copies.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - The materialized view, C(schema.name) (taken literally; quote a part that contains
+            a dot). Its schema is created when missing.
+        type: str
+        required: true
+      source:
+        description:
+          - The foreign table to copy, C(schema.name) (see
+            M(tablesync.postgresql.pg_foreign_tables)).
+        type: str
+        required: true
+      columns:
+        description:
+          - Columns to copy. Default all columns of the foreign table.
+        type: list
+        elements: str
+      where:
+        description:
+          - Row filter, an SQL condition on the source's columns (as in a C(WHERE) clause).
+        type: str
+      unique_key:
+        description:
+          - Columns of the unique index that allows C(REFRESH ... CONCURRENTLY).
+          - Unset uses the remote table's primary key when it is among the copied columns.
+            V([]) creates no index (every refresh then locks the copy against readers).
+        type: list
+        elements: str
+  state:
+    description:
+      - V(absent) drops the copies (only materialized views made by this module).
+    type: str
+    choices: [present, absent]
+    default: present
+  refresh:
+    description:
+      - Refresh the copies that already existed (new copies are filled when created).
+    type: bool
+    default: false
+  cascade:
+    description:
+      - Drop objects depending on a copy when it is dropped or re-created (C(CASCADE)).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - tablesync.postgresql.connection
+attributes:
+  check_mode:
+    description: Nothing is changed in check mode; RV(queries) shows what would run.
+    support: full
+  diff_mode:
+    description: Returns the copies before and after.
+    support: full
+notes:
+  - Use a plain foreign table when every query may go to the source (always current data, no
+    storage); use a copy when queries must not depend on the network or the source's load, and
+    data as old as the refresh interval is acceptable.
+seealso:
+  - module: tablesync.postgresql.pg_foreign_tables
+author:
+  - tablesync maintainers (@tablesync)
+'''
+
+EXAMPLES = r'''
+- name: Local copies of two foreign tables, refreshed concurrently on their primary keys
+  tablesync.postgresql.pg_foreign_table_copies:
+    login_db: reporting
+    copies:
+      - name: shop.orders
+        source: shop_fdw.orders
+      - name: shop.dutch_customers
+        source: shop_fdw.customers
+        columns: [id, name]
+        where: "country = 'NL'"
+
+- name: Refresh a copy now (a scheduler would run the statements in refresh_sql instead)
+  tablesync.postgresql.pg_foreign_table_copies:
+    login_db: reporting
+    copies:
+      - name: shop.orders
+        source: shop_fdw.orders
+    refresh: true
+'''
+
+RETURN = r'''
+created:
+  description: Copies created.
+  returned: always
+  type: list
+  elements: str
+  sample: [shop.orders]
+recreated:
+  description: Copies dropped and created again because their definition changed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+dropped:
+  description: Copies dropped (O(state=absent)).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+refreshed:
+  description: Copies refreshed (O(refresh=true)).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+refresh_sql:
+  description: The refresh statement of each copy (C(CONCURRENTLY) where a unique index allows).
+  returned: always
+  type: list
+  elements: str
+  sample: ['REFRESH MATERIALIZED VIEW CONCURRENTLY "shop"."orders"']
+copies:
+  description: Each copy with its source, columns, unique key and whether it refreshes
+    concurrently.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: shop.orders, source: shop_fdw.orders, columns: [id, amount], unique_key: [id],
+       concurrently: true}
+queries:
+  description: Statements run (or that would run in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ['CREATE MATERIALIZED VIEW "shop"."orders" AS SELECT "id", "amount" FROM "shop_fdw"."orders" WITH DATA']
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+    connect, connection_argument_spec)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NameError_, parse_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+    Statement, bind)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+    PlanError, apply_statements, parse_options)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_copies import (
+    CopySpec, Relation, plan_copies)
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by connect()
+    psycopg2 = sql = None
+
+# Remote catalog tables read through a server (only the columns needed).
+REMOTE_CATALOG = (
+    ('pg_index', 'indrelid oid, indisprimary bool, indkey int2vector'),
+    ('pg_class', 'oid oid, relname name, relnamespace oid'),
+    ('pg_namespace', 'oid oid, nspname name'),
+    ('pg_attribute', 'attrelid oid, attnum int2, attname name'),
+)
+
+REMOTE_KEYS_QUERY = """
+    SELECT n.nspname::text, c.relname::text, a.attname::text
+      FROM {index} i
+      JOIN {class} c ON c.oid = i.indrelid
+      JOIN {namespace} n ON n.oid = c.relnamespace
+      JOIN {attribute} a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+     WHERE i.indisprimary AND n.nspname = ANY (%(schemas)s::name[])
+       AND c.relname = ANY (%(tables)s::name[])
+     ORDER BY 1, 2, pg_catalog.array_position(i.indkey::int2[], a.attnum)
+"""
+
+
+class Relations(object):
+    """Sources and copies as the catalog holds them, in one parameterised query."""
+
+    QUERY = """
+        SELECT w.schema, w.name, n.oid IS NOT NULL AS schema_exists, c.relkind, s.srvname,
+               ft.ftoptions, pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
+               c.relispopulated,
+               (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname,
+                        a.attfdwoptions) ORDER BY a.attnum)
+                  FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+               (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(ic.relname, (
+                         SELECT pg_catalog.json_agg(a.attname ORDER BY k.ord)
+                           FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                           JOIN pg_catalog.pg_attribute a
+                             ON a.attrelid = c.oid AND a.attnum = k.attnum)))
+                  FROM pg_catalog.pg_index i
+                  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                 WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL
+                   AND i.indexprs IS NULL AND 0 <> ALL (i.indkey)) AS unique_indexes
+          FROM ROWS FROM (pg_catalog.unnest(%(schemas)s::text[]),
+                          pg_catalog.unnest(%(names)s::text[])) AS w(schema, name)
+          LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema
+          LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+          LEFT JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = c.oid
+          LEFT JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def read(self, pairs):
+        pairs = sorted(set(pairs))
+        with self.conn.cursor() as cur:
+            cur.execute(self.QUERY, {'schemas': [p[0] for p in pairs],
+                                     'names': [p[1] for p in pairs]})
+            rows = cur.fetchall()
+        self.conn.rollback()
+        return dict(((row[0], row[1]), relation_from_row(row)) for row in rows)
+
+    def remote_keys(self, wanted):
+        """Primary keys of remote tables, per server: {(schema, table): [columns]}.
+
+        ``wanted``: {server: set of (remote schema, remote table)}. Reads the remote catalog
+        through temporary foreign tables, in a transaction that is rolled back; a server that
+        cannot be read yields no keys.
+        """
+        keys = {}
+        try:
+            with self.conn.cursor() as cur:
+                for number, (server, tables) in enumerate(sorted(wanted.items())):
+                    keys.update(self._keys_of(cur, number, server, tables))
+        finally:
+            self.conn.rollback()
+        return keys
+
+    def _keys_of(self, cur, number, server, tables):
+        names = {}
+        cur.execute('SAVEPOINT tablesync_keys')
+        try:
+            for catalog, columns in REMOTE_CATALOG:
+                names[catalog.replace('pg_', '')] = sql.Identifier(
+                    'pg_temp', 'tablesync_r%d_%s' % (number, catalog))
+                cur.execute(bind(Statement(
+                    sql.SQL('CREATE FOREIGN TABLE {} ({}) SERVER {} '
+                            'OPTIONS (schema_name %s, table_name %s)').format(
+                        names[catalog.replace('pg_', '')], sql.SQL(columns),
+                        sql.Identifier(server)),
+                    ('pg_catalog', catalog))))
+            cur.execute(sql.SQL(REMOTE_KEYS_QUERY).format(**names),
+                        {'schemas': sorted(set(t[0] for t in tables)),
+                         'tables': sorted(set(t[1] for t in tables))})
+            rows = cur.fetchall()
+        except psycopg2.Error:
+            cur.execute('ROLLBACK TO SAVEPOINT tablesync_keys')
+            return {}
+        keys = {}
+        for schema, table, column in rows:
+            if (schema, table) in tables:
+                keys.setdefault((schema, table), []).append(column)
+        return keys
+
+
+def relation_from_row(row):
+    (_schema, _name, schema_exists, kind, server, ftoptions, comment, populated, columns,
+     unique_indexes) = row
+    options = parse_options(ftoptions)
+    cols = [(name, parse_options(opts).get('column_name', name)) for name, opts in columns or ()]
+    return Relation(exists=kind is not None, kind=kind, server=server, columns=cols,
+                    options=options, comment=comment, populated=bool(populated),
+                    unique_indexes=list(unique_indexes or ()),
+                    schema_exists=schema_exists)
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        copies=dict(type='list', elements='dict', required=True, options=dict(
+            name=dict(type='str', required=True),
+            source=dict(type='str', required=True),
+            columns=dict(type='list', elements='str'),
+            where=dict(type='str'),
+            unique_key=dict(type='list', elements='str', no_log=False),
+        )),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        refresh=dict(type='bool', default=False),
+        cascade=dict(type='bool', default=False),
+    )
+    return spec
+
+
+def desired_copies(params):
+    try:
+        return [CopySpec(parse_qualified(c['name']), parse_qualified(c['source']), c['columns'],
+                         c['where'], c['unique_key']) for c in params['copies']]
+    except NameError_ as e:
+        raise PlanError(str(e))
+
+
+def keys_wanted(specs, sources):
+    """{server: {(remote schema, remote table)}} for copies that use the remote primary key."""
+    wanted = {}
+    for spec in specs:
+        source = sources[spec.source]
+        if spec.unique_key is None and source.exists and source.server:
+            wanted.setdefault(source.server, set()).add(source.remote_table(*spec.source))
+    return wanted
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    try:
+        specs = desired_copies(params)
+    except PlanError as e:
+        module.fail_json(msg=str(e))
+    conn = connect(module)
+    reader = Relations(conn)
+    relations = reader.read([s.name for s in specs] + [s.source for s in specs])
+    remote_keys = {}
+    if params['state'] == 'present':
+        remote_keys = reader.remote_keys(keys_wanted(specs, relations))
+    try:
+        plan = plan_copies(specs, relations, relations, remote_keys, params['state'],
+                           params['cascade'], params['refresh'])
+    except PlanError as e:
+        module.fail_json(msg=str(e))
+    for warning in plan.warnings:
+        module.warn(warning)
+    executor = apply_statements(module, conn, plan.statements)
+    conn.close()
+    before = sorted(s.label for s in specs if relations[s.name].exists)
+    after = [] if params['state'] == 'absent' else sorted(s.label for s in specs)
+    module.exit_json(changed=executor.changed, queries=executor.queries,
+                     diff=dict(before=dict(copies=before), after=dict(copies=after)),
+                     **plan.result())
+
+
+if __name__ == '__main__':
+    main()
