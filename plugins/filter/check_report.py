@@ -138,9 +138,18 @@ def check_compare_items(sets, host, hostvars=None):
                 'database': target['database'],
                 'source': {'host': where['address'] or source, 'port': where['port'],
                            'dbname': item['source']['database']},
-                'tables': item['tables'],
+                'tables': [_compare_table(t) for t in item['tables']],
             })
     return out
+
+
+def _compare_table(entry):
+    """A set's table entry as pg_table_compare takes it: a row filter applies to the source only
+    (the target holds exactly the filtered rows and may lack the filter's columns)."""
+    if isinstance(entry, Mapping) and entry.get('where') is not None:
+        entry = dict(entry)
+        entry['target_where'] = ''
+    return entry
 
 
 def _registered(hostvars, host, var):
@@ -349,7 +358,7 @@ def _compare(hostvars, target, item):
         if result.get('skipped'):
             return None, None
         if result.get('failed') or result.get('unreachable'):
-            return None, 'error: %s' % (result.get('msg') or 'failed').strip()
+            return None, 'error: %s' % (result.get('msg') or 'failed').strip().splitlines()[0]
         count = 0
         for table in (result.get('tables') or {}).values():
             count += sum(int(v or 0) for v in (table.get('counts') or {}).values())
