@@ -96,11 +96,13 @@ class Routine(object):
 
     ``arguments``: the declaration; ``identity``: what ``pg_get_function_identity_arguments()``
     prints for it; ``result``: what ``pg_get_function_result()`` prints (None: procedure).
-    ``definer``: SECURITY DEFINER with a fixed search_path (and EXTRA_SETTINGS).
+    ``definer``: SECURITY DEFINER, with a fixed search_path (and EXTRA_SETTINGS) unless
+    ``pinned`` is False: a routine run for every row cannot afford the settings' save and
+    restore, so its body qualifies every function, operator and type with ``pg_catalog``.
     """
 
     def __init__(self, name, arguments, identity, result, language, body, definer=False,
-                 attributes=''):
+                 attributes='', pinned=True):
         self.name = name
         self.arguments = arguments
         self.identity = identity
@@ -109,6 +111,7 @@ class Routine(object):
         self.body = HEADER + body.strip('\n') + '\n'
         self.definer = definer
         self.attributes = attributes
+        self.pinned = definer and pinned
 
     @property
     def kind(self):
@@ -124,7 +127,7 @@ class Routine(object):
 
     def settings(self, search_path_schema):
         """The proconfig entries the routine must have (empty for invoker routines)."""
-        if not self.definer:
+        if not self.pinned:
             return []
         return [search_path_setting(search_path_schema)] + list(EXTRA_SETTINGS)
 
@@ -140,7 +143,9 @@ class Routine(object):
         if self.attributes:
             parts.append(sql.SQL(self.attributes))
         if self.definer:
-            parts.append(sql.SQL('SECURITY DEFINER SET search_path = pg_catalog, {}, pg_temp')
+            parts.append(sql.SQL('SECURITY DEFINER'))
+        if self.pinned:
+            parts.append(sql.SQL('SET search_path = pg_catalog, {}, pg_temp')
                          .format(sql.Identifier(search_path_schema)))
             for setting in EXTRA_SETTINGS:
                 name, _sep, value = setting.partition('=')
@@ -353,7 +358,8 @@ END
 ''')
 
 _REGISTER_COMMIT = Routine('_register_commit', 'p_set text, p_first_id bigint',
-                           'p_set text, p_first_id bigint', 'void', 'plpgsql', '''
+                           'p_set text, p_first_id bigint', 'void', 'plpgsql', definer=True,
+                           body='''
 -- Immediate mode, once per transaction and set: queue the deferred trigger that applies the
 -- transaction's changes on the target just before it commits. A rolled back savepoint undoes
 -- the setting and the row together.
@@ -369,32 +375,37 @@ END
 
 _CAPTURE_ROW = Routine('capture_row', '', '', 'trigger', 'plpgsql', '''
 -- AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW. Arguments: set, mode, table id, key columns.
+-- Runs for every row: no SET clause, so every type, function and operator is qualified.
 DECLARE
-  v_op "char";
-  v_key jsonb;
-  v_row jsonb;
+  v_op pg_catalog."char";
+  v_old pg_catalog.jsonb;
+  v_key pg_catalog.jsonb;
+  v_row pg_catalog.jsonb;
   v_id bigint;
 BEGIN
-  IF TG_OP = 'INSERT' THEN
+  IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
     v_op := 'I';
-    v_row := to_jsonb(NEW);
-  ELSIF TG_OP = 'UPDATE' THEN
-    v_op := 'U';
-    v_key := tablesync._key_of(to_jsonb(OLD), TG_ARGV[3:TG_NARGS - 1]);
-    v_row := to_jsonb(NEW);
   ELSE
-    v_op := 'D';
-    v_key := tablesync._key_of(to_jsonb(OLD), TG_ARGV[3:TG_NARGS - 1]);
+    v_op := pg_catalog.left(TG_OP, 1);
+    v_old := pg_catalog.to_jsonb(OLD);
+    IF TG_NARGS OPERATOR(pg_catalog.=) 4 THEN
+      v_key := pg_catalog.jsonb_build_object(TG_ARGV[3], v_old OPERATOR(pg_catalog.->) TG_ARGV[3]);
+    ELSE
+      v_key := tablesync._key_of(v_old, TG_ARGV[3:TG_NARGS OPERATOR(pg_catalog.-) 1]);
+    END IF;
+  END IF;
+  IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+    v_row := pg_catalog.to_jsonb(NEW);
   END IF;
   INSERT INTO tablesync.trigger_changes (set_name, table_id, op, key, row)
-  VALUES (TG_ARGV[0], TG_ARGV[2]::integer, v_op, v_key, v_row)
+  VALUES (TG_ARGV[0], TG_ARGV[2]::pg_catalog.int4, v_op, v_key, v_row)
   RETURNING id INTO v_id;
-  IF TG_ARGV[1] = 'immediate' THEN
+  IF TG_ARGV[1] OPERATOR(pg_catalog.=) 'immediate' THEN
     PERFORM tablesync._register_commit(TG_ARGV[0], v_id);
   END IF;
   RETURN NULL;
 END
-''', definer=True)
+''', definer=True, pinned=False)
 
 _CAPTURE_TRUNCATE = Routine('capture_truncate', '', '', 'trigger', 'plpgsql', '''
 -- AFTER TRUNCATE FOR EACH STATEMENT. Arguments: set, mode, table id.

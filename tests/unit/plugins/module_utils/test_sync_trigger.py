@@ -1,5 +1,6 @@
 """Planner of pg_sync_trigger: transitions between states, offline."""
 import csv
+import re
 
 import pytest
 
@@ -174,8 +175,10 @@ def test_existing_dblink_elsewhere_is_used_in_search_path():
     text = shown(plan(spec(), env, set_state(installed=False),
                       {('public', 't'): source(installed=False)}))
     assert not any(t.startswith('CREATE EXTENSION') for t in text)
+    drain = [t for t in text if '"drain"(p_set text) RETURNS bigint' in t][0]
+    assert 'SECURITY DEFINER SET search_path = pg_catalog, "Ext Schema", pg_temp' in drain
     capture = [t for t in text if '"capture_row"() RETURNS trigger' in t][0]
-    assert 'SECURITY DEFINER SET search_path = pg_catalog, "Ext Schema", pg_temp' in capture
+    assert 'SECURITY DEFINER AS' in capture  # per row: qualified body instead of SET
 
 
 def test_missing_dblink_package_is_a_clear_error():
@@ -245,12 +248,28 @@ def test_routine_version_parsing():
     assert not st.RoutineState('f', '', 'void', '', comment=None).ours
 
 
+def unqualified_names(body):
+    """Functions, types and operators a caller's search_path could capture."""
+    code = '\n'.join(line.split('--')[0] for line in body.splitlines())
+    code = re.sub(r"'[^']*'", "''", code)
+    names = re.findall(r'(?<![.\w"])(to_jsonb|jsonb_build_object|left|jsonb|text|int4|"char")\b', code)
+    operators = re.findall(r'\s(=|<>|->|-|\+|\|\|)\s', code)
+    return names + operators
+
+
+def test_unqualified_names_are_found():
+    assert unqualified_names("x := to_jsonb(NEW); IF a = 'b' THEN y := 1 - 2") == ['to_jsonb', '=', '-']
+    assert unqualified_names("x := pg_catalog.to_jsonb(NEW) OPERATOR(pg_catalog.=) '-- a = b'") == []
+
+
 def test_every_body_carries_the_version_and_builds_sql_without_concatenation():
     for routine in q.ROUTINES:
         assert routine.body.startswith(q.HEADER)
         assert 'sync_trigger v%d' % q.VERSION in routine.body
         assert '||' not in routine.body, routine.name
         assert 'password' not in routine.body.lower()
+        if routine.definer and not routine.pinned:
+            assert routine.settings('x') == [] and not unqualified_names(routine.body)
     assert q.COMMENT == 'tablesync.postgresql sync_trigger v%d' % q.VERSION
     assert len(set(r.key for r in q.ROUTINES)) == len(q.ROUTINES)
 
