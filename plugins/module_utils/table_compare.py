@@ -706,6 +706,7 @@ class Comparison(object):
             self._split(splits)
         items = {'source': [], 'target': []}
         index = {}  # id(task) -> (index in source items, index in target items) / index on its side
+        reserved = 0  # keys earlier list tasks of this batch will surely name (they come first)
         for task in batch:
             if task.kind in ('agg', 'leaf'):
                 item = ('agg', task.rng, task.bounds) if task.kind == 'agg' else ('leaf', task.rng)
@@ -713,7 +714,8 @@ class Comparison(object):
                 items['source'].append(item)
                 items['target'].append(item)
             elif task.kind == 'list':
-                limit = self._list_limit(task)
+                limit = min(self._list_limit(task), max(0, self.cap - reserved))
+                reserved += limit
                 if limit:
                     index[id(task)] = len(items[task.side])
                     items[task.side].append(('list', task.rng, limit))
