@@ -2,6 +2,7 @@
 the local connection, each with its own login port (tablesync_port) and TCP login options
 (tablesync_check_login). The sync set is deployed with plain SQL under the names the roles use
 (publication/subscription tablesync_<set>, slot from sync_plan.slot_name)."""
+import json
 import os
 import subprocess
 import sys
@@ -162,3 +163,48 @@ def test_unreachable_database_and_bad_thresholds(deployed):
 
     rc, out = run_check(inventory(publisher, subscriber, {'max_lag': 1}))
     assert rc != 0 and 'unknown thresholds max_lag' in out, out
+
+
+EXPORTER = os.path.join(ROOT, 'roles', 'sync_monitoring', 'files', 'tablesync_exporter.py')
+
+
+def run_exporter(cluster, tmpdir, databases):
+    config = os.path.join(tmpdir, 'exporter-%d.json' % cluster.port)
+    with open(config, 'w') as f:
+        json.dump({'databases': databases, 'host': cluster.sockdir, 'port': cluster.port,
+                   'user': cluster.user, 'prefix': 'tablesync_',
+                   'output': os.path.join(tmpdir, 'tablesync.prom')}, f)
+    proc = subprocess.run([sys.executable, EXPORTER, '--config', config], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=60,
+                          check=False)
+    with open(os.path.join(tmpdir, 'tablesync.prom')) as f:
+        return proc.returncode, proc.stdout, f.read().splitlines()
+
+
+def test_monitoring_exporter_on_the_same_clusters(deployed, tmp_path):
+    """The sync_monitoring role's exporter, run as the timer would, against both sides."""
+    publisher, subscriber = deployed
+    slot = slot_name(SET, 'sub', DB)
+    labels = '{database="%s",set="%s",subscription="%s"}' % (DB, SET, SUBSCRIPTION)
+    rc, err, lines = run_exporter(subscriber, str(tmp_path), [DB, 'no_such_db'])
+    assert rc == 0, err
+    assert 'cannot read no_such_db' in err
+    assert 'tablesync_exporter_up{database="%s"} 1' % DB in lines
+    assert 'tablesync_exporter_up{database="no_such_db"} 0' in lines
+    assert 'tablesync_subscription_enabled%s 1' % labels in lines
+    assert 'tablesync_subscription_worker_running%s 1' % labels in lines
+    assert 'tablesync_subscription_tables_not_ready%s 0' % labels in lines
+    assert any(l.startswith('tablesync_apply_errors_total%s ' % labels) for l in lines)
+    assert any(l.startswith('tablesync_subscription_lag_bytes%s ' % labels) for l in lines)
+    assert '# TYPE tablesync_apply_errors_total counter' in lines
+
+    rc, err, lines = run_exporter(publisher, str(tmp_path), [DB])
+    assert rc == 0, err
+    slot_labels = '{database="%s",set="%s",slot="%s"}' % (DB, SET, slot)
+    assert 'tablesync_slot_active%s 1' % slot_labels in lines
+    assert any(l.startswith('tablesync_slot_retained_bytes%s ' % slot_labels) for l in lines)
+    assert 'tablesync_slot_wal_status{database="%s",set="%s",slot="%s",status="reserved"} 1' % (
+        DB, SET, slot) in lines
+    assert not [l for l in lines if l.startswith('tablesync_trigger_queue')]
+    assert sorted(os.listdir(str(tmp_path))) == sorted(
+        ['tablesync.prom', 'exporter-%d.json' % subscriber.port, 'exporter-%d.json' % publisher.port])
