@@ -213,20 +213,20 @@ except ImportError:  # pragma: no cover - reported by connect()
 # or called by its default), and the sequences (requested or linked) with their parameters.
 _CATALOG_SQL = '''
 WITH tabs AS (
-  SELECT c.oid, n.nspname AS nsp, c.relname AS rel
-    FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS req(nsp, rel)
+  SELECT c.oid, n.nspname AS nsp, c.relname AS rel, req.ord
+    FROM unnest(%(schemas)s::text[], %(names)s::text[]) WITH ORDINALITY AS req(nsp, rel, ord)
     JOIN pg_catalog.pg_namespace n ON n.nspname = req.nsp
     JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = req.rel
      AND c.relkind IN ('r', 'p')
 ), links AS (
-  SELECT t.nsp, t.rel, a.attnum, a.attname, d.objid AS seq
+  SELECT t.ord, t.nsp, t.rel, a.attnum, a.attname, d.objid AS seq
     FROM tabs t
     JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
      AND d.refobjid = t.oid AND d.refobjsubid > 0 AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
      AND d.deptype IN ('a', 'i')
     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
   UNION
-  SELECT t.nsp, t.rel, a.attnum, a.attname, d.refobjid
+  SELECT t.ord, t.nsp, t.rel, a.attnum, a.attname, d.refobjid
     FROM tabs t
     JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = t.oid
     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = ad.adnum
@@ -243,7 +243,7 @@ SELECT ARRAY(SELECT pg_catalog.json_build_array(nsp, rel) FROM tabs),
        ARRAY(SELECT pg_catalog.json_build_array(l.nsp, l.rel, l.attname, sn.nspname, s.relname)
                FROM links l JOIN pg_catalog.pg_class s ON s.oid = l.seq AND s.relkind = 'S'
                JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
-              ORDER BY l.nsp, l.rel, l.attnum),
+              ORDER BY l.ord, l.attnum),
        ARRAY(SELECT pg_catalog.json_build_array(s.nsp, s.rel, q.seqincrement, q.seqmin, q.seqmax)
                FROM seqs s JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid)
 '''
