@@ -26,11 +26,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.six import string_types
-
-try:
-    from collections.abc import Mapping
-except ImportError:  # pragma: no cover
-    from collections import Mapping
+from ansible.module_utils.six.moves.collections_abc import Mapping
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
     IMPLEMENTED_METHODS, PREFIX, slot_name, sync_hosts)

@@ -164,6 +164,15 @@ def test_unreachable_database_and_bad_thresholds(deployed):
     rc, out = run_check(inventory(publisher, subscriber, {'max_lag': 1}))
     assert rc != 0 and 'unknown thresholds max_lag' in out, out
 
+    # an unreachable host is a finding of the report, the other hosts are still read
+    inv = inventory(publisher, subscriber)
+    inv['all']['hosts']['sub'].update(ansible_connection='ssh', ansible_host='127.0.0.1',
+                                      ansible_port=1)
+    rc, out = run_check(inv)
+    assert rc != 0
+    assert 'host sub is unreachable' in out, out
+    assert 'unreadable' in table_line(out)
+
 
 EXPORTER = os.path.join(ROOT, 'roles', 'sync_monitoring', 'files', 'tablesync_exporter.py')
 

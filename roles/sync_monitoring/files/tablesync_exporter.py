@@ -328,7 +328,7 @@ def collect(config, psycopg2=None, clock=time.time):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--config', default='/etc/tablesync/exporter.json')
     parser.add_argument('--stdout', action='store_true', help='print instead of writing the file')
     args = parser.parse_args(argv)

@@ -139,8 +139,7 @@ def test_name_prefix_filters_only_named_sections():
 def _flatten(composable):
     if isinstance(composable, sql.Composed):
         for part in composable:
-            for sub in _flatten(part):
-                yield sub
+            yield from _flatten(part)
     else:
         yield composable
 
