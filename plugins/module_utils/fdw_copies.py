@@ -103,17 +103,27 @@ def index_name(spec):
 
 
 def definition(spec, source):
-    """The copy's SELECT, columns listed explicitly."""
+    """The copy's SELECT, columns listed explicitly.
+
+    A source that does not exist yet (check mode, imported by an earlier task) is shown as
+    ``SELECT *`` (or the listed columns), as it would be copied.
+    """
+    if not source.exists and spec.columns is None:
+        return _with_where(sql.SQL('SELECT * FROM {}').format(ident(spec.source)), spec), []
     columns = spec.columns if spec.columns is not None else source.column_names
     missing = [c for c in columns if c not in source.column_names]
-    if missing:
+    if source.exists and missing:
         raise PlanError('copy %s: foreign table %s has no column(s) %s'
                         % (spec.label, format_qualified(*spec.source), ', '.join(missing)))
     query = sql.SQL('SELECT {} FROM {}').format(
         sql.SQL(', ').join(sql.Identifier(c) for c in columns), ident(spec.source))
+    return _with_where(query, spec), columns
+
+
+def _with_where(query, spec):
     if spec.where:
-        query = sql.SQL('{} WHERE ({})').format(query, sql.SQL(spec.where))
-    return query, columns
+        return sql.SQL('{} WHERE ({})').format(query, sql.SQL(spec.where))
+    return query
 
 
 def fingerprint_comment(spec, query):
@@ -185,11 +195,18 @@ def drop_statement(spec, cascade):
     return Statement(sql.SQL('{} CASCADE').format(query) if cascade else query)
 
 
-def check_source(spec, source):
-    if not source.exists:
+def check_source(spec, source, check_mode, plan):
+    if not source.exists and check_mode:
+        plan.warnings.append('copy %s: source %s does not exist yet; shown as it would be '
+                             'created once it exists' % (spec.label, format_qualified(*spec.source)))
+    elif not source.exists:
         raise PlanError('copy %s: source %s does not exist (import it with '
                         'tablesync.postgresql.pg_foreign_tables first)'
                         % (spec.label, format_qualified(*spec.source)))
+
+
+def is_our_copy(copy):
+    return copy.exists and copy.kind == 'm' and (copy.comment or '').startswith(COMMENT_PREFIX)
 
 
 def check_copy(spec, copy):
@@ -201,12 +218,14 @@ def check_copy(spec, copy):
                         'drop or rename it first' % spec.label)
 
 
-def plan_copy(spec, source, copy, remote_keys, cascade, refresh, plan, schemas_created):
-    check_source(spec, source)
+def plan_copy(spec, source, copy, remote_keys, cascade, refresh, plan, schemas_created,
+              check_mode=False):
+    check_source(spec, source, check_mode, plan)
     check_copy(spec, copy)
     query, columns = definition(spec, source)
     comment = fingerprint_comment(spec, query)
-    key = desired_key(spec, source, columns, remote_keys, plan)
+    key = desired_key(spec, source, columns, remote_keys, plan) if source.exists \
+        else list(spec.unique_key or ())
     fresh = not copy.exists or copy.comment != comment
     if not copy.schema_exists and spec.name[0] not in schemas_created:
         plan.statements.append(Statement(sql.SQL('CREATE SCHEMA {}').format(
@@ -230,7 +249,7 @@ def plan_copy(spec, source, copy, remote_keys, cascade, refresh, plan, schemas_c
 
 
 def plan_copies(specs, sources, copies, remote_keys, state='present', cascade=False,
-                refresh=False):
+                refresh=False, check_mode=False):
     """Statements for the desired copies.
 
     ``sources``/``copies``: (schema, name) -> Relation; ``remote_keys``: (remote schema, remote
@@ -243,14 +262,12 @@ def plan_copies(specs, sources, copies, remote_keys, state='present', cascade=Fa
         raise PlanError('copies listed more than once: %s' % ', '.join(duplicates))
     if state == 'absent':
         for spec in specs:
-            copy = copies[spec.name]
-            if copy.exists:
-                check_copy(spec, copy)
+            if is_our_copy(copies[spec.name]):
                 plan.statements.append(drop_statement(spec, cascade))
                 plan.dropped.append(spec.label)
         return plan
     schemas_created = set()
     for spec in specs:
         plan_copy(spec, sources[spec.source], copies[spec.name], remote_keys, cascade, refresh,
-                  plan, schemas_created)
+                  plan, schemas_created, check_mode)
     return plan

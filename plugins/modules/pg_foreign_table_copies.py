@@ -60,7 +60,8 @@ options:
         elements: str
   state:
     description:
-      - V(absent) drops the copies (only materialized views made by this module).
+      - V(absent) drops the copies. Only materialized views made by this module are dropped;
+        another relation with the name (for example a foreign table) is left alone.
     type: str
     choices: [present, absent]
     default: present
@@ -84,6 +85,8 @@ attributes:
     description: Returns the copies before and after.
     support: full
 notes:
+  - In check mode, a source that does not exist yet (imported by an earlier task that only ran
+    in check mode) is shown as C(SELECT *) with a warning.
   - Use a plain foreign table when every query may go to the source (always current data, no
     storage); use a copy when queries must not depend on the network or the source's load, and
     data as old as the refresh interval is acceptable.
@@ -345,7 +348,7 @@ def main():
         remote_keys = reader.remote_keys(keys_wanted(specs, relations))
     try:
         plan = plan_copies(specs, relations, relations, remote_keys, params['state'],
-                           params['cascade'], params['refresh'])
+                           params['cascade'], params['refresh'], module.check_mode)
     except PlanError as e:
         module.fail_json(msg=str(e))
     for warning in plan.warnings:

@@ -110,6 +110,9 @@ def test_duplicates_and_absent():
     p = plan(copy=existing(), state='absent')
     assert render_all(p.statements) == ['DROP MATERIALIZED VIEW "shop"."orders"']
     assert plan(state='absent').statements == []
+    # only copies made by this module are dropped: other relations with the name are left
+    assert plan(copy=Relation(True, 'f', 'src'), state='absent').statements == []
+    assert plan(copy=Relation(True, 'm', comment='mine'), state='absent').statements == []
 
 
 @pytest.mark.parametrize('name', ['Mixed Case', 'with "quotes"', "semi;colon'; x", 'ünï ✓',
@@ -122,3 +125,17 @@ def test_hostile_names(name):
     assert render_all(p.statements)[0] == (
         'CREATE MATERIALIZED VIEW %s.%s AS SELECT %s FROM %s."src" WITH DATA' % (q, q, q, q))
     assert len(index_name(spec).encode()) <= 63
+
+
+def test_check_mode_with_a_source_not_imported_yet():
+    missing = {SRC: Relation(False)}
+    p = plan_copies([CopySpec(COPY, SRC)], missing, {COPY: ABSENT}, {}, check_mode=True)
+    assert render_all(p.statements)[0] == (
+        'CREATE MATERIALIZED VIEW "shop"."orders" AS SELECT * FROM "shop_fdw"."orders" WITH DATA')
+    assert 'does not exist yet' in p.warnings[0]
+    p = plan_copies([CopySpec(COPY, SRC, columns=['id'], where='id > 1', unique_key=['id'])],
+                    missing, {COPY: ABSENT}, {}, check_mode=True)
+    shown = render_all(p.statements)
+    assert shown[0] == ('CREATE MATERIALIZED VIEW "shop"."orders" AS SELECT "id" FROM '
+                        '"shop_fdw"."orders" WHERE (id > 1) WITH DATA')
+    assert shown[-1].startswith('CREATE UNIQUE INDEX')
