@@ -64,8 +64,8 @@ def check_thresholds(thresholds=None):
     errors = []
     unknown = sorted(set(thresholds) - set(THRESHOLDS))
     if unknown:
-        errors.append('unknown thresholds %s (known: %s)' % (', '.join(unknown),
-                                                            ', '.join(sorted(THRESHOLDS))))
+        errors.append('unknown thresholds %s (known: %s)'
+                      % (', '.join(unknown), ', '.join(sorted(THRESHOLDS))))
     out = {}
     for name, (default, kind) in THRESHOLDS.items():
         value = thresholds.get(name, default)

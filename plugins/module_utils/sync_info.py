@@ -263,6 +263,7 @@ _SETTINGS = Section(
      Field('value', 'g.setting', [Column('pg_settings', 'setting')])],
     order_by='g.name', where='g.name = ANY(%(settings)s)')
 
+
 # ---- trigger-sync queues (pg_sync_trigger's change log) -------------------------------------
 
 def _trigger(relation):

@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 import yaml
 from psycopg2 import sql
 
 from pgcluster import SUPERPASS, wait_for
-from runner import BINDIR, ROOT, ansible_env
+from runner import BINDIR, ROOT, ansible_env, run_module
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import slot_name
 
@@ -217,3 +218,37 @@ def test_monitoring_exporter_on_the_same_clusters(deployed, tmp_path):
     assert not [l for l in lines if l.startswith('tablesync_trigger_queue')]
     assert sorted(os.listdir(str(tmp_path))) == sorted(
         ['tablesync.prom', 'exporter-%d.json' % subscriber.port, 'exporter-%d.json' % publisher.port])
+
+
+def test_trigger_queue_age_threshold(deployed):
+    """A queued trigger sync set that is never flushed: check.yml shows its queue and fails on
+    the age of its oldest change."""
+    publisher, subscriber = deployed
+    name = 'q' + SET
+    publisher.execute('CREATE TABLE sales.items (id int PRIMARY KEY, v text)', dbname=DB)
+    r = run_module('tablesync.postgresql.pg_sync_trigger', dict(
+        publisher.login(DB), name=name, tables=['sales.items'], mode='queued', verify_target=False,
+        target=dict(host=subscriber.host, port=subscriber.port, dbname=DB, user=subscriber.user,
+                    password=SUPERPASS)))
+    assert not r.get('failed'), r
+    try:
+        inv = inventory(publisher, subscriber, {'max_queue_age_seconds': 1, 'max_queue_depth': 100})
+        inv['all']['vars']['tablesync_sync_sets'].append({
+            'name': name, 'method': 'trigger', 'source': {'host': 'pub', 'database': DB},
+            'targets': [{'host': 'sub', 'database': DB}], 'tables': ['sales.items']})
+        rc, out = run_check(inv)
+        assert rc == 0, out
+        line = [l for l in out.splitlines() if name in l and 'trigger' in l][0]
+        assert 'queued' in line and '0 changes queued' in line, line
+
+        publisher.execute("INSERT INTO sales.items SELECT g, 'x' FROM generate_series(1, 5) g",
+                          dbname=DB)
+        time.sleep(1.5)
+        rc, out = run_check(inv)
+        assert rc != 0, out
+        assert 'sync set %s, pub/%s -> sub/%s: the oldest queued change is' % (name, DB, DB) in out
+        line = [l for l in out.splitlines() if name in l and 'trigger' in l][0]
+        assert '5 changes queued' in line, line
+    finally:
+        run_module('tablesync.postgresql.pg_sync_trigger', dict(
+            publisher.login(DB), name=name, state='absent', force=True))

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: tablesync.postgresql contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -11,7 +10,7 @@ reads, with one query each, the subscriptions of that database and the trigger-s
 replication slots; then it writes all metrics to ``<output>`` atomically (temporary file in the
 same directory, fsync, rename), so node_exporter never reads half a file.
 
-Usage: tablesync_exporter.py --config /etc/tablesync/exporter.json [--stdout]
+Usage: python3 tablesync_exporter.py --config /etc/tablesync/exporter.json [--stdout]
 
 Standard library and psycopg2 only. The formatting functions are pure and unit-tested.
 """

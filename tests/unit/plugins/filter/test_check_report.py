@@ -68,7 +68,7 @@ def healthy():
             info('copy', subscriptions=[subscription()], fdw_servers=[]),
             info('reports', subscriptions=[], fdw_servers=[
                 dict(name='tablesync_remote', wrapper='postgres_fdw')])]},
-                 'tablesync_port': 5433},
+            'tablesync_port': 5433},
     }
 
 

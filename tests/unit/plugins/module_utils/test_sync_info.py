@@ -172,8 +172,8 @@ def test_plain_values():
 
 def test_publisher_info_strips_password():
     assert si.publisher_info(None) is None
-    assert si.publisher_info("host=h port=5432 password='p w' user=u") == dict(host='h', port='5432',
-                                                                                user='u')
+    assert si.publisher_info("host=h port=5432 password='p w' user=u") == dict(
+        host='h', port='5432', user='u')
     assert si.publisher_info("host='unterminated") == {}
 
 
