@@ -486,7 +486,7 @@ class SqlSide(object):
             return cur.fetchall()
 
     def bounds(self, tasks):
-        result = [[] for _ in tasks]
+        result = [[] for _task in tasks]
         if not tasks:
             return result
         for r, kt in self._fetch(bounds_query(self.table, tasks)):

@@ -204,10 +204,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.sequence_sync
 
 try:
     import psycopg2
-    from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by connect()
     psycopg2 = None
-    sql = None
 
 # The requested tables that exist, the sequences their columns use (owned by the column, identity,
 # or called by its default), and the sequences (requested or linked) with their parameters.

@@ -148,7 +148,7 @@ notes:
     differs between the servers, the C("C") order is used on both, which cannot use the key's
     index (slower). Two servers whose collation of the same name sorts differently (different C
     library or ICU versions) may report such keys as both missing and extra.
-  - The key's index is used for range scans; a O(tables[].key) without an index costs one full
+  - The key's index is used for range scans; a C(key) in O(tables) without an index costs one full
     read of the table per level of the drill-down (a few).
   - Keys are returned as their values for integer and boolean key columns and as their text
     forms otherwise; a composite key as a list in key column order.

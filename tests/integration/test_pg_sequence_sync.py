@@ -125,8 +125,8 @@ def test_copies_sequences_of_tables_never_backwards_and_check_mode(pair):
     # the source moves past the target: only that sequence is moved
     pair.source_sql("INSERT INTO sales.orders (v) SELECT 'x' FROM generate_series(1, 100)")
     third = pair.run(tables=['sales.orders'])
-    assert [s['name'] for s in third['sequences'] if s['changed']] == ['sales.orders_id_seq',
-                                                                        'sales.orders_no_seq']
+    moved = [s['name'] for s in third['sequences'] if s['changed']]
+    assert moved == ['sales.orders_id_seq', 'sales.orders_no_seq']
     assert pair.target_sql('SELECT last_value FROM sales.orders_id_seq') == [(250,)]
     assert SUPERPASS not in third['_run'].output
 

@@ -427,7 +427,7 @@ def test_composite_like_non_unique_key_is_reported():
 def test_split_without_keys_falls_back_to_rows():
     class NoBounds(FakeSide):
         def bounds(self, tasks):
-            return [[] for _ in tasks]
+            return [[] for _task in tasks]
     src = table(300)
     dst = dict(src)
     dst[150] += 1
