@@ -26,11 +26,14 @@ description:
     processed in key order in batches of bounded size, so the memory used does not grow with the
     table or with the number of differences; a table of tens of millions of rows that differs in
     a few rows costs about one full read of the table on each server plus a few index range scans.
+    When most rows of a range differ, their keys and row hashes are compared in batches (still
+    in bounded memory) so that every difference is counted, also beyond O(max_differences).
   - A row is hashed from the text form of its compared columns, with the same session settings
     (C(DateStyle), C(TimeZone), C(IntervalStyle), C(extra_float_digits), C(bytea_output),
     C(lc_monetary)) on both servers, so two rows are equal when every compared column reads the
-    same. Columns whose types differ between the servers are equal when their text forms are
-    (V(integer) and V(bigint) are, V(numeric(10,2)) C(1.50) and V(numeric) C(1.5) are not).
+    same. Columns whose types differ between the servers are equal when their text forms are;
+    V(integer) and V(bigint) values are, but C(1.50) in a V(numeric) column of scale 2 and C(1.5)
+    in an unconstrained V(numeric) column are not.
   - Never changes anything. Both connections are read-only.
 author:
   - tablesync maintainers (@tablesync)
