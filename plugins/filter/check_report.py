@@ -29,7 +29,7 @@ from ansible.module_utils.six import string_types
 from ansible.module_utils.six.moves.collections_abc import Mapping
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
-    IMPLEMENTED_METHODS, PREFIX, slot_name, sync_hosts)
+    IMPLEMENTED_METHODS, PREFIX, PUBLISH, slot_name, sync_hosts)
 
 # name -> (default, kind): 'number' (None disables) or 'bool'
 THRESHOLDS = {
@@ -93,6 +93,7 @@ def _sets(sets):
             'source': item['source'],
             'targets': list(item.get('targets') or []),
             'tables': list(item.get('tables') or []),
+            'publish': list(item.get('publish') or PUBLISH),
         })
     return out
 
@@ -355,13 +356,45 @@ def _compare(hostvars, target, item):
             return None, None
         if result.get('failed') or result.get('unreachable'):
             return None, 'error: %s' % (result.get('msg') or 'failed').strip().splitlines()[0]
-        count = 0
-        for table in (result.get('tables') or {}).values():
-            count += sum(int(v or 0) for v in (table.get('counts') or {}).values())
-        if result.get('equal'):
-            return 0, 'equal'
-        return count, '%d rows differ (%s)' % (count, ', '.join(result.get('differing_tables') or []))
+        excused = expected_differences(item)
+        count, expected, tables = 0, 0, []
+        for name, table in sorted((result.get('tables') or {}).items()):
+            counts = table.get('counts') or {}
+            real = sum(int(counts.get(k) or 0) for k in ('missing', 'extra', 'changed')
+                       if k not in excused)
+            expected += sum(int(counts.get(k) or 0) for k in excused)
+            count += real
+            if real:
+                tables.append(name)
+        if not result.get('equal') and not count and not expected:
+            # differing without counts: never report it as equal
+            tables = list(result.get('differing_tables') or [])
+            count = max(len(tables), 1)
+        text = 'equal' if not count else '%d rows differ (%s)' % (count, ', '.join(tables))
+        if expected:
+            text += ' (+%d expected: %s)' % (expected, excused_reason(item))
+        return count, text
     return None, None
+
+
+def expected_differences(item):
+    """The kinds of differences a set's ``publish`` list makes expected on its targets:
+    ``extra`` rows without delete or truncate, ``changed`` rows without update, ``missing`` rows
+    without insert."""
+    publish = set(item.get('publish') or PUBLISH)
+    excused = set()
+    if 'delete' not in publish or 'truncate' not in publish:
+        excused.add('extra')
+    if 'update' not in publish:
+        excused.add('changed')
+    if 'insert' not in publish:
+        excused.add('missing')
+    return excused
+
+
+def excused_reason(item):
+    missing = [op for op in PUBLISH if op not in (item.get('publish') or PUBLISH)]
+    return 'publish lacks %s' % ', '.join(missing)
 
 
 def check_report(sets, hostvars, thresholds=None):

@@ -286,6 +286,34 @@ def test_verification_results():
     assert len(ok['breaches']) == 1
 
 
+def test_verification_differences_the_publish_list_explains():
+    sets = copy.deepcopy(SETS)
+    sets[0]['publish'] = ['insert', 'update']
+    hv = healthy()
+    hv['sub1']['tablesync_check_compare'] = {'results': [
+        compare('orders', 'shop', equal=False, differing_tables=['sales.orders'],
+                tables={'sales.orders': dict(counts=dict(missing=0, extra=4, changed=0))})]}
+    hv['sub2']['tablesync_check_compare'] = {'results': [
+        compare('orders', 'copy', equal=False, differing_tables=['sales.orders'],
+                tables={'sales.orders': dict(counts=dict(missing=1, extra=2, changed=0))})]}
+    report = check_report(sets, hv)
+    rows = rows_by_target(report)
+    assert rows['orders:sub1/shop']['verify'] == 'equal (+4 expected: publish lacks delete, truncate)'
+    assert rows['orders:sub1/shop']['mismatching_rows'] == 0
+    assert rows['orders:sub2/copy']['verify'] == \
+        '1 rows differ (sales.orders) (+2 expected: publish lacks delete, truncate)'
+    assert len(report['breaches']) == 1
+
+
+def test_verification_differing_without_counts_is_not_equal():
+    hv = healthy()
+    hv['sub1']['tablesync_check_compare'] = {'results': [
+        dict(item={'set': 'orders', 'database': 'shop'}, equal=False,
+             differing_tables=['sales.orders'], tables={})]}
+    row = rows_by_target(check_report(SETS, hv))['orders:sub1/shop']
+    assert row['verify'] == '1 rows differ (sales.orders)' and row['breaches']
+
+
 def test_verification_skipped_when_not_asked():
     hv = healthy()
     hv['sub1']['tablesync_check_compare'] = {'results': [
