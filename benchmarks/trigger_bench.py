@@ -152,11 +152,18 @@ def run_scenario(name, source, target, args, scripts, prepare=None, finish=None)
     return extra
 
 
+def median_run(runs):
+    """The run with the median TPS (the lower one of the middle two)."""
+    return sorted(runs, key=lambda r: r['tps'])[(len(runs) - 1) // 2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--duration', type=int, default=20, help='seconds per scenario')
     parser.add_argument('--clients', type=int, default=2, help='pgbench clients (and threads)')
     parser.add_argument('--rows', type=int, default=100000, help='rows in the table at start')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='run the scenarios this many times, interleaved; the median counts')
     args = parser.parse_args()
 
     base = make_base()
@@ -185,21 +192,24 @@ def main():
         def immediate_finish(db):
             return {'drain_s': wait_equal(source, target, db, timeout=5)}
 
-        results = [
-            ('no sync', run_scenario('no sync', source, target, args, scripts)),
-            ('logical replication', run_scenario(
-                'logical', source, target, args, scripts,
+        scenarios = [
+            ('no sync', {}),
+            ('logical replication', dict(
                 prepare=lambda db: install_subscription(source, target, db),
                 finish=logical_finish)),
-            ('trigger queued', run_scenario(
-                'queued', source, target, args, scripts,
+            ('trigger queued', dict(
                 prepare=lambda db: install_trigger_set(source, target, db, 'queued'),
                 finish=queued_finish)),
-            ('trigger immediate', run_scenario(
-                'immediate', source, target, args, scripts,
+            ('trigger immediate', dict(
                 prepare=lambda db: install_trigger_set(source, target, db, 'immediate'),
                 finish=immediate_finish)),
         ]
+        runs = dict((name, []) for name, _kw in scenarios)
+        for _round in range(args.rounds):
+            for name, kw in scenarios:
+                runs[name].append(run_scenario(name, source, target, args, scripts, **kw))
+                print('%s: %.0f TPS' % (name, runs[name][-1]['tps']), file=sys.stderr)
+        results = [(name, median_run(runs[name])) for name, _kw in scenarios]
     finally:
         source.stop('immediate')
         target.stop('immediate')
@@ -208,8 +218,9 @@ def main():
     baseline = results[0][1]['tps']
     print('machine: %s; PostgreSQL %s (source and target on this host, fsync off)'
           % (machine(), version))
-    print('workload: pgbench -c %d -j %d -T %d, 3 updates : 1 insert on a %d-row table'
-          % (args.clients, args.clients, args.duration, args.rows))
+    print('workload: pgbench -c %d -j %d -T %d, 3 updates : 1 insert on a %d-row table; '
+          'median of %d interleaved round(s)'
+          % (args.clients, args.clients, args.duration, args.rows, args.rounds))
     print()
     print('| scenario | TPS | ratio to no sync | target complete after the run |')
     print('|---|---:|---:|---|')

@@ -577,7 +577,8 @@ END
 _VERIFY_TARGET = Routine('verify_target', 'p_set text', 'p_set text', 'void', 'plpgsql', '''
 -- Checks over dblink that every target table of the set exists, has the synced columns, a
 -- primary key or unique index on exactly the key columns (ON CONFLICT needs it), and that the
--- remote user may INSERT, UPDATE, DELETE and TRUNCATE it. Raises one error naming every problem.
+-- remote user may SELECT (the key columns, for DELETE ... USING), INSERT, UPDATE, DELETE and
+-- TRUNCATE it. Raises one error naming every problem.
 DECLARE
   v_conn text;
   v_table tablesync.trigger_tables;
@@ -616,8 +617,8 @@ SELECT c.oid IS NOT NULL,
                 WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL
                   AND i.indexprs IS NULL
                   AND ic.names @> %3$L::text[] AND ic.names <@ %3$L::text[]),
-       ARRAY(SELECT p.name FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'])
-                                AS p(name)
+       ARRAY(SELECT p.name FROM pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE',
+                                                        'TRUNCATE']) AS p(name)
               WHERE NOT pg_catalog.has_table_privilege(c.oid, p.name))
   FROM (SELECT pg_catalog.to_regclass(%1$L) AS oid) AS c
 $remote$, v_name, v_table.columns, v_table.key_columns))

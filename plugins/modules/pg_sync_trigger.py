@@ -117,7 +117,7 @@ options:
         type: str
         aliases: [database]
       user:
-        description: Role to connect as on the target (it needs C(INSERT), C(UPDATE),
+        description: Role to connect as on the target (it needs C(SELECT), C(INSERT), C(UPDATE),
           C(DELETE) and C(TRUNCATE) on the target tables).
         type: str
       password:
@@ -174,7 +174,7 @@ options:
     description:
       - When tables, the target or the set change, check over dblink before committing that every
         target table exists, has the synced columns, a primary key or unique index on exactly the
-        key columns, and that the target user may C(INSERT), C(UPDATE), C(DELETE) and
+        key columns, and that the target user may C(SELECT), C(INSERT), C(UPDATE), C(DELETE) and
         C(TRUNCATE) it. Set to V(false) to install while the target is unreachable.
     type: bool
     default: true
