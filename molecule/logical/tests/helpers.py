@@ -9,6 +9,7 @@ import testinfra
 import testinfra.utils.ansible_runner
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def hosts():
@@ -46,13 +47,15 @@ def run_site(*args, extra_env=None):
     if os.path.exists(config):
         env["ANSIBLE_CONFIG"] = config
     env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["PY_COLORS"] = "0"
     env.update(extra_env or {})
     proc = subprocess.run(
         ["ansible-playbook", "-i", os.path.dirname(INVENTORY),
          os.path.join(scenario, "converge.yml"), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
     recap = {}
-    for line in proc.stdout.splitlines():
+    for line in ANSI.sub("", proc.stdout).splitlines():
         m = re.match(r"^(\S+)\s+:\s+(ok=.*)$", line)
         if m:
             recap[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}

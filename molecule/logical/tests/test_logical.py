@@ -61,7 +61,7 @@ def test_replication_role_is_least_privilege(pub):
                                   f"WHERE rolname = '{ROLE}'")
     assert attrs == "f|t|t"
     granted = psql(pub, "shop", f"""
-        SELECT string_agg(c.relnamespace::regnamespace || '.' || c.relname, ',' ORDER BY 1)
+        SELECT string_agg(c.oid::regclass::text, ',' ORDER BY c.oid::regclass::text)
         FROM pg_class c WHERE c.relkind = 'r'
           AND c.relnamespace::regnamespace::text IN ('sales', 'audit')
           AND has_table_privilege('{ROLE}', c.oid, 'SELECT')""")
@@ -80,10 +80,10 @@ def test_pg_hba_admits_the_subscribers_only(pub):
 
 
 def test_publications_and_slots(pub):
-    pubs = psql(pub, "shop", "SELECT string_agg(pubname || ':' || pubinsert || pubupdate || pubdelete, ',' "
-                             "ORDER BY pubname) FROM pg_publication")
-    assert pubs == "tablesync_audit:tff,tablesync_shop:ttt"
-    tables = psql(pub, "shop", "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) "
+    pubs = psql(pub, "shop", "SELECT string_agg(format('%s:%s%s%s', pubname, pubinsert::int, pubupdate::int, "
+                             "pubdelete::int), ',' ORDER BY pubname) FROM pg_publication")
+    assert pubs == "tablesync_audit:100,tablesync_shop:111"
+    tables = psql(pub, "shop", "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY schemaname, tablename) "
                                "FROM pg_publication_tables WHERE pubname = 'tablesync_shop'")
     assert tables == "sales.customers,sales.order_notes,sales.orders,sales.shipments"
     assert psql(pub, "shop", "SELECT relreplident FROM pg_class WHERE oid = 'sales.order_notes'::regclass") == "f"

@@ -18,7 +18,7 @@ def sub():
 
 
 def test_publication_follows_the_set(pub):
-    tables = psql(pub, "shop", "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) "
+    tables = psql(pub, "shop", "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY schemaname, tablename) "
                                "FROM pg_publication_tables WHERE pubname = 'tablesync_orders'")
     assert tables == "sales.customers,sales.orders,sales.shipments"
     assert psql(pub, "shop", "SELECT rowfilter FROM pg_publication_tables "
@@ -26,7 +26,7 @@ def test_publication_follows_the_set(pub):
 
 
 def test_subscription_was_refreshed(sub):
-    rel = psql(sub, "shop", "SELECT string_agg(srrelid::regclass || ':' || srsubstate, ',' ORDER BY 1) "
+    rel = psql(sub, "shop", "SELECT string_agg(srrelid::regclass || ':' || srsubstate, ',' ORDER BY srrelid::regclass::text) "
                             "FROM pg_subscription_rel")
     assert rel == "sales.customers:r,sales.orders:r,sales.shipments:r"
     # the added table was created and copied
@@ -58,7 +58,7 @@ def test_absent_and_removed_sets_are_gone(pub, sub):
     assert slots.startswith("tablesync_orders_") and "," not in slots  # orphan, legacy and gone slots dropped
     # the replication role may read exactly the tables of the remaining set
     granted = psql(pub, "shop", """
-        SELECT string_agg(c.oid::regclass::text, ',' ORDER BY 1) FROM pg_class c
+        SELECT string_agg(c.oid::regclass::text, ',' ORDER BY c.oid::regclass::text) FROM pg_class c
         WHERE c.relkind = 'r' AND c.relnamespace::regnamespace::text IN ('sales', 'legacy', 'gone')
           AND has_table_privilege('tablesync_replicator', c.oid, 'SELECT')""")
     assert granted == "sales.customers,sales.orders,sales.shipments"
