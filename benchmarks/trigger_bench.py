@@ -153,8 +153,8 @@ def run_scenario(name, source, target, args, scripts, prepare=None, finish=None)
 
 
 def median_run(runs):
-    """The run with the median TPS (the lower one of the middle two)."""
-    return sorted(runs, key=lambda r: r['tps'])[(len(runs) - 1) // 2]
+    """The run with the median ratio to its round's baseline (the lower of the middle two)."""
+    return sorted(runs, key=lambda r: (r['ratio'], r['tps']))[(len(runs) - 1) // 2]
 
 
 def main():
@@ -207,19 +207,22 @@ def main():
         runs = dict((name, []) for name, _kw in scenarios)
         for _round in range(args.rounds):
             for name, kw in scenarios:
-                runs[name].append(run_scenario(name, source, target, args, scripts, **kw))
-                print('%s: %.0f TPS' % (name, runs[name][-1]['tps']), file=sys.stderr)
+                run = run_scenario(name, source, target, args, scripts, **kw)
+                # the ratio to the baseline of the same round: the machine's load drifts
+                run['ratio'] = run['tps'] / (runs['no sync'][-1]['tps'] if runs['no sync']
+                                             else run['tps'])
+                runs[name].append(run)
+                print('%s: %.0f TPS (%.2fx)' % (name, run['tps'], run['ratio']), file=sys.stderr)
         results = [(name, median_run(runs[name])) for name, _kw in scenarios]
     finally:
         source.stop('immediate')
         target.stop('immediate')
         cleanup(base)
 
-    baseline = results[0][1]['tps']
     print('machine: %s; PostgreSQL %s (source and target on this host, fsync off)'
           % (machine(), version))
     print('workload: pgbench -c %d -j %d -T %d, 3 updates : 1 insert on a %d-row table; '
-          'median of %d interleaved round(s)'
+          'median of %d interleaved round(s), ratios to the same round\'s no sync'
           % (args.clients, args.clients, args.duration, args.rows, args.rounds))
     print()
     print('| scenario | TPS | ratio to no sync | target complete after the run |')
@@ -234,7 +237,7 @@ def main():
             after = '%.1f s (subscription catching up)' % r['drain_s']
         else:
             after = 'at once (applied at each commit)'
-        print('| %s | %.0f | %.2fx | %s |' % (name, r['tps'], r['tps'] / baseline, after))
+        print('| %s | %.0f | %.2fx | %s |' % (name, r['tps'], r['ratio'], after))
 
 
 if __name__ == '__main__':

@@ -190,7 +190,13 @@ notes:
   - C(json) columns arrive as equal JSON, not byte-identical text (key order and whitespace are
     normalized on the way), as in a C(jsonb) column.
   - A backfill or flush applies changes to one table per remote statement, in the order they
-    were made; cross-table foreign keys on the target must be satisfiable in that order.
+    were made; cross-table foreign keys on the target must be satisfiable in that order. Other
+    unique constraints on the target may reject changes that swap values between rows.
+  - In immediate mode every source session that writes to the set keeps one dblink connection
+    to the target open (named C(tablesync_<name>)); size the target's C(max_connections) for the
+    source's writing sessions.
+  - Floats arrive exactly with PostgreSQL's default C(extra_float_digits) (1 or more); a source
+    configured with 0 or less sends them rounded to 15 digits.
 seealso:
   - module: tablesync.postgresql.pg_sync_role
   - module: tablesync.postgresql.pg_target_tables
@@ -624,10 +630,22 @@ def read_plan(module, conn, spec):
 
 
 def failure_message(error, the_plan):
-    if error.query in [render(d) for d in the_plan.drains]:
+    """The error, and what it means for the set, by the statement that failed."""
+    failed = error.query
+    if failed in [render(d) for d in the_plan.drains]:
         return ('%s. The set still has queued changes and its target must accept them first; '
                 'retry when the target is back, or discard them with force: true.' % error.msg)
-    return error.msg
+    if failed in [render(s) for _label, s in the_plan.backfills]:
+        return ('%s. The triggers are installed and queue every change; the next run retries '
+                'the backfill.' % error.msg)
+    if the_plan.flush is not None and failed == render(the_plan.flush):
+        return ('%s. The set is installed; its changes stay queued until a flush reaches the '
+                'target.' % error.msg)
+    shown = [render(s) for s in the_plan.statements]
+    position = shown.index(failed) if failed in shown else 0
+    if any(s.autocommit for s in the_plan.statements[:position]):
+        return 'The set is installed and backfilled, but: %s' % error.msg
+    return 'Nothing was changed: %s' % error.msg
 
 
 def routines_version(the_plan, env, exists):

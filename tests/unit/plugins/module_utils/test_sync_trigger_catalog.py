@@ -31,3 +31,28 @@ def test_options_are_checked_before_connecting():
 def test_catalog_queries_take_parameters_only():
     for query in (m.ENVIRONMENT_QUERY, m.TABLES_QUERY, m.SET_QUERY, m.BACKLOG_QUERY):
         assert '%(' in query and "'%s'" not in query
+
+
+def _plan_with_backfill():
+    from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger as st
+    the_plan = st.Plan()
+    first = st.verify_statement('s1')
+    backfill = st.backfill_statement('s1', 1)
+    drain = st.drain_statement('s1')
+    the_plan.statements = [first, backfill, drain]
+    the_plan.backfills = [('public.t', backfill)]
+    the_plan.drains = [drain]
+    return the_plan, first, backfill, drain
+
+
+def test_failure_messages_say_what_state_the_set_is_in():
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import ExecutionError
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
+    the_plan, first, backfill, drain = _plan_with_backfill()
+
+    def message(statement):
+        return m.failure_message(ExecutionError('boom', render(statement)), the_plan)
+
+    assert message(first) == 'Nothing was changed: boom'
+    assert 'next run retries the backfill' in message(backfill)
+    assert 'discard them with force: true' in message(drain)
