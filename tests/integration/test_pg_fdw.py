@@ -377,3 +377,37 @@ def test_absent_tables_then_server_with_cascade(publisher, subscriber):
     unchanged(run.results[6])
     assert env.foreign_tables() == []
     assert env.dst_sql('SELECT count(*) FROM shop.local_table') == [(0,)]
+
+
+# ---- scale --------------------------------------------------------------------------------
+
+def _statements_logged(cluster, tasks):
+    """Statements the consumer's server logged (log_statement=all) while the tasks ran."""
+    start = len(cluster.log_text())
+    run = run_tasks(tasks)
+    assert run.rc == 0, run.output
+    return [line.split('statement: ', 1)[1] for line in cluster.log_text()[start:].splitlines()
+            if 'statement: ' in line]
+
+
+def test_statements_do_not_grow_with_the_number_of_tables(publisher, subscriber):
+    env = FdwEnv(publisher, subscriber)
+    env.src_sql('CREATE SCHEMA narrow; CREATE SCHEMA wide; '
+                'CREATE TABLE narrow.t0 (id int); CREATE TABLE narrow.t1 (id int)')
+    for (statement,) in env.src_sql("SELECT format('CREATE TABLE wide.t%s (id int, v text)', g) "
+                                    'FROM generate_series(0, 79) g'):
+        env.src_sql(statement)
+    run = run_tasks([env.server_task(), env.mapping_task()])
+    assert run.rc == 0, run.output
+    counts = {}
+    for schema in ('narrow', 'wide'):
+        task = env.tables_task(schema='local_' + schema, remote_schema=schema)
+        first = _statements_logged(subscriber, [task])
+        again = _statements_logged(subscriber, [task])
+        assert sum(1 for s in first if s.startswith('IMPORT FOREIGN SCHEMA')) == 2  # probe + import
+        counts[schema] = (len(first), len(again))
+    assert env.dst_sql("SELECT count(*) FROM pg_foreign_table ft JOIN pg_class c "
+                       "ON c.oid = ft.ftrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = 'local_wide'") == [(80,)]
+    assert counts['narrow'] == counts['wide'], counts
+    print('statements logged (import run, unchanged run): %r' % (counts,))
