@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 DEB_PACKAGES=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs
               postgresql postgresql-contrib python3-venv python3-dev gcc make git
-              rsync iproute2 ca-certificates shellcheck)
+              rsync iproute2 ca-certificates shellcheck python3-psycopg2)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
