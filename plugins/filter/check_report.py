@@ -48,12 +48,14 @@ THRESHOLDS = {
 
 SOURCE_SECTIONS = ['publications', 'slots', 'trigger_queues']
 TARGET_SECTIONS = ['subscriptions', 'fdw_servers']
-VERIFIED_METHODS = ('logical', 'trigger')
+# method -> the side of a set that runs its comparison
+COMPARED_FROM = {'target': 'logical', 'source': 'trigger'}
 COLUMNS = (('set', 'SET'), ('method', 'METHOD'), ('source', 'SOURCE'), ('target', 'TARGET'),
            ('state', 'STATE'), ('lag_bytes', 'LAG BYTES'), ('lag_seconds', 'LAG S'),
            ('errors', 'ERRORS'), ('verify', 'VERIFY'))
 INFO_VAR = 'tablesync_check_info'
 COMPARE_VAR = 'tablesync_check_compare'
+COMPARE_TRIGGER_VAR = 'tablesync_check_compare_trigger'
 
 
 def check_thresholds(thresholds=None):
@@ -114,27 +116,35 @@ def check_databases(sets, host):
             for db, sections in sorted(wanted.items())]
 
 
-def check_compare_items(sets, host, hostvars=None):
-    """The pg_table_compare calls ``host`` runs as a target: ``[{set, method, database, source:
-    {host, port, dbname}, tables}]`` for its present logical and trigger sets. The source is
-    reached at the address and port the subscription uses (``tablesync_address`` /
-    ``ansible_host`` / gathered facts, ``tablesync_port``)."""
+def check_compare_items(sets, host, hostvars=None, side='target'):
+    """The pg_table_compare calls ``host`` runs, each ``{set, method, database (the target
+    database), source_database, source: {host, port, dbname}, target: {host, port}, tables}``.
+
+    The comparison runs where the sync's own connection starts, through the access the roles
+    opened for it: ``side='target'``: the logical sets ``host`` is a target of (it reaches the
+    source as the subscription does, as the replication role); ``side='source'``: the trigger
+    sets ``host`` is the source of (it reaches each target as the triggers do, as the trigger
+    role). Addresses and ports as the roles use them (``tablesync_address`` / ``ansible_host``
+    / gathered facts, ``tablesync_port``)."""
     hostvars = hostvars or {}
     out = []
     for item in _sets(sets):
-        if item['method'] not in VERIFIED_METHODS:
+        if item['method'] != COMPARED_FROM[side]:
             continue
         for target in item['targets']:
-            if target['host'] != host:
+            if host != (target['host'] if side == 'target' else item['source']['host']):
                 continue
             source = item['source']['host']
-            where = sync_hosts(hostvars, [source])[source]
+            where = sync_hosts(hostvars, [source, target['host']])
             out.append({
                 'set': item['name'],
                 'method': item['method'],
                 'database': target['database'],
-                'source': {'host': where['address'] or source, 'port': where['port'],
-                           'dbname': item['source']['database']},
+                'source_database': item['source']['database'],
+                'source': {'host': where[source]['address'] or source,
+                           'port': where[source]['port'], 'dbname': item['source']['database']},
+                'target': {'host': where[target['host']]['address'] or target['host'],
+                           'port': where[target['host']]['port']},
                 'tables': [_compare_table(t) for t in item['tables']],
             })
     return out
@@ -344,8 +354,12 @@ def _not_deployed(row, label, what):
 
 
 def _compare(hostvars, target, item):
-    """(mismatching rows or None, text) from the pg_table_compare result of this set/target."""
-    results, problem = _registered(hostvars, target['host'], COMPARE_VAR)
+    """(mismatching rows or None, text) from the pg_table_compare result of this set/target
+    (registered on the target for logical sets, on the source for trigger sets)."""
+    if item['method'] == 'trigger':
+        results, problem = _registered(hostvars, item['source']['host'], COMPARE_TRIGGER_VAR)
+    else:
+        results, problem = _registered(hostvars, target['host'], COMPARE_VAR)
     if problem:
         return None, None
     for result in results:

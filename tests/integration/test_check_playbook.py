@@ -221,11 +221,13 @@ def test_monitoring_exporter_on_the_same_clusters(deployed, tmp_path):
 
 
 def test_trigger_queue_age_threshold(deployed):
-    """A queued trigger sync set that is never flushed: check.yml shows its queue and fails on
-    the age of its oldest change."""
+    """A queued trigger sync set: check.yml shows its queue and fails on the age of its oldest
+    change; verification (run from the source) finds the rows still queued, and none after a
+    flush."""
     publisher, subscriber = deployed
     name = 'q' + SET
-    publisher.execute('CREATE TABLE sales.items (id int PRIMARY KEY, v text)', dbname=DB)
+    for cluster in (publisher, subscriber):
+        cluster.execute('CREATE TABLE sales.items (id int PRIMARY KEY, v text)', dbname=DB)
     r = run_module('tablesync.postgresql.pg_sync_trigger', dict(
         publisher.login(DB), name=name, tables=['sales.items'], mode='queued', verify_target=False,
         target=dict(host=subscriber.host, port=subscriber.port, dbname=DB, user=subscriber.user,
@@ -233,6 +235,8 @@ def test_trigger_queue_age_threshold(deployed):
     assert not r.get('failed'), r
     try:
         inv = inventory(publisher, subscriber, {'max_queue_age_seconds': 1, 'max_queue_depth': 100})
+        inv['all']['vars'].update(tablesync_trigger_role=subscriber.user,
+                                  tablesync_trigger_password=SUPERPASS)
         inv['all']['vars']['tablesync_sync_sets'].append({
             'name': name, 'method': 'trigger', 'source': {'host': 'pub', 'database': DB},
             'targets': [{'host': 'sub', 'database': DB}], 'tables': ['sales.items']})
@@ -249,6 +253,19 @@ def test_trigger_queue_age_threshold(deployed):
         assert 'sync set %s, pub/%s -> sub/%s: the oldest queued change is' % (name, DB, DB) in out
         line = [l for l in out.splitlines() if name in l and 'trigger' in l][0]
         assert '5 changes queued' in line, line
+
+        rc, out = run_check(inv, '-e', 'tablesync_check_verify=true',
+                            '-e', 'tablesync_check_verify_retries=0')
+        assert rc != 0
+        line = [l for l in out.splitlines() if name in l and 'trigger' in l][0]
+        assert '5 rows differ (sales.items)' in line, line
+
+        publisher.execute('CALL tablesync.flush()', dbname=DB)
+        rc, out = run_check(inv, '-e', 'tablesync_check_verify=true')
+        assert rc == 0, out
+        line = [l for l in out.splitlines() if name in l and 'trigger' in l][0]
+        assert 'equal' in line and '0 changes queued' in line, line
+        assert SUPERPASS not in out
     finally:
         run_module('tablesync.postgresql.pg_sync_trigger', dict(
             publisher.login(DB), name=name, state='absent', force=True))

@@ -103,18 +103,34 @@ def test_compare_items_reach_the_source_like_the_subscription():
     hv = healthy()
     items = check_compare_items(SETS, 'sub1', hv)
     assert items == [
-        {'set': 'orders', 'method': 'logical', 'database': 'shop',
+        {'set': 'orders', 'method': 'logical', 'database': 'shop', 'source_database': 'shop',
          'source': {'host': '10.0.0.1', 'port': 5432, 'dbname': 'shop'},
+         'target': {'host': 'sub1', 'port': 5432},
          # the row filter selects the source rows; the target holds exactly these
          'tables': ['sales.orders', {'name': 'sales.customers', 'columns': ['id'],
-                                     'where': 'id > 0', 'target_where': ''}]},
-        {'set': 'queue', 'method': 'trigger', 'database': 'dw',
-         'source': {'host': '10.0.0.1', 'port': 5432, 'dbname': 'shop'},
-         'tables': ['sales.items']}]
+                                     'where': 'id > 0', 'target_where': ''}]}]
     # fdw sets are not verified (the target reads the source); unknown address: the host name
     items = check_compare_items(SETS, 'sub2', {'pub': {'tablesync_port': 6543}})
     assert [(i['set'], i['source']['host'], i['source']['port']) for i in items] == [
         ('orders', 'pub', 6543)]
+    assert check_compare_items(SETS, 'pub', hv) == []
+
+
+def test_trigger_sets_are_compared_from_their_source():
+    hv = healthy()
+    hv['sub1'] = dict(hv['sub1'], tablesync_address='10.0.0.2', tablesync_port=5440)
+    assert check_compare_items(SETS, 'sub1', hv, 'source') == []
+    assert check_compare_items(SETS, 'pub', hv, 'source') == [
+        {'set': 'queue', 'method': 'trigger', 'database': 'dw', 'source_database': 'shop',
+         'source': {'host': '10.0.0.1', 'port': 5432, 'dbname': 'shop'},
+         'target': {'host': '10.0.0.2', 'port': 5440}, 'tables': ['sales.items']}]
+    hv['pub']['tablesync_check_compare_trigger'] = {'results': [
+        compare('queue', 'dw', equal=False, differing_tables=['sales.items'],
+                tables={'sales.items': dict(counts=dict(missing=5, extra=0, changed=0))})]}
+    # a logical result of the same name on the target is not the trigger set's
+    hv['sub1']['tablesync_check_compare'] = {'results': [compare('queue', 'dw')]}
+    row = rows_by_target(check_report(SETS, hv))['queue:sub1/dw']
+    assert row['verify'] == '5 rows differ (sales.items)' and row['mismatching_rows'] == 5
 
 
 def test_thresholds_defaults_and_validation():
@@ -269,7 +285,8 @@ def test_verification_results():
     hv['sub1']['tablesync_check_compare'] = {'results': [
         compare('orders', 'shop', equal=False, differing_tables=['sales.orders'],
                 tables={'sales.orders': dict(counts=dict(missing=1, extra=0, changed=2)),
-                        'sales.customers': dict(counts=dict(missing=0, extra=0, changed=0))}),
+                        'sales.customers': dict(counts=dict(missing=0, extra=0, changed=0))})]}
+    hv['pub']['tablesync_check_compare_trigger'] = {'results': [
         compare('queue', 'dw', failed=True, msg='permission denied for table items\nLINE 1: ...')]}
     hv['sub2']['tablesync_check_compare'] = {'results': [compare('orders', 'copy')]}
     report = check_report(SETS, hv)
