@@ -112,8 +112,8 @@ def test_roles_deploy_sync_and_stay_idempotent(publisher, subscriber):
 
     subscriber.execute('CREATE DATABASE trg_role_dst2')
     subscriber.execute('CREATE TABLE orders (id int PRIMARY KEY)', dbname='trg_role_dst2')
-    two_targets = [dict(sets[0], targets=sets[0]['targets'] + [{'host': 'dst',
-                                                                 'database': 'trg_role_dst2'}])]
+    second = {'host': 'dst', 'database': 'trg_role_dst2'}
+    two_targets = [dict(sets[0], targets=sets[0]['targets'] + [second])]
     rc, _stats, output = run_playbook(publisher, subscriber, two_targets)
     assert rc != 0 and 'a trigger set has exactly one target' in output
 
