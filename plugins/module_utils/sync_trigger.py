@@ -509,6 +509,18 @@ def mapping_statements(spec, env, warnings):
     return [statement] if statement else []
 
 
+def replaced_server_statements(spec, env, set_state):
+    """Drop the server (and the login role's mapping) the module created for the set under
+    another name, once the set uses the new one (after the drain, which still used it)."""
+    row = set_state.row
+    if row is None or not row.get('server_managed') or row['server'] == spec.server:
+        return []
+    old = sql.Identifier(row['server'])
+    return [Statement(sql.SQL('DROP USER MAPPING IF EXISTS FOR {} SERVER {}').format(
+                sql.Identifier(env.role), old)),
+            Statement(sql.SQL('DROP SERVER IF EXISTS {}').format(old))]
+
+
 def _real_options(options):
     return dict((k, v.value if isinstance(v, Secret) else v) for k, v in options.items())
 
@@ -825,6 +837,7 @@ def _main_transaction(spec, env, set_state, changes, configs, triggered, plan):
         if change.config_statement is not None:
             statements.append(change.config_statement)
         statements.extend(change.trigger_statements)
+    statements.extend(replaced_server_statements(spec, env, set_state))
     tables_changed = any(c.changed for c in changes)
     if spec.verify_target and changes and (tables_changed or target or set_row is not None):
         statements.append(verify_statement(spec.name))

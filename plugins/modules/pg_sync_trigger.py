@@ -80,7 +80,8 @@ options:
   mode:
     description:
       - V(queued) (default) - the triggers append each change to the local change log
-        C(tablesync.trigger_changes); the flush (the procedure C(tablesync.flush), called with the set name; O(flush); or
+        C(tablesync.trigger_changes); the flush (the procedure C(tablesync.flush), called with the set name, or without
+        arguments for every set; O(flush); or
         the C(trigger_source) role's timer) applies it to the target in id order, in batches of
         O(batch_size), one remote transaction per batch, and deletes entries only after the
         remote commit. Source writes never wait for the target and never fail because of it;
@@ -141,6 +142,8 @@ options:
   server:
     description:
       - Name of the foreign server (taken literally). Default C(tablesync_<name>).
+      - When a set moves to another server name, the server the module had created for it
+        (and the login role's mapping) is dropped.
     type: str
   batch_size:
     description:

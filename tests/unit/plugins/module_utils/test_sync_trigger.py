@@ -560,3 +560,13 @@ def test_absent_keeps_dblink_used_by_other_servers_and_foreign_objects():
 def test_absent_of_unknown_set_does_nothing():
     env = environment(installed=False)
     assert shown(st.plan(spec(state='absent'), env, set_state(installed=False))) == []
+
+
+def test_renamed_server_replaces_the_one_the_module_created():
+    env = environment(server=None, mapping=None, mapping_exists=False)
+    text = shown(plan(spec(server='new_srv'), env, set_state()))
+    assert text[0].startswith('CREATE SERVER "new_srv" FOREIGN DATA WRAPPER dblink_fdw')
+    assert text[1].startswith('CREATE USER MAPPING FOR "postgres" SERVER "new_srv"')
+    assert text[-3:] == ['DROP USER MAPPING IF EXISTS FOR "postgres" SERVER "tablesync_s1"',
+                         'DROP SERVER IF EXISTS "tablesync_s1"',
+                         "SELECT tablesync.verify_target('s1')"]
