@@ -516,9 +516,9 @@ def replaced_server_statements(spec, env, set_state):
     if row is None or not row.get('server_managed') or row['server'] == spec.server:
         return []
     old = sql.Identifier(row['server'])
-    return [Statement(sql.SQL('DROP USER MAPPING IF EXISTS FOR {} SERVER {}').format(
-                sql.Identifier(env.role), old)),
-            Statement(sql.SQL('DROP SERVER IF EXISTS {}').format(old))]
+    mapping = sql.SQL('DROP USER MAPPING IF EXISTS FOR {} SERVER {}').format(
+        sql.Identifier(env.role), old)
+    return [Statement(mapping), Statement(sql.SQL('DROP SERVER IF EXISTS {}').format(old))]
 
 
 def _real_options(options):
