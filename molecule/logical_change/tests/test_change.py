@@ -26,7 +26,7 @@ def test_publication_follows_the_set(pub):
 
 
 def test_subscription_was_refreshed(sub):
-    rel = psql(sub, "shop", "SELECT string_agg(srrelid::regclass || ':' || srsubstate, ',' ORDER BY srrelid::regclass::text) "
+    rel = psql(sub, "shop", "SELECT string_agg(format('%s:%s', srrelid::regclass, srsubstate), ',' ORDER BY srrelid::regclass::text) "
                             "FROM pg_subscription_rel")
     assert rel == "sales.customers:r,sales.orders:r,sales.shipments:r"
     # the added table was created and copied
