@@ -155,3 +155,47 @@ def redact_text(text, secrets, mask='********'):
         if secret:
             text = text.replace(secret, mask)
     return text
+
+
+def remote_server_argument_spec(required=True):
+    """Argument spec of a second server given as a dict option (e.g. ``source``): the modules
+    that read from one server and act on another share it, and connect with
+    ``connect(module, params=remote_connection_params(module.params, 'source'))``."""
+    return dict(type='dict', required=required, options=dict(
+        host=dict(type='str'),
+        port=dict(type='int'),
+        dbname=dict(type='str'),
+        user=dict(type='str'),
+        password=dict(type='str', no_log=True),
+        sslmode=dict(type='str', choices=['disable', 'allow', 'prefer', 'require',
+                                          'verify-ca', 'verify-full']),
+    ))
+
+
+def remote_connection_params(params, option='source'):
+    """The suboptions of the dict option ``option`` as shared connection options, for
+    connect(); O(connect_timeout) of the module applies to the second server too."""
+    server = params[option] or {}
+    return dict(login_host=server.get('host'), login_port=server.get('port'),
+                login_user=server.get('user'), login_password=server.get('password'),
+                login_db=server.get('dbname'), ssl_mode=server.get('sslmode'),
+                connect_timeout=params.get('connect_timeout'))
+
+
+def connection_secrets(params, options=('source',)):
+    """The passwords of the module's connections: login_password and those of the dict
+    options ``options`` (remote servers)."""
+    secrets = [params.get('login_password')]
+    secrets.extend((params.get(option) or {}).get('password') for option in options)
+    return [s for s in secrets if s]
+
+
+def error_text(error, params, options=('source',)):
+    """The text of an exception with every password of the module's connections masked
+    (psycopg2 errors can echo connection strings)."""
+    return redact_text(str(error).strip(), connection_secrets(params, options))
+
+
+def traceback_text(params, options=('source',)):
+    """The traceback of the exception being handled, passwords masked as by error_text()."""
+    return redact_text(traceback.format_exc(), connection_secrets(params, options))

@@ -327,7 +327,8 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec, require_version, server_version)
+    connect, connection_argument_spec, connection_secrets, redact_text, require_version,
+    server_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import format_qualified
@@ -675,7 +676,8 @@ def run(module):
     except PublicationError as e:
         module.fail_json(msg=str(e))
     except psycopg2.Error as e:
-        module.fail_json(msg='Cannot read the catalog: %s' % _pg_message(e))
+        module.fail_json(msg='Cannot read the catalog: %s'
+                         % redact_text(_pg_message(e), connection_secrets(module.params, ())))
     conn.rollback()  # end the read-only transaction
 
     executor = Executor(conn, module.check_mode)

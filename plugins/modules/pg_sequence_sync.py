@@ -191,11 +191,11 @@ diff:
     after: {sequences: {sales.orders_id_seq: 11500}}
 '''
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec, require_version)
+    connect, connection_argument_spec, connection_secrets, error_text, remote_connection_params,
+    remote_server_argument_spec, traceback_text, require_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sequence_sync import (
@@ -281,15 +281,7 @@ class SequenceCatalog(object):
 def argument_spec():
     spec = connection_argument_spec()
     spec.update(
-        source=dict(type='dict', required=True, options=dict(
-            host=dict(type='str'),
-            port=dict(type='int'),
-            dbname=dict(type='str'),
-            user=dict(type='str'),
-            password=dict(type='str', no_log=True),
-            sslmode=dict(type='str', choices=['disable', 'allow', 'prefer', 'require',
-                                              'verify-ca', 'verify-full']),
-        )),
+        source=remote_server_argument_spec(),
         tables=dict(type='list', elements='str', default=[]),
         sequences=dict(type='list', elements='raw', default=[]),
         margin=dict(type='int', default=0),
@@ -299,11 +291,7 @@ def argument_spec():
 
 def source_connection_params(params):
     """The source suboptions as shared connection options, for connection.connect()."""
-    source = params['source']
-    return dict(login_host=source.get('host'), login_port=source.get('port'),
-                login_user=source.get('user'), login_password=source.get('password'),
-                login_db=source.get('dbname'), ssl_mode=source.get('sslmode'),
-                connect_timeout=params.get('connect_timeout'))
+    return remote_connection_params(params, 'source')
 
 
 def fail(module, msg, **kw):
@@ -331,8 +319,8 @@ def main():
         src_tables, src_links, src_states = SequenceCatalog(source_conn).read(
             tables, [s for s, _t in requested])
     except psycopg2.Error as e:
-        fail(module, 'Cannot read the sequences on the source: %s' % str(e).strip(),
-             exception=traceback.format_exc())
+        fail(module, 'Cannot read the sequences on the source: %s' % error_text(e, module.params),
+             exception=traceback_text(module.params))
     finally:
         source_conn.close()
 
@@ -343,14 +331,15 @@ def main():
         try:
             _t, dst_links, dst_states = SequenceCatalog(conn).read(tables, wanted)
         except psycopg2.Error as e:
-            fail(module, 'Cannot read the sequences on the target: %s' % str(e).strip(),
-                 exception=traceback.format_exc())
+            fail(module, 'Cannot read the sequences on the target: %s' % error_text(e, module.params),
+                 exception=traceback_text(module.params))
         try:
             pairs = resolve_pairs(tables, requested, src_tables, src_links, dst_links, set(dst_states))
             results, statements = plan(pairs, src_states, dst_states, p['margin'])
         except SequenceError as e:
             fail(module, str(e))
         executor = Executor(conn, module.check_mode)
+        executor.add_secrets(*connection_secrets(p))
         try:
             executor.run(statements)
             executor.commit()

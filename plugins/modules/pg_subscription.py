@@ -451,7 +451,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec, ensure_psycopg2, require_version, server_version)
+    connect, connection_argument_spec, ensure_psycopg2, redact_text, require_version,
+    server_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
     ConninfoError, secrets_of)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
@@ -746,8 +747,11 @@ def main():
             result = SubscriptionTask(module, conn, version, desired).run()
         except psycopg2.Error as e:
             # catalog reads only: statements fail through the executor, with secrets redacted
+            secrets = [module.params.get('login_password')]
+            if desired['publisher'] is not None:
+                secrets.extend(desired['publisher'].secrets)
             module.fail_json(msg='Could not read subscription %s: %s'
-                             % (desired['name'], str(e).strip()))
+                             % (desired['name'], redact_text(str(e).strip(), secrets)))
     finally:
         conn.close()
     module.exit_json(**result)

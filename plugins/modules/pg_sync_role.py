@@ -252,6 +252,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role imp
 try:
     import psycopg2
     import psycopg2.errors  # noqa: F401 pylint: disable=unused-import
+    from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by connect()
     psycopg2 = None
 
@@ -259,7 +260,7 @@ TABLE_KINDS = "('r', 'p', 'v', 'm', 'f')"
 
 ROLE_QUERY = '''
 SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolreplication, r.rolconnlimit, r.rolpassword
-FROM pg_catalog.{catalog} r WHERE r.rolname = %(name)s
+FROM {catalog} r WHERE r.rolname = %(name)s
 '''
 
 # The wanted tables (existence) and every table the role holds a privilege on, with the
@@ -335,15 +336,19 @@ class SyncRoleCatalog(object):
             cur.execute(query, params)
             return _rows(cur)
 
+    @staticmethod
+    def _role_query(catalog):
+        return sql.SQL(ROLE_QUERY).format(catalog=sql.Identifier('pg_catalog', catalog))
+
     def read_role(self):
         """RoleState; the stored password only when login_user may read pg_authid."""
         readable = True
         try:
-            rows = self._query(ROLE_QUERY.format(catalog='pg_authid'), {'name': self.name})
+            rows = self._query(self._role_query('pg_authid'), {'name': self.name})
         except psycopg2.errors.InsufficientPrivilege:
             self.conn.rollback()
             readable = False
-            rows = self._query(ROLE_QUERY.format(catalog='pg_roles'), {'name': self.name})
+            rows = self._query(self._role_query('pg_roles'), {'name': self.name})
         if not rows:
             return RoleState(exists=False, password_readable=readable)
         row = rows[0]
@@ -357,7 +362,7 @@ class SyncRoleCatalog(object):
         """(schema, table) -> TableState for the wanted tables and the tables the role holds
         privileges on, in login_db."""
         keys = sorted(wanted)
-        rows = self._query(TABLES_QUERY.format(kinds=TABLE_KINDS),
+        rows = self._query(sql.SQL(TABLES_QUERY).format(kinds=sql.SQL(TABLE_KINDS)),
                            {'name': self.name, 'schemas': [k[0] for k in keys],
                             'tables': [k[1] for k in keys]})
         return dict(((row['schema'], row['name']),
@@ -366,7 +371,8 @@ class SyncRoleCatalog(object):
                     for row in rows)
 
     def read_dependencies(self, oid):
-        rows = self._query(DEPENDENCIES_QUERY.format(kinds=TABLE_KINDS), {'oid': oid})
+        rows = self._query(sql.SQL(DEPENDENCIES_QUERY).format(kinds=sql.SQL(TABLE_KINDS)),
+                           {'oid': oid})
         return [self._dependency(row) for row in rows]
 
     @staticmethod

@@ -287,11 +287,11 @@ tables:
 '''
 
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec, require_version)
+    connect, connection_argument_spec, error_text, remote_connection_params,
+    remote_server_argument_spec, traceback_text, require_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.table_compare import (
     CompareError, Comparison, SqlSide, Tuning, parse_table_specs, resolve_table, retry_tasks,
     session_statements, table_result, top_level_task)
@@ -367,15 +367,7 @@ def read_catalog(conn, specs):
 def argument_spec():
     spec = connection_argument_spec()
     spec.update(
-        source=dict(type='dict', required=True, options=dict(
-            host=dict(type='str'),
-            port=dict(type='int'),
-            dbname=dict(type='str'),
-            user=dict(type='str'),
-            password=dict(type='str', no_log=True),
-            sslmode=dict(type='str', choices=['disable', 'allow', 'prefer', 'require',
-                                              'verify-ca', 'verify-full']),
-        )),
+        source=remote_server_argument_spec(),
         tables=dict(type='list', elements='raw', required=True),
         max_differences=dict(type='int', default=100),
         consistent=dict(type='bool', default=False),
@@ -388,11 +380,7 @@ def argument_spec():
 
 def source_connection_params(params):
     """The source suboptions as shared connection options, for connection.connect()."""
-    source = params['source']
-    return dict(login_host=source.get('host'), login_port=source.get('port'),
-                login_user=source.get('user'), login_password=source.get('password'),
-                login_db=source.get('dbname'), ssl_mode=source.get('sslmode'),
-                connect_timeout=params.get('connect_timeout'))
+    return remote_connection_params(params, 'source')
 
 
 class Servers(object):
@@ -480,8 +468,8 @@ def main():
         except CompareError as e:
             module.fail_json(msg=str(e))
         except psycopg2.Error as e:
-            module.fail_json(msg='Cannot read the tables in the catalogs: %s' % str(e).strip(),
-                             exception=traceback.format_exc())
+            module.fail_json(msg='Cannot read the tables in the catalogs: %s' % error_text(e, module.params),
+                             exception=traceback_text(module.params))
         tuning = Tuning()
         results = {}
         budget = p['max_differences']
@@ -491,8 +479,8 @@ def main():
             except CompareError as e:
                 module.fail_json(msg='Cannot compare table %s: %s' % (table.shown, e), tables=results)
             except psycopg2.Error as e:
-                module.fail_json(msg='Comparing table %s failed: %s' % (table.shown, str(e).strip()),
-                                 tables=results, exception=traceback.format_exc())
+                module.fail_json(msg='Comparing table %s failed: %s' % (table.shown, error_text(e, module.params)),
+                                 tables=results, exception=traceback_text(module.params))
             budget -= sum(len(v) for v in result['differences'].values())
             results[table.shown] = result
     finally:

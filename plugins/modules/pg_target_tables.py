@@ -188,11 +188,11 @@ diff:
     after: {tables: [sales.order_items, sales.orders]}
 '''
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec)
+    connect, connection_argument_spec, connection_secrets, error_text, remote_connection_params,
+    remote_server_argument_spec, traceback_text)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.target_tables import (
@@ -321,15 +321,7 @@ class TableCatalog(object):
 def argument_spec():
     spec = connection_argument_spec()
     spec.update(
-        source=dict(type='dict', required=True, options=dict(
-            host=dict(type='str'),
-            port=dict(type='int'),
-            dbname=dict(type='str'),
-            user=dict(type='str'),
-            password=dict(type='str', no_log=True),
-            sslmode=dict(type='str', choices=['disable', 'allow', 'prefer', 'require',
-                                              'verify-ca', 'verify-full']),
-        )),
+        source=remote_server_argument_spec(),
         tables=dict(type='list', elements='raw', required=True),
         create_schemas=dict(type='bool', default=True),
         check_columns=dict(type='bool', default=True),
@@ -339,11 +331,7 @@ def argument_spec():
 
 def source_connection_params(params):
     """The source suboptions as shared connection options, for connection.connect()."""
-    source = params['source']
-    return dict(login_host=source.get('host'), login_port=source.get('port'),
-                login_user=source.get('user'), login_password=source.get('password'),
-                login_db=source.get('dbname'), ssl_mode=source.get('sslmode'),
-                connect_timeout=params.get('connect_timeout'))
+    return remote_connection_params(params, 'source')
 
 
 def read_source(module, specs):
@@ -372,8 +360,8 @@ def main():
     except PlanError as e:
         fail_plan(module, e)
     except (psycopg2.Error, ValueError) as e:
-        module.fail_json(msg='Cannot read the table definitions on the source: %s' % str(e).strip(),
-                         exception=traceback.format_exc())
+        module.fail_json(msg='Cannot read the table definitions on the source: %s' % error_text(e, module.params),
+                         exception=traceback_text(module.params))
 
     conn = connect(module)
     try:
@@ -383,9 +371,10 @@ def main():
         except PlanError as e:
             fail_plan(module, e)
         except (psycopg2.Error, ValueError) as e:
-            module.fail_json(msg='Cannot read the tables on the target: %s' % str(e).strip(),
-                             exception=traceback.format_exc())
+            module.fail_json(msg='Cannot read the tables on the target: %s' % error_text(e, module.params),
+                             exception=traceback_text(module.params))
         executor = Executor(conn, module.check_mode)
+        executor.add_secrets(*connection_secrets(p))
         try:
             executor.run(plan.statements)
             executor.commit()

@@ -1,54 +1,23 @@
 # -*- coding: utf-8 -*-
 """pg_sequence_sync on two real clusters: the source is ``publisher``, the target ``subscriber``."""
-import itertools
-import os
-
 import pytest
 from psycopg2 import sql
 
+from helpers import HOSTILE_SCHEMA, LONG_NAME as LONG_SEQ, DatabasePair, quoted
 from pgcluster import SUPERPASS
 from runner import run_module
 
 MODULE = 'tablesync.postgresql.pg_sequence_sync'
-_serial = itertools.count(1)
 
-HOSTILE_SCHEMA = 'Wé"ird; Schema'
-HOSTILE_TABLE = 'Order %s Items; DROP TABLE x --'
-LONG_SEQ = 'é' * 31 + 'x'  # 63 bytes
+HOSTILE_TABLE = 'Order %s Items; DROP TABLE x --'  # a placeholder too: no string formatting
 
 
-def quoted(schema, name):
-    return '"%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""'))
-
-
-class Pair(object):
+class Pair(DatabasePair):
     def __init__(self, publisher, subscriber):
-        self.src, self.dst = publisher, subscriber
-        self.db = 'ss_%d_%d' % (os.getpid() % 10000, next(_serial))
-        for cluster in (self.src, self.dst):
-            cluster.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(self.db)))
-
-    def drop(self):
-        for cluster in (self.dst, self.src):
-            cluster.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(
-                sql.Identifier(self.db)))
-
-    def both(self, text):
-        self.source_sql(text)
-        self.target_sql(text)
-
-    def source_sql(self, text, params=None):
-        return self.src.query(text, params, dbname=self.db)
-
-    def target_sql(self, text, params=None):
-        return self.dst.query(text, params, dbname=self.db)
+        super(Pair, self).__init__(publisher, subscriber, 'ss')
 
     def run(self, check=False, diff=False, **kw):
-        args = dict(self.dst.login(self.db),
-                    source=dict(host=self.src.host, port=self.src.port, dbname=self.db,
-                                user=self.src.user, password=self.src.password))
-        args.update(kw)
-        return run_module(MODULE, args, check=check, diff=diff)
+        return run_module(MODULE, self.module_args(**kw), check=check, diff=diff)
 
     def position(self, query_fn, seq):
         ((last, called),) = query_fn(sql.SQL('SELECT last_value, is_called FROM {}').format(seq))

@@ -4,7 +4,6 @@
 Every test has its own pair of databases. The big-table test uses 200,000 rows by default;
 set TABLESYNC_COMPARE_ROWS (for example 10000000) for a larger run. Times are printed (-s).
 """
-import itertools
 import os
 import threading
 import time
@@ -12,51 +11,22 @@ import time
 import pytest
 from psycopg2 import sql
 
+from helpers import HOSTILE_SCHEMA, HOSTILE_TABLE, LONG_NAME as LONG_TABLE, DatabasePair, quoted
 from pgcluster import SUPERPASS
 from runner import run_module
 
 MODULE = 'tablesync.postgresql.pg_table_compare'
-_serial = itertools.count(1)
 
-HOSTILE_SCHEMA = 'Wé"ird; Schema'
-HOSTILE_TABLE = 'Order Items; DROP TABLE x --'
-LONG_TABLE = 'é' * 31 + 'x'  # 63 bytes
 KEY_A = 'Región "A";'
 KEY_B = 'b' * 63
 
 
-def quoted(schema, table):
-    return '"%s"."%s"' % (schema.replace('"', '""'), table.replace('"', '""'))
-
-
-class Pair(object):
+class Pair(DatabasePair):
     def __init__(self, publisher, subscriber):
-        self.src, self.dst = publisher, subscriber
-        self.db = 'tc_%d_%d' % (os.getpid() % 10000, next(_serial))
-        for cluster in (self.src, self.dst):
-            cluster.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(self.db)))
-
-    def drop(self):
-        for cluster in (self.dst, self.src):
-            cluster.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(
-                sql.Identifier(self.db)))
-
-    def both(self, text, params=None):
-        self.source_sql(text, params)
-        self.target_sql(text, params)
-
-    def source_sql(self, text, params=None):
-        return self.src.query(text, params, dbname=self.db)
-
-    def target_sql(self, text, params=None):
-        return self.dst.query(text, params, dbname=self.db)
+        super(Pair, self).__init__(publisher, subscriber, 'tc')
 
     def args(self, tables, **kw):
-        a = dict(self.dst.login(self.db), tables=tables,
-                 source=dict(host=self.src.host, port=self.src.port, dbname=self.db,
-                             user=self.src.user, password=self.src.password))
-        a.update(kw)
-        return a
+        return self.module_args(tables=tables, **kw)
 
     def run(self, tables, check=False, **kw):
         return run_module(MODULE, self.args(tables, **kw), check=check)

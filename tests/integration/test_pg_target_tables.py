@@ -3,57 +3,30 @@
 Every test has its own pair of databases. The last test proves that the created tables really
 receive rows by logical replication (plain-SQL publication and subscription, dropped at the end).
 """
-import itertools
-import os
 import time
 from decimal import Decimal
 
 import pytest
 from psycopg2 import sql
 
+from helpers import HOSTILE_SCHEMA, HOSTILE_TABLE, DatabasePair, quoted
 from pgcluster import SUPERPASS, wait_for
 from runner import run_module
 
 MODULE = 'tablesync.postgresql.pg_target_tables'
-_serial = itertools.count(1)
 
-HOSTILE_SCHEMA = 'Wé"ird; Schema'
-HOSTILE_TABLE = 'Order Items; DROP TABLE x --'
 LONG_SCHEMA = 's' * 63
 LONG_TABLE = 'é' * 31 + 'x'  # 63 bytes
 
 
-def quoted(schema, table):
-    """The playbook spelling of a table whose name parts may contain dots or quotes."""
-    return '"%s"."%s"' % (schema.replace('"', '""'), table.replace('"', '""'))
-
-
-class Pair(object):
+class Pair(DatabasePair):
     """A fresh source database on the publisher and target database on the subscriber."""
 
     def __init__(self, publisher, subscriber):
-        self.src, self.dst = publisher, subscriber
-        self.db = 'tt_%d_%d' % (os.getpid() % 10000, next(_serial))
-        for cluster in (self.src, self.dst):
-            cluster.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(self.db)))
-
-    def drop(self):
-        for cluster in (self.dst, self.src):
-            cluster.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(
-                sql.Identifier(self.db)))
-
-    def source_sql(self, text, params=None):
-        return self.src.query(text, params, dbname=self.db)
-
-    def target_sql(self, text, params=None):
-        return self.dst.query(text, params, dbname=self.db)
+        super(Pair, self).__init__(publisher, subscriber, 'tt')
 
     def args(self, tables, **kw):
-        a = dict(self.dst.login(self.db), tables=tables,
-                 source=dict(host=self.src.host, port=self.src.port, dbname=self.db,
-                             user=self.src.user, password=self.src.password))
-        a.update(kw)
-        return a
+        return self.module_args(tables=tables, **kw)
 
     def run(self, tables, check=False, diff=False, **kw):
         return run_module(MODULE, self.args(tables, **kw), check=check, diff=diff)

@@ -61,3 +61,35 @@ def test_version_text():
 def test_redact_text_masks_every_secret():
     assert c.redact_text("password='s3cr' again s3cr", ['s3cr', None, '']) == \
         "password='********' again ********"
+
+
+def test_remote_server_spec_hides_the_password():
+    spec = c.remote_server_argument_spec()
+    assert spec['options']['password']['no_log'] is True
+    assert spec['required'] is True
+    assert c.remote_server_argument_spec(required=False)['required'] is False
+
+
+def test_remote_connection_params_maps_suboptions():
+    params = dict(connect_timeout=7, source=dict(host='src', port=5433, dbname='shop', user='u',
+                                                 password='pw', sslmode='require'))
+    assert c.remote_connection_params(params) == dict(
+        login_host='src', login_port=5433, login_user='u', login_password='pw', login_db='shop',
+        ssl_mode='require', connect_timeout=7)
+
+
+def test_error_text_masks_every_connection_password():
+    params = dict(login_password='target-secret', source=dict(password='source-secret'))
+    error = Exception('  could not connect: password=source-secret and target-secret  \n')
+    assert c.error_text(error, params) == 'could not connect: password=******** and ********'
+    assert c.connection_secrets(dict(login_password=None, source=None)) == []
+
+
+def test_traceback_text_masks_passwords():
+    params = dict(login_password=None, source=dict(password='s3cr3t'))
+    text = None
+    try:
+        raise ValueError('dsn password=s3cr3t')
+    except ValueError:
+        text = c.traceback_text(params)
+    assert 's3cr3t' not in text and 'password=********' in text

@@ -1,34 +1,14 @@
 # -*- coding: utf-8 -*-
-"""pg_publication module: documentation matches the argument spec; catalog queries by version."""
+"""pg_publication module: return values documented; catalog queries by version (documentation
+against the argument spec: test_module_standards.py)."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import pytest
 import yaml
 
-from ansible_collections.tablesync.postgresql.plugins.doc_fragments.connection import ModuleDocFragment
 from ansible_collections.tablesync.postgresql.plugins.modules import pg_publication
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement, render
-
-
-def documented_options():
-    options = dict(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'])
-    options.update(yaml.safe_load(pg_publication.DOCUMENTATION)['options'])
-    return options
-
-
-def test_documentation_matches_argument_spec():
-    docs = documented_options()
-    spec = pg_publication.argument_spec()
-    assert sorted(docs) == sorted(spec)
-    for name, option in spec.items():
-        doc = docs[name]
-        assert doc.get('type', 'str') == option.get('type', 'str'), name
-        assert doc.get('default') == option.get('default'), name
-        assert doc.get('choices') == option.get('choices'), name
-        assert doc.get('elements') == option.get('elements'), name
-        assert doc.get('aliases') == option.get('aliases'), name
-        assert bool(doc.get('required')) == bool(option.get('required')), name
 
 
 def test_examples_and_return_parse_and_use_fqcn():

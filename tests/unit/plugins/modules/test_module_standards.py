@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+"""Every replication module: documentation matches the argument spec (suboptions included),
+every secret option is no_log, examples use FQCNs, check and diff mode are documented."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import importlib
+
+import pytest
+import yaml
+
+from ansible_collections.tablesync.postgresql.plugins.doc_fragments.connection import ModuleDocFragment
+
+MODULES = ['pg_publication', 'pg_subscription', 'pg_settings', 'pg_sync_role',
+           'pg_target_tables', 'pg_table_compare', 'pg_sequence_sync']
+SECRET_WORDS = ('password', 'passphrase', 'secret', 'token')
+
+
+def load(name):
+    return importlib.import_module('ansible_collections.tablesync.postgresql.plugins.modules.' + name)
+
+
+def documented_options(module):
+    options = dict(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'])
+    options.update(yaml.safe_load(module.DOCUMENTATION)['options'])
+    return options
+
+
+def compare(docs, spec, path):
+    assert sorted(docs) == sorted(spec), path
+    for name, option in spec.items():
+        doc, where = docs[name], path + [name]
+        for key, default in (('type', 'str'), ('default', None), ('choices', None),
+                             ('elements', None)):
+            assert doc.get(key, default) == option.get(key, default), (where, key)
+        assert (doc.get('aliases') or []) == (option.get('aliases') or []), where
+        assert bool(doc.get('required')) == bool(option.get('required')), where
+        if option.get('options'):
+            compare(doc.get('suboptions') or {}, option['options'], where)
+
+
+def secret_options(spec, path=()):
+    found = []
+    for name, option in spec.items():
+        if any(word in name for word in SECRET_WORDS):
+            found.append((path + (name,), option))
+        found.extend(secret_options(option.get('options') or {}, path + (name,)))
+    return found
+
+
+@pytest.mark.parametrize('name', MODULES)
+def test_documentation_matches_argument_spec(name):
+    module = load(name)
+    compare(documented_options(module), module.argument_spec(), [])
+
+
+@pytest.mark.parametrize('name', MODULES)
+def test_every_secret_option_is_no_log(name):
+    spec = load(name).argument_spec()
+    found = secret_options(spec)
+    assert found, 'no secret option found at all: the walk over the spec is broken'
+    for path, option in found:
+        if option.get('type', 'str') == 'str' and 'password' in path[-1] \
+                and not path[-1].endswith(('_required', 'update_password')):
+            assert option.get('no_log') is True, path
+        else:
+            # flags about secrets (password_required, update_password) say so explicitly
+            assert 'no_log' in option, path
+
+
+@pytest.mark.parametrize('name', MODULES)
+def test_examples_use_fqcn_and_modes_are_documented(name):
+    module = load(name)
+    examples = yaml.safe_load(module.EXAMPLES)
+    assert examples
+    fqcn = 'tablesync.postgresql.' + name
+    assert any(fqcn in task for task in examples)
+    for task in examples:
+        modules = [k for k in task if '.' in k]
+        assert modules and all(k.count('.') == 2 for k in modules), task.get('name')
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc['attributes']['check_mode']['support'] in ('full', 'partial')
+    assert 'diff_mode' in doc['attributes']
+    assert yaml.safe_load(module.RETURN)
