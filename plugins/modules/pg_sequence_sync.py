@@ -31,6 +31,7 @@ author:
   - tablesync maintainers (@tablesync)
 extends_documentation_fragment:
   - tablesync.postgresql.connection
+  - tablesync.postgresql.remote_server
 attributes:
   check_mode:
     support: full
@@ -39,34 +40,6 @@ attributes:
     support: full
     description: Shows the target sequences' positions before and after.
 options:
-  source:
-    description:
-      - Connection to the source database, whose sequence positions are copied.
-      - Options left unset fall back to the libpq environment of the managed host and then to
-        the libpq defaults, as for the target's connection options. O(connect_timeout) applies
-        to both connections.
-    type: dict
-    required: true
-    suboptions:
-      host:
-        description: Host of the source server (a value starting with C(/) is a socket directory).
-        type: str
-      port:
-        description: Port of the source server.
-        type: int
-      dbname:
-        description: Database on the source server.
-        type: str
-      user:
-        description: Role to connect as on the source; it needs C(SELECT) on the sequences.
-        type: str
-      password:
-        description: Password of O(source.user). Never logged, never returned.
-        type: str
-      sslmode:
-        description: libpq C(sslmode) for the source connection.
-        type: str
-        choices: [disable, allow, prefer, require, verify-ca, verify-full]
   tables:
     description:
       - Tables (C(schema.table)) whose sequences are copied, those owned by a column (C(serial),
@@ -92,6 +65,8 @@ options:
     type: int
     default: 0
 notes:
+  - The source is the database whose sequence positions are copied; O(source.user) needs
+    C(SELECT) on the sequences there.
   - Requires PostgreSQL 10 or later on both servers.
   - The role on the target needs C(UPDATE) on the sequences it sets (or to own them).
   - At least one of O(tables) and O(sequences) must be given.

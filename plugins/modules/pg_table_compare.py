@@ -39,6 +39,7 @@ author:
   - tablesync maintainers (@tablesync)
 extends_documentation_fragment:
   - tablesync.postgresql.connection
+  - tablesync.postgresql.remote_server
 attributes:
   check_mode:
     support: full
@@ -47,34 +48,6 @@ attributes:
     support: none
     description: Changes nothing, so there is nothing to show.
 options:
-  source:
-    description:
-      - Connection to the source database, the one whose rows the target should hold.
-      - Options left unset fall back to the libpq environment of the managed host and then to
-        the libpq defaults, as for the target's connection options. O(connect_timeout) applies
-        to both connections.
-    type: dict
-    required: true
-    suboptions:
-      host:
-        description: Host of the source server (a value starting with C(/) is a socket directory).
-        type: str
-      port:
-        description: Port of the source server.
-        type: int
-      dbname:
-        description: Database on the source server.
-        type: str
-      user:
-        description: Role to connect as on the source; it needs C(SELECT) on the tables.
-        type: str
-      password:
-        description: Password of O(source.user). Never logged, never returned.
-        type: str
-      sslmode:
-        description: libpq C(sslmode) for the source connection.
-        type: str
-        choices: [disable, allow, prefer, require, verify-ca, verify-full]
   tables:
     description:
       - The tables to compare, each a C(schema.table) string or a dict (the C(tables) items of
@@ -139,6 +112,8 @@ options:
     choices: [hashtext, md5]
     default: hashtext
 notes:
+  - The source is the database whose rows the target should hold; O(source.user) needs
+    C(SELECT) on the tables there.
   - Requires PostgreSQL 9.5 or later (11 or later with O(checksum=hashtext)) on both servers.
   - "How to verify a live source: writes arriving during the comparison show up as differences
     that are really in flight. Either set O(retries) with a O(retry_delay) a bit longer than the

@@ -43,6 +43,7 @@ author:
   - tablesync maintainers (@tablesync)
 extends_documentation_fragment:
   - tablesync.postgresql.connection
+  - tablesync.postgresql.remote_server
 attributes:
   check_mode:
     support: full
@@ -51,34 +52,6 @@ attributes:
     support: full
     description: Shows the listed tables present on the target before and after.
 options:
-  source:
-    description:
-      - Connection to the source database, the one whose table definitions are copied.
-      - Options left unset fall back to the libpq environment of the managed host and then to
-        the libpq defaults, as for the target's connection options. O(connect_timeout) applies
-        to both connections.
-    type: dict
-    required: true
-    suboptions:
-      host:
-        description: Host of the source server (a value starting with C(/) is a socket directory).
-        type: str
-      port:
-        description: Port of the source server.
-        type: int
-      dbname:
-        description: Database on the source server.
-        type: str
-      user:
-        description: Role to connect as on the source; it needs only to read the catalog.
-        type: str
-      password:
-        description: Password of O(source.user). Never logged, never returned.
-        type: str
-      sslmode:
-        description: libpq C(sslmode) for the source connection.
-        type: str
-        choices: [disable, allow, prefer, require, verify-ca, verify-full]
   tables:
     description:
       - The tables of the sync set, each a C(schema.table) string or a dict with C(name) (a
@@ -105,6 +78,8 @@ options:
     type: bool
     default: true
 notes:
+  - The source is the database whose table definitions are copied; O(source.user) needs only
+    to read its catalog.
   - All tables are created in one transaction, which takes a few locks per table (table,
     primary key index, TOAST table and its index). Creating thousands of tables in one call may
     need a higher C(max_locks_per_transaction) on the target.

@@ -9,8 +9,6 @@ import importlib
 import pytest
 import yaml
 
-from ansible_collections.tablesync.postgresql.plugins.doc_fragments.connection import ModuleDocFragment
-
 MODULES = ['pg_publication', 'pg_subscription', 'pg_settings', 'pg_sync_role',
            'pg_target_tables', 'pg_table_compare', 'pg_sequence_sync']
 SECRET_WORDS = ('password', 'passphrase', 'secret', 'token')
@@ -21,8 +19,15 @@ def load(name):
 
 
 def documented_options(module):
-    options = dict(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'])
-    options.update(yaml.safe_load(module.DOCUMENTATION)['options'])
+    """The options of the module's documentation with those of its doc fragments."""
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    options = {}
+    for fragment in doc.get('extends_documentation_fragment') or []:
+        assert fragment.startswith('tablesync.postgresql.'), fragment
+        fragments = importlib.import_module('ansible_collections.tablesync.postgresql.plugins.'
+                                            'doc_fragments.' + fragment.split('.')[-1])
+        options.update(yaml.safe_load(fragments.ModuleDocFragment.DOCUMENTATION)['options'])
+    options.update(doc['options'])
     return options
 
 
