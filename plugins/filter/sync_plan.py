@@ -39,7 +39,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers i
 
 PREFIX = 'tablesync_'
 METHODS = ('logical', 'fdw', 'trigger')
-IMPLEMENTED_METHODS = ('logical',)
+IMPLEMENTED_METHODS = ('logical', 'fdw', 'trigger')
 STATES = ('present', 'absent')
 PUBLISH = ('insert', 'update', 'delete', 'truncate')
 SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',

@@ -236,9 +236,9 @@ def test_missing_objects_and_unreadable_hosts():
     rows = rows_by_target(report)
     assert rows['orders:sub2/copy']['state'] == 'unreadable'
     assert rows['orders:sub1/shop']['state'] == 'missing'
-    # methods this version does not deploy: reported, not a breach
-    assert rows['queue:sub1/dw']['state'] == 'not deployed'
-    assert not rows['queue:sub1/dw']['breaches']
+    # trigger sets are deployed by this version: a missing queue is a breach
+    assert rows['queue:sub1/dw']['state'] == 'missing'
+    assert rows['queue:sub1/dw']['breaches']
     assert rows['remote:sub2/reports']['state'] == 'unreadable'
 
 

@@ -11,6 +11,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
+    IMPLEMENTED_METHODS,
     FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan,
     sync_cleanup, sync_report, sync_subscription_status)
 
@@ -185,8 +186,9 @@ def test_publisher_part():
 
 
 def test_subscriber_part():
-    plan = sync_plan(SETS, 'sub1', HOSTS)
-    assert plan['publisher_sets'] == []  # 'later' is an fdw set: ignored by this version
+    # the logical roles plan with methods=['logical']: 'later' (fdw) is ignored there
+    plan = sync_plan(SETS, 'sub1', HOSTS, methods=['logical'])
+    assert plan['publisher_sets'] == []  # 'later' is an fdw set: not the logical roles' business
     assert plan['ignored_sets'] == [{'name': 'later', 'method': 'fdw'}]
     parts = plan['subscriber_parts']
     assert [(p['set'], p['state'], p['database']) for p in parts] == [
@@ -248,8 +250,8 @@ def test_missing_address_is_reported():
         sync_plan(SETS, 'pub', hosts)
     with pytest.raises(AnsibleFilterError, match='the address of pub is unknown'):
         sync_plan(SETS, 'sub1', dict(HOSTS, pub={}))
-    # sub2 only needs pub's address: fine
-    assert sync_plan(SETS, 'sub2', hosts)['subscriber_parts'][0]['publisher']['port'] == 5432
+    # sub2's logical sets only need pub's address: fine
+    assert sync_plan(SETS, 'sub2', hosts, methods=['logical'])['subscriber_parts'][0]['publisher']['port'] == 5432
 
 
 def test_invalid_model_raises():
@@ -258,13 +260,13 @@ def test_invalid_model_raises():
 
 
 def test_replication_settings_publisher_and_subscriber():
-    pub = sync_plan(SETS, 'pub', HOSTS)
+    pub = sync_plan(SETS, 'pub', HOSTS, methods=['logical'])
     assert replication_settings(pub) == {
         'wal_level': 'logical',
         'max_wal_senders': 20,  # 3 subscriptions * 3 + 4 -> 13 -> 20
         'max_replication_slots': 20,
     }
-    sub = sync_plan(SETS, 'sub1', HOSTS)
+    sub = sync_plan(SETS, 'sub1', HOSTS, methods=['logical'])
     assert replication_settings(sub) == {
         'max_logical_replication_workers': 10,  # 2 * 3 + 4
         'max_worker_processes': 18,
@@ -350,3 +352,12 @@ def test_report_per_set():
     assert report[0]['targets'][1]['subscription'] == 'missing'
     assert report[0]['targets'][1]['slot'] == slot2
     assert report[1]['publication'] == 'tablesync_stock in shop (missing)'
+
+
+def test_fdw_and_trigger_are_implemented():
+    assert set(IMPLEMENTED_METHODS) == {'logical', 'fdw', 'trigger'}
+    plan = sync_plan(SETS, 'sub1', HOSTS)  # every implemented method
+    assert plan['ignored_sets'] == []
+    assert [s['name'] for s in plan['publisher_sets']] == ['later']
+    assert sync_plan(SETS, 'sub1', HOSTS, methods=['fdw'])['is_publisher']
+    assert not sync_plan(SETS, 'sub1', HOSTS, methods=['trigger'])['is_publisher']
