@@ -451,8 +451,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec, ensure_psycopg2, redact_text, require_version,
-    server_version)
+    connect, connection_argument_spec, ensure_psycopg2, redact_text, remote_server_argument_spec,
+    require_version, server_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
     ConninfoError, secrets_of)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
@@ -474,26 +474,26 @@ except ImportError:  # pragma: no cover - reported by ensure_psycopg2()
 POLL_INTERVAL = 0.5
 
 
+def publisher_argument_spec():
+    """The shared remote-server suboptions, with the libpq keywords a subscription also stores."""
+    spec = remote_server_argument_spec(required=False)
+    spec['options'].update(
+        sslrootcert=dict(type='str'),
+        passfile=dict(type='str', no_log=False),
+        application_name=dict(type='str'),
+        connect_timeout=dict(type='int'),
+        options=dict(type='dict'),
+    )
+    return spec
+
+
 def argument_spec():
     spec = connection_argument_spec()
     spec.update(
         name=dict(type='str', required=True),
         state=dict(type='str', default='present', choices=['present', 'absent', 'refreshed']),
         publications=dict(type='list', elements='str'),
-        publisher=dict(type='dict', options=dict(
-            host=dict(type='str'),
-            port=dict(type='int'),
-            dbname=dict(type='str'),
-            user=dict(type='str'),
-            password=dict(type='str', no_log=True),
-            sslmode=dict(type='str', choices=['disable', 'allow', 'prefer', 'require',
-                                              'verify-ca', 'verify-full']),
-            sslrootcert=dict(type='str'),
-            passfile=dict(type='str', no_log=False),
-            application_name=dict(type='str'),
-            connect_timeout=dict(type='int'),
-            options=dict(type='dict'),
-        )),
+        publisher=publisher_argument_spec(),
         enabled=dict(type='bool'),
         slot_name=dict(type='str'),
         create_slot=dict(type='bool'),
