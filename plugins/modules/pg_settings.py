@@ -162,7 +162,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec)
+    connect, connection_argument_spec, error_text)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.settings import (
@@ -353,6 +353,8 @@ def main():
             after = ServerSettings(conn, desired).read()
             after_values, pending, shown = after.displayed(), after.waiting_for_restart(), \
                 after.shown()
+    except psycopg2.Error as e:  # catalog reads; statements fail through the executor
+        module.fail_json(msg='Cannot read the settings: %s' % error_text(e, module.params, ()))
     finally:
         conn.close()
     module.exit_json(

@@ -240,7 +240,7 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
-    connect, connection_argument_spec)
+    connect, connection_argument_spec, error_text)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role import (
@@ -497,6 +497,9 @@ def main():
         else:
             before, after = ensure_present(module, catalog, executor, desired, current, wanted,
                                            managed)
+    except psycopg2.Error as e:  # catalog reads; statements fail through the executor
+        module.fail_json(msg='Cannot read the catalog (nothing was changed): %s'
+                         % executor.redact(error_text(e, module.params, ())))
     finally:
         executor.rollback()
         conn.close()
