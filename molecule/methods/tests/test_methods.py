@@ -1,0 +1,136 @@
+"""fdw and trigger sync sets deployed by playbooks/site.yml: source PG15 -> target/consumer PG17."""
+
+import os
+import subprocess
+
+import pytest
+
+from helpers import ANSI, INVENTORY, connect, hosts, psql, wait_for
+
+testinfra_hosts = [f"podman://{name}" for name in hosts()]
+
+SRC, DST = "methods-src", "methods-dst"
+FLUSH = "tablesync-trigger-flush-orders"
+REFRESH = "tablesync-fdw-refresh-stock"
+# whole-table fingerprints, the same query on both sides
+ORDERS = ("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY id)), '') "
+          "FROM sales.orders t")
+LINES = ("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY order_id, line)), '') "
+         "FROM sales.order_lines t")
+
+
+@pytest.fixture(scope="module")
+def src():
+    return connect(SRC)
+
+
+@pytest.fixture(scope="module")
+def dst():
+    return connect(DST)
+
+
+def _name(host):
+    return host.backend.get_hostname()
+
+
+def _same(src, dst, sql=ORDERS):
+    return psql(src, "shop", sql) == psql(dst, "shop_copy", sql)
+
+
+def _playbook(path, *args):
+    env = dict(os.environ)
+    config = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ""), "ansible.cfg")
+    if os.path.exists(config):
+        env["ANSIBLE_CONFIG"] = config
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
+    proc = subprocess.run(["ansible-playbook", "-i", os.path.dirname(INVENTORY), path, *args],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
+    return proc.returncode, ANSI.sub("", proc.stdout)
+
+
+def test_servers_listen_on_the_network(host):
+    """The fdw source and the trigger target are reached over TCP: both listen."""
+    assert psql(host, "postgres", "SHOW listen_addresses") == "*"
+    assert psql(host, "postgres", "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
+
+
+def test_no_publication_for_fdw_or_trigger_sets(host):
+    """fdw and trigger sets never get publications, slots or logical decoding."""
+    db = "shop" if _name(host) == SRC else "postgres"
+    assert psql(host, db, "SELECT count(*) FROM pg_publication") == "0"
+    assert psql(host, "postgres", "SELECT count(*) FROM pg_replication_slots") == "0"
+
+
+def test_fdw_consumer_reads_and_writes_through_the_foreign_table(src, dst):
+    assert psql(dst, "reporting", "SELECT count(*) FROM tablesync_fdw_inv.items") == \
+        psql(src, "shop", "SELECT count(*) FROM inv.items")
+    psql(dst, "reporting", "INSERT INTO tablesync_fdw_inv.items VALUES (1001, 'via fdw', 7)")
+    assert psql(src, "shop", "SELECT name || '/' || qty FROM inv.items WHERE id = 1001") == "via fdw/7"
+    psql(dst, "reporting", "UPDATE tablesync_fdw_inv.items SET qty = 8 WHERE id = 1001")
+    assert psql(src, "shop", "SELECT qty FROM inv.items WHERE id = 1001") == "8"
+    psql(src, "shop", "INSERT INTO inv.items VALUES (1002, 'on the source', 1)")
+    assert psql(dst, "reporting",
+                "SELECT name FROM tablesync_fdw_inv.items WHERE id = 1002") == "on the source"
+
+
+def test_fdw_local_copy_refresh(src, dst):
+    """The local copy (materialized view) gets new source rows from its refresh unit."""
+    assert dst.service(f"{REFRESH}.timer").is_enabled
+    assert dst.service(f"{REFRESH}.timer").is_running
+    psql(src, "shop", "INSERT INTO inv.items VALUES (2001, 'for the copy', 3) "
+                      "ON CONFLICT (id) DO NOTHING")
+    assert psql(dst, "reporting", "SELECT relkind FROM pg_class WHERE oid = 'inv.items'::regclass") == "m"
+    dst.check_output(f"systemctl start {REFRESH}.service")
+    assert psql(dst, "reporting", "SELECT name FROM inv.items WHERE id = 2001") == "for the copy"
+    assert psql(dst, "reporting", "SELECT count(*) FROM inv.items") == \
+        psql(src, "shop", "SELECT count(*) FROM inv.items")
+
+
+def test_trigger_backfill_and_flush(src, dst):
+    assert src.service(f"{FLUSH}.timer").is_running
+    assert wait_for(lambda: _same(src, dst) and _same(src, dst, LINES), timeout=30)
+    psql(src, "shop", "INSERT INTO sales.orders VALUES (501, 1, 9.99, 'new')")
+    psql(src, "shop", "UPDATE sales.orders SET status = 'paid' WHERE id IN (1, 2, 3)")
+    psql(src, "shop", "DELETE FROM sales.orders WHERE id = 4")
+    psql(src, "shop", "INSERT INTO sales.order_lines VALUES (501, 0, 'sku-new')")
+    assert wait_for(lambda: psql(dst, "shop_copy", "SELECT count(*) FROM sales.orders "
+                                 "WHERE id = 501 OR (id = 4) OR (id <= 3 AND status = 'paid')") == "4",
+                    timeout=30)
+    assert psql(dst, "shop_copy", "SELECT count(*) FROM sales.orders WHERE id = 4") == "0"
+    assert _same(src, dst) and _same(src, dst, LINES)
+
+
+def test_trigger_target_down_source_writes_go_on(src, dst):
+    dst.check_output("systemctl stop postgresql@17-main")
+    try:
+        for i in range(5):
+            psql(src, "shop", f"INSERT INTO sales.orders VALUES ({600 + i}, 2, {i}.5, 'offline')")
+        psql(src, "shop", "UPDATE sales.orders SET amount = amount + 1 WHERE id BETWEEN 10 AND 20")
+        psql(src, "shop", "DELETE FROM sales.orders WHERE id BETWEEN 30 AND 35")
+        psql(src, "shop", "DELETE FROM sales.order_lines WHERE order_id = 2")
+        # a flush runs while the target is down: it fails and keeps the queue
+        src.run(f"systemctl start {FLUSH}.service")
+        assert int(psql(src, "shop", "SELECT count(*) FROM tablesync.trigger_changes")) > 0
+    finally:
+        dst.check_output("systemctl start postgresql@17-main")
+    assert wait_for(lambda: _same(src, dst) and _same(src, dst, LINES), timeout=60, interval=1)
+    assert wait_for(lambda: psql(src, "shop", "SELECT count(*) FROM tablesync.trigger_changes") == "0",
+                    timeout=30)
+
+
+def test_monitoring_timer_and_metrics(host):
+    assert host.service("tablesync-exporter.timer").is_enabled
+    assert host.service("tablesync-exporter.timer").is_running
+    prom = "/var/lib/prometheus/node-exporter/tablesync.prom"
+    assert wait_for(lambda: host.file(prom).exists, timeout=30)
+    text = host.file(prom).content_string
+    metrics = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert metrics, text
+    assert any(line.startswith("tablesync_") for line in metrics), text
+
+
+def test_check_playbook_healthy():
+    root = os.path.abspath(os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "..", ".."))
+    rc, out = _playbook(os.path.join(root, "playbooks", "check.yml"))
+    assert rc == 0, out[-6000:]
