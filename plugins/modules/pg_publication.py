@@ -694,7 +694,14 @@ def run(module):
     before = public_state(current, version)
     after = public_state(final, version, catalog.login_role)
     if executor.changed and not module.check_mode and final is not None:
-        after = public_state(catalog.read(desired['name']), version)
+        try:
+            after = public_state(catalog.read(desired['name']), version)
+        except psycopg2.Error as e:
+            result['changed'] = True
+            module.fail_json(msg='The changes were made, but the publication could not be read '
+                                 'back: %s' % redact_text(_pg_message(e),
+                                                          connection_secrets(module.params, ())),
+                             **result)
         conn.rollback()
     result.update(changed=executor.changed, exists=bool(after), publication=after,
                   diff=dict(before=before, after=after))

@@ -434,7 +434,11 @@ def main():
     except CompareError as e:
         module.fail_json(msg=str(e))
 
-    servers = Servers(module)
+    try:
+        servers = Servers(module)
+    except psycopg2.Error as e:
+        module.fail_json(msg='Cannot prepare the sessions for comparing: %s' % error_text(e, module.params),
+                         exception=traceback_text(module.params))
     try:
         try:
             infos = dict((side, read_catalog(conn, specs)) for side, conn in servers.conns.items())
