@@ -123,3 +123,14 @@ def test_renamed_target_sequence_and_errors_change_nothing(pair):
 
     r = pair.run()
     assert r.get('failed') and 'give the tables' in r['msg']
+
+
+def test_wrong_source_password_fails_clearly_and_is_never_shown(pair):
+    create(pair)
+    wrong = 'Wrong pw %s; \'"'
+    source = dict(pair.source_option(), password=wrong)
+    r = pair.run(tables=['sales.orders'], source=source)
+    assert r.get('failed') and 'Unable to connect to PostgreSQL' in r['msg'], r
+    assert 'password authentication failed' in r['msg']
+    assert wrong not in r['_run'].output and SUPERPASS not in r['_run'].output
+    assert pair.position(pair.target_sql, sql.Identifier('sales', 'orders_id_seq')) is None
