@@ -87,6 +87,7 @@ def test_publications_and_slots(pub):
                                "FROM pg_publication_tables WHERE pubname = 'tablesync_shop'")
     assert tables == "sales.customers,sales.order_notes,sales.orders,sales.shipments"
     assert psql(pub, "shop", "SELECT relreplident FROM pg_class WHERE oid = 'sales.order_notes'::regclass") == "f"
+
     def slots():
         return psql(pub, "postgres", "SELECT string_agg(slot_name || ':' || active, ',' ORDER BY slot_name) "
                                      "FROM pg_replication_slots WHERE slot_name LIKE 'tablesync%'").split(",")

@@ -55,10 +55,10 @@ SETS = [
 ]
 
 
-def errors_for(change, inventory=INVENTORY):
+def errors_for(change):
     sets = copy.deepcopy(SETS)
     change(sets)
-    return sync_model_errors(sets, inventory)
+    return sync_model_errors(sets, INVENTORY)
 
 
 def test_valid_model_has_no_errors():
