@@ -27,6 +27,26 @@ class ExecutionError(Exception):
         self.query = query
 
 
+# Session settings that keep a statement's text out of the server log and pg_stat_activity.
+# Only a superuser may change them; for other roles PostgreSQL's own defaults apply (the docs
+# of the modules that send secrets recommend a passfile for that case).
+_QUIET_SETTINGS = (
+    ('log_statement', 'none'),
+    ('log_min_error_statement', 'panic'),
+    ('log_min_duration_statement', '-1'),
+    ('track_activities', 'off'),
+)
+
+
+def _set_quiet(cursor, quiet):
+    from psycopg2 import sql
+    for name, value in _QUIET_SETTINGS:
+        if quiet:
+            cursor.execute(sql.SQL('SET {} = {}').format(sql.Identifier(name), sql.Literal(value)))
+        else:
+            cursor.execute(sql.SQL('RESET {}').format(sql.Identifier(name)))
+
+
 class Executor(object):
     def __init__(self, conn, check_mode):
         self.conn = conn
@@ -64,7 +84,12 @@ class Executor(object):
                     self.conn.autocommit = True
                 try:
                     with self.conn.cursor() as cur:
+                        quiet = bool(stmt.secrets()) and self._is_superuser()
+                        if quiet:
+                            _set_quiet(cur, True)
                         self._execute(cur, stmt)
+                        if quiet:
+                            _set_quiet(cur, False)
                 finally:
                     if stmt.autocommit:
                         self.conn.autocommit = False
@@ -72,6 +97,11 @@ class Executor(object):
                 if not self.conn.closed and not self.conn.autocommit:
                     self.conn.rollback()
                 raise ExecutionError(self.redact('%s: %s' % (shown, str(e).strip())), shown)
+
+    def _is_superuser(self):
+        """Whether this session may keep a statement out of the server log (reported by the
+        server at connect time and after SET ROLE)."""
+        return self.conn.get_parameter_status('is_superuser') == 'on'
 
     @staticmethod
     def _execute(cursor, stmt):
