@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Cost of the trigger sync method on source writes, and how fast its queue drains.
 
 Starts two throw-away PostgreSQL clusters (tests/integration/pgcluster.py: loopback, fsync and
@@ -141,7 +140,7 @@ def capture_cost(source, db, rows=20000, repeat=3):
     (a loop in one session, no client round trips): a CPU cost that load drifts disturb less
     than TPS. Median of ``repeat`` runs with the triggers disabled and enabled, interleaved."""
     timings = {'off': [], 'on': []}
-    for _ in range(repeat):
+    for _round in range(repeat):
         for state, sql_state in (('off', 'DISABLE'), ('on', 'ENABLE')):
             source.execute('ALTER TABLE bench %s TRIGGER tablesync_bench' % sql_state, dbname=db)
             timings[state].append(loop_seconds(source, db, rows))
@@ -186,7 +185,7 @@ def median_run(runs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--duration', type=int, default=20, help='seconds per scenario')
     parser.add_argument('--clients', type=int, default=2, help='pgbench clients (and threads)')
     parser.add_argument('--rows', type=int, default=100000, help='rows in the table at start')
