@@ -45,7 +45,7 @@ def _playbook(path, *args):
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
     proc = subprocess.run(["ansible-playbook", "-i", os.path.dirname(INVENTORY), path, *args],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
     return proc.returncode, ANSI.sub("", proc.stdout)
 
 
