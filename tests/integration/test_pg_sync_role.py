@@ -193,8 +193,12 @@ def test_password_never_shown_nor_logged(pg):
     checked = run_tasks(tasks, check=True, diff=True, verbosity=3)
     assert password not in checked.output
     logged = pg.log_text()[log_start:]
-    assert 'CREATE ROLE "%s"' % name in logged   # the statement was logged ...
-    assert password not in logged                 # ... with a verifier only
+    # the server logs every statement, but the executor runs the ones carrying a password (here
+    # already a SCRAM verifier) with statement logging off: neither the statement nor the
+    # password reaches the log, while the module's other statements do
+    assert 'pg_authid' in logged or 'pg_roles' in logged
+    assert 'CREATE ROLE "%s"' % name not in logged
+    assert password not in logged
     assert verify_password(password + '2', stored_password(pg, name))
 
 
