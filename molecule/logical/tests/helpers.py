@@ -1,4 +1,4 @@
-"""Helpers for the scenario tests (molecule/logical_change links to this file)."""
+"""Helpers for the scenario tests (molecule/logical_change and molecule/methods link to this file)."""
 
 import os
 import re
