@@ -204,7 +204,11 @@ def test_check_mode_changes_nothing(env):
     assert result['diff']['after']['publisher']['password'] == '********'
     assert env.catalog_snapshot() == before
 
-    assert_ok(env.run(), changed=True)
+    assert_ok(env.run(wait_for_sync=True), changed=True)
+    # the table sync finishes asynchronously ('s' -> 'r'); snapshot only a settled catalog
+    wait_for(lambda: env.sub.query('SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> %s',
+                                   ('r',), dbname=env.subdb) == [(0,)],
+             timeout=30, what='table sync to reach ready')
     before = env.catalog_snapshot()
     changes = dict(enabled=False, binary=True, streaming=True, comment='c',
                    publications=[env.publication, 'other'],
