@@ -13,6 +13,11 @@ Pure functions, no database I/O:
 * ``plan_changes(desired, target, ...)`` compares with the target and returns a ``Plan``: the
   statements to create missing schemas and tables, the tables created and the column
   differences of the existing ones, or raises ``PlanError`` before anything is changed.
+  With ``indexes``, the plan also holds the builds of the source's secondary indexes the target
+  lacks (``index_statements``, one transaction each), except those of tables whose rows are
+  still to be copied (created by this plan, or in a subscription's initial copy), which are
+  deferred when ``defer_indexes`` is set: building an index once after the bulk copy is several
+  times faster than maintaining it row by row during the copy.
 
 Only SQL text read from a catalog (``CatalogSQL``) is ever inserted with ``sql.SQL``; names are
 always ``sql.Identifier``.
@@ -113,12 +118,34 @@ class Column(object):
         return '%s GENERATED ALWAYS AS (%s) STORED' % (self.type, self.generated)
 
 
+class Index(object):
+    """A secondary index as the catalog describes it.
+
+    ``method`` is the part of ``pg_get_indexdef()`` after ``USING`` (access method, key columns
+    with their operator classes and ordering, INCLUDE, WITH, WHERE), read and checked by the
+    catalog query; ``columns`` names every table column the index needs (keys, INCLUDE,
+    expressions and predicate); ``immediate`` is false for the index of a DEFERRABLE unique
+    constraint; ``valid`` is false for an index a failed concurrent build left behind.
+    """
+
+    __slots__ = ('name', 'unique', 'method', 'columns', 'immediate', 'valid')
+
+    def __init__(self, name, unique=False, method=None, columns=(), immediate=True, valid=True):
+        self.name = name
+        self.unique = unique
+        self.method = method
+        self.columns = list(columns)
+        self.immediate = immediate
+        self.valid = valid
+
+
 class TableDef(object):
     __slots__ = ('schema', 'name', 'kind', 'columns', 'primary_key', 'replica_identity',
-                 'replica_index')
+                 'replica_index', 'indexes')
 
     def __init__(self, schema, name, kind, columns=(), primary_key=None, replica_identity='d',
-                 replica_index=None):
+                 replica_index=None, indexes=()):
+        self.indexes = list(indexes)          # secondary indexes (not the primary key's)
         self.schema = schema
         self.name = name
         self.kind = kind
@@ -147,25 +174,33 @@ class TableDef(object):
         wanted = set(names)
         return TableDef(self.schema, self.name, self.kind,
                         [c for c in self.columns if c.name in wanted], self.primary_key,
-                        self.replica_identity, self.replica_index)
+                        self.replica_identity, self.replica_index, self.indexes)
 
 
 class TargetState(object):
     """What the target has of what the plan needs."""
 
-    def __init__(self, schemas=(), tables=(), missing_types=(), missing_collations=()):
+    def __init__(self, schemas=(), tables=(), missing_types=(), missing_collations=(), copying=()):
         self.schemas = set(schemas)
         self.tables = dict((t.key, t) for t in tables)
         self.missing_types = set(missing_types)
         self.missing_collations = set(tuple(c) for c in missing_collations)
+        # (schema, name) of tables a subscription of the target database is still copying
+        # (pg_subscription_rel.srsubstate i, d or f)
+        self.copying = set(tuple(k) for k in copying)
 
 
 class Plan(object):
-    def __init__(self, statements, created, existing, differences):
+    def __init__(self, statements, created, existing, differences, index_statements=(),
+                 indexes=None):
         self.statements = statements
         self.created = created        # display names of the tables the statements create
         self.existing = existing      # display names of the listed tables the target has
         self.differences = differences
+        # one CREATE INDEX per statement, each in its own transaction, after ``statements``
+        self.index_statements = list(index_statements)
+        # {'built': {table: [index]}, 'deferred': {...}, 'skipped': [{table, index, reason}]}
+        self.indexes = indexes or dict(built={}, deferred={}, skipped=[])
 
 
 # ---- reading the option and the catalog -----------------------------------------------------
@@ -229,7 +264,15 @@ def table_from_catalog(row):
         replica_index = (row['ri_name'], list(row['ri_columns']))
     return TableDef(row['schema'], row['name'], row.get('kind'),
                     [_column_from_catalog(c) for c in row.get('columns') or ()],
-                    primary_key, row.get('replica_identity') or 'd', replica_index)
+                    primary_key, row.get('replica_identity') or 'd', replica_index,
+                    [_index_from_catalog(i) for i in row.get('indexes') or ()])
+
+
+def _index_from_catalog(item):
+    method = item.get('method')
+    return Index(item['name'], bool(item.get('unique')),
+                 CatalogSQL(method) if method else None, item.get('columns') or (),
+                 item.get('immediate', True) is not False, item.get('valid', True) is not False)
 
 
 def _column_from_catalog(col):
@@ -292,8 +335,13 @@ def _subset_problem(table, columns):
 
 # ---- target side ----------------------------------------------------------------------------
 
-def plan_changes(desired, target, create_schemas=True, check_columns=True):
-    """Compare the desired tables with the target -> Plan, or PlanError before any change."""
+def plan_changes(desired, target, create_schemas=True, check_columns=True, indexes=False,
+                 defer_indexes=True):
+    """Compare the desired tables with the target -> Plan, or PlanError before any change.
+
+    With ``indexes``, the source's secondary indexes missing on the target are planned too (see
+    ``plan_indexes``).
+    """
     existing, to_create, errors = [], [], []
     for table in desired:
         actual = target.tables.get(table.key)
@@ -320,8 +368,74 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True):
     statements = [create_schema(s) for s in missing_schemas]
     for table in to_create:
         statements.extend(create_table(table))
+    index_statements, index_report = [], None
+    if indexes:
+        created_now, index_statements, index_report = plan_indexes(
+            desired, target, set(t.key for t in to_create), defer_indexes)
+        statements.extend(created_now)
     return Plan(statements, [t.display for t in to_create], [t.display for t, dummy in existing],
-                differences)
+                differences, index_statements, index_report)
+
+
+def plan_indexes(desired, target, created, defer_indexes=True):
+    """The source's secondary indexes the target lacks -> (with_tables, builds, report).
+
+    ``created``: keys of the tables this plan creates. Their indexes are deferred with
+    ``defer_indexes`` (the initial copy fills them next), else created with them, in the same
+    transaction (``with_tables``). Indexes of an existing table are built now (``builds``, one
+    statement each), unless a subscription is still copying it and ``defer_indexes`` is set.
+    An index the target has under that name counts as present (definitions are not compared);
+    an invalid one (left by a failed concurrent build) is dropped and built again.
+    Skipped (reported): indexes needing columns a column subset leaves out, and the indexes of
+    DEFERRABLE unique constraints (an immediate unique index could reject changes the source
+    accepted inside a transaction).
+    """
+    with_tables, builds = [], []
+    report = dict(built={}, deferred={}, skipped=[])
+    for table in desired:
+        actual = target.tables.get(table.key)
+        have = dict((i.name, i) for i in (actual.indexes if actual is not None else ()))
+        new = table.key in created
+        pending = defer_indexes and (new or table.key in target.copying)
+        columns = set(table.column_names())
+        for index in table.indexes:
+            if _is_key_index(table, index.name):
+                continue
+            reason = _index_skip_reason(index, columns)
+            if reason:
+                report['skipped'].append(dict(table=table.display, index=index.name, reason=reason))
+                continue
+            existing = have.get(index.name)
+            if existing is not None and existing.valid:
+                continue
+            if pending:
+                report['deferred'].setdefault(table.display, []).append(index.name)
+                continue
+            report['built'].setdefault(table.display, []).append(index.name)
+            if new:
+                with_tables.append(create_index(table, index))
+                continue
+            if existing is not None:
+                builds.append(drop_index(table, index))
+            builds.append(create_index(table, index, autocommit=True))
+    return with_tables, builds, report
+
+
+def _is_key_index(table, name):
+    """The primary key's and the replica identity's index are created with the table."""
+    return any(key and key[0] == name for key in (table.primary_key, table.replica_index))
+
+
+def _index_skip_reason(index, columns):
+    if index.method is None:
+        return 'its definition could not be read from the source'
+    left_out = [c for c in index.columns if c not in columns]
+    if left_out:
+        return 'it needs columns the column list leaves out: %s' % ', '.join(left_out)
+    if not index.immediate:
+        return ('it enforces a DEFERRABLE unique constraint (an immediate unique index on the '
+                'target could reject changes the source accepted)')
+    return None
 
 
 def column_differences(desired, actual):
@@ -445,6 +559,19 @@ def replica_identity(table):
     statements.append(Statement(sql.SQL('ALTER TABLE {} REPLICA IDENTITY USING INDEX {}').format(
         ident, sql.Identifier(name))))
     return statements
+
+
+def create_index(table, index, autocommit=False):
+    """CREATE [UNIQUE] INDEX name ON schema.table USING <the source's definition>."""
+    return Statement(sql.SQL('CREATE {}INDEX {} ON {} USING {}').format(
+        sql.SQL('UNIQUE ' if index.unique else ''), sql.Identifier(index.name),
+        sql.Identifier(table.schema, table.name), _catalog_sql(index.method)),
+        autocommit=autocommit)
+
+
+def drop_index(table, index):
+    return Statement(sql.SQL('DROP INDEX {}').format(sql.Identifier(table.schema, index.name)),
+                     autocommit=True)
 
 
 def _identifiers(names):

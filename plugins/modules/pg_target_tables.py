@@ -186,7 +186,8 @@ except ImportError:  # pragma: no cover - reported by connect()
 _DEFINITIONS_SQL = '''
 SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
        c.relreplident AS replica_identity, cols.columns,
-       pk.name AS pk_name, pk.columns AS pk_columns, ri.name AS ri_name, ri.columns AS ri_columns
+       pk.name AS pk_name, pk.columns AS pk_columns, ri.name AS ri_name, ri.columns AS ri_columns,
+       idx.indexes
   FROM unnest(%(schemas)s::text[], %(names)s::text[]) WITH ORDINALITY AS req(nsp, rel, ord)
   LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = req.nsp
   LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = req.rel
@@ -220,6 +221,34 @@ SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
         WHERE i.indrelid = c.oid AND i.indisreplident AND k.ord <= {key_columns}
         GROUP BY ic.relname) ri ON true
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+                  'name', ic.relname,
+                  'unique', i.indisunique,
+                  'immediate', i.indimmediate,
+                  'valid', i.indisvalid,
+                  'method', CASE WHEN pg_catalog.left(d.def, pg_catalog.length(d.prefix)) = d.prefix
+                                 THEN pg_catalog.substr(d.def, pg_catalog.length(d.prefix) + 1) END,
+                  'columns', ARRAY(
+                      SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = i.indrelid AND a.attnum > 0
+                         AND (a.attnum = ANY (i.indkey::pg_catalog.int2[])
+                              OR a.attnum IN (SELECT dep.refobjsubid FROM pg_catalog.pg_depend dep
+                                               WHERE dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                                 AND dep.objid = i.indexrelid
+                                                 AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                                 AND dep.refobjid = i.indrelid))
+                       ORDER BY a.attnum)) ORDER BY ic.relname) AS indexes
+         FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+        CROSS JOIN LATERAL (
+              SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
+                     'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                     || pg_catalog.quote_ident(ic.relname) || ' ON '
+                     || CASE WHEN c.relkind = 'p' THEN 'ONLY ' ELSE '' END
+                     || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                     || ' USING ' AS prefix) d
+        WHERE i.indrelid = c.oid AND NOT i.indisprimary AND i.indislive) idx ON true
 '''
 
 _GENERATED_EXPR = "CASE WHEN a.attgenerated = 's' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END"
@@ -242,7 +271,12 @@ SELECT (SELECT pg_catalog.json_agg(defs ORDER BY defs.ord) FROM defs WHERE defs.
                SELECT FROM pg_catalog.pg_collation co
                  JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
                 WHERE cn.nspname = x.nsp AND co.collname = x.coll
-                  AND co.collencoding IN (-1, pg_catalog.pg_char_to_encoding(pg_catalog.getdatabaseencoding()))))
+                  AND co.collencoding IN (-1, pg_catalog.pg_char_to_encoding(pg_catalog.getdatabaseencoding())))),
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, c.relname))
+          FROM pg_catalog.pg_subscription_rel r
+          JOIN pg_catalog.pg_class c ON c.oid = r.srrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE r.srsubstate IN ('i', 'd', 'f'))
 '''
 
 
@@ -268,9 +302,9 @@ class TableCatalog(object):
         params.update(types=[str(t) for t in needed_types(desired)],
                       coll_schemas=[c[0] for c in collations],
                       coll_names=[c[1] for c in collations])
-        tables, schemas, missing_types, missing_collations = self._query(_TARGET_SQL, params)
+        tables, schemas, missing_types, missing_collations, copying = self._query(_TARGET_SQL, params)
         return TargetState(schemas, [table_from_catalog(r) for r in tables or ()],
-                           missing_types, missing_collations or ())
+                           missing_types, missing_collations or (), copying or ())
 
     @staticmethod
     def _key_params(keys):
@@ -300,6 +334,8 @@ def argument_spec():
         tables=dict(type='list', elements='raw', required=True),
         create_schemas=dict(type='bool', default=True),
         check_columns=dict(type='bool', default=True),
+        indexes=dict(type='bool', default=False),
+        defer_indexes=dict(type='bool', default=True),
     )
     return spec
 
@@ -318,9 +354,13 @@ def read_source(module, specs):
         conn.close()
 
 
+def empty_index_report():
+    return dict(built={}, deferred={}, skipped=[])
+
+
 def fail_plan(module, error, **result):
     module.fail_json(msg=' '.join(error.messages), differences=error.differences, created=[],
-                     queries=[], **result)
+                     queries=[], indexes=empty_index_report(), **result)
 
 
 def main():
@@ -342,7 +382,8 @@ def main():
     try:
         try:
             target = TableCatalog(conn).target_state(desired)
-            plan = plan_changes(desired, target, p['create_schemas'], p['check_columns'])
+            plan = plan_changes(desired, target, p['create_schemas'], p['check_columns'],
+                                p['indexes'], p['defer_indexes'])
         except PlanError as e:
             fail_plan(module, e)
         except (psycopg2.Error, ValueError) as e:
@@ -355,13 +396,22 @@ def main():
             executor.commit()
         except ExecutionError as e:
             module.fail_json(msg='Creating the tables failed, nothing was created: %s' % e.msg,
-                             queries=executor.queries, created=[], differences=plan.differences)
+                             queries=executor.queries, created=[], differences=plan.differences,
+                             indexes=empty_index_report())
+        try:
+            executor.run(plan.index_statements)
+        except ExecutionError as e:
+            module.fail_json(
+                msg='Building an index failed (the tables and the indexes built before it stay; '
+                    'a re-run builds the missing ones): %s' % e.msg,
+                changed=True, queries=executor.queries, created=plan.created,
+                differences=plan.differences, indexes=plan.indexes)
     finally:
         conn.close()
 
     module.exit_json(
         changed=executor.changed, created=plan.created, differences=plan.differences,
-        queries=executor.queries,
+        queries=executor.queries, indexes=plan.indexes,
         diff=dict(before=dict(tables=sorted(plan.existing)),
                   after=dict(tables=sorted(plan.existing + plan.created))))
 

@@ -309,3 +309,129 @@ def test_mixed_case_names_are_not_folded():
     p = plan(['Sales.Orders', 'sales.orders'], [upper, lower], target)
     assert p.created == ['Sales.Orders']
     assert render_all(p.statements) == ['CREATE SCHEMA "Sales"', 'CREATE TABLE "Sales"."Orders" ("Id" integer)']
+
+
+# ---- secondary indexes ----------------------------------------------------------------------
+
+def ix(name, method, columns, unique=False, immediate=True, valid=True):
+    return {'name': name, 'method': method, 'columns': columns, 'unique': unique,
+            'immediate': immediate, 'valid': valid}
+
+
+def indexed(indexes, schema='sales', name='orders'):
+    """ORDERS with secondary indexes (as the catalog query returns them)."""
+    table = table_from_catalog({
+        'schema': schema, 'name': name, 'kind': 'r',
+        'columns': [col('id', 'bigint', True), col('customer', 'integer'), col('note', 'text')],
+        'pk_name': 'orders_pkey', 'pk_columns': ['id'], 'indexes': indexes})
+    return table
+
+
+SOURCE_INDEXES = [
+    ix('orders_customer_idx', 'btree (customer)', ['customer']),
+    ix('orders_note_key', 'btree (note) WHERE (customer > 0)', ['customer', 'note'], unique=True),
+    ix('orders_pkey', 'btree (id)', ['id'], unique=True),  # never listed by the query; ignored
+]
+BUILD_CUSTOMER = 'CREATE INDEX "orders_customer_idx" ON "sales"."orders" USING btree (customer)'
+BUILD_NOTE = ('CREATE UNIQUE INDEX "orders_note_key" ON "sales"."orders" USING btree (note) '
+              'WHERE (customer > 0)')
+
+
+def test_indexes_not_planned_by_default():
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)], TargetState(schemas=['sales']))
+    assert not any('INDEX' in q for q in render_all(p.statements))
+    assert p.index_statements == []
+    assert p.indexes == {'built': {}, 'deferred': {}, 'skipped': []}
+
+
+def test_indexes_of_created_table_deferred():
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)], TargetState(schemas=['sales']),
+             indexes=True)
+    assert render_all(p.statements) == [
+        'CREATE TABLE "sales"."orders" ("id" bigint NOT NULL, "customer" integer, "note" text, '
+        'CONSTRAINT "orders_pkey" PRIMARY KEY ("id"))']
+    assert p.index_statements == []
+    assert p.indexes['deferred'] == {'sales.orders': ['orders_customer_idx', 'orders_note_key']}
+    assert p.indexes['built'] == {}
+
+
+def test_indexes_of_created_table_with_the_table_when_not_deferred():
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)], TargetState(schemas=['sales']),
+             indexes=True, defer_indexes=False)
+    assert render_all(p.statements)[1:] == [BUILD_CUSTOMER, BUILD_NOTE]
+    assert not any(s.autocommit for s in p.statements)  # one transaction with the table
+    assert p.index_statements == []
+    assert p.indexes['built'] == {'sales.orders': ['orders_customer_idx', 'orders_note_key']}
+
+
+def test_indexes_of_synchronised_table_built_each_in_its_own_transaction():
+    existing = indexed([ix('orders_customer_idx', 'btree (customer)', ['customer'])])
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)],
+             TargetState(schemas=['sales'], tables=[existing]), indexes=True)
+    assert p.statements == []
+    assert render_all(p.index_statements) == [BUILD_NOTE]
+    assert all(s.autocommit for s in p.index_statements)
+    assert p.indexes == {'built': {'sales.orders': ['orders_note_key']}, 'deferred': {},
+                         'skipped': []}
+
+
+def test_indexes_of_table_still_copying_deferred():
+    target = TargetState(schemas=['sales'], tables=[indexed([])], copying=[('sales', 'orders')])
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)], target, indexes=True)
+    assert p.index_statements == []
+    assert p.indexes['deferred'] == {'sales.orders': ['orders_customer_idx', 'orders_note_key']}
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)], target, indexes=True, defer_indexes=False)
+    assert render_all(p.index_statements) == [BUILD_CUSTOMER, BUILD_NOTE]
+
+
+def test_all_indexes_present_nothing_to_do():
+    target = TargetState(schemas=['sales'], tables=[indexed(SOURCE_INDEXES)])
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)], target, indexes=True)
+    assert p.statements == [] and p.index_statements == []
+
+
+def test_invalid_index_dropped_and_built_again():
+    broken = indexed([ix('orders_customer_idx', 'btree (customer)', ['customer'], valid=False),
+                      SOURCE_INDEXES[1]])
+    p = plan(['sales.orders'], [indexed(SOURCE_INDEXES)],
+             TargetState(schemas=['sales'], tables=[broken]), indexes=True)
+    assert render_all(p.index_statements) == [
+        'DROP INDEX "sales"."orders_customer_idx"', BUILD_CUSTOMER]
+
+
+def test_indexes_skipped_with_reasons():
+    source = indexed([
+        ix('orders_customer_idx', 'btree (customer)', ['customer']),
+        ix('orders_note_idx', 'btree (lower(note))', ['note']),
+        ix('orders_deferrable_key', 'btree (customer)', ['customer'], unique=True, immediate=False),
+        ix('orders_odd_idx', None, ['customer']),
+    ])
+    p = plan([{'name': 'sales.orders', 'columns': ['id', 'customer']}], [source],
+             TargetState(schemas=['sales']), indexes=True, defer_indexes=False)
+    assert p.indexes['built'] == {'sales.orders': ['orders_customer_idx']}
+    reasons = dict((s['index'], s['reason']) for s in p.indexes['skipped'])
+    assert sorted(reasons) == ['orders_deferrable_key', 'orders_note_idx', 'orders_odd_idx']
+    assert 'leaves out: note' in reasons['orders_note_idx']
+    assert 'DEFERRABLE' in reasons['orders_deferrable_key']
+    assert 'could not be read' in reasons['orders_odd_idx']
+
+
+def test_replica_identity_index_not_built_twice():
+    source = table_from_catalog({
+        'schema': 'public', 'name': 't', 'kind': 'r', 'replica_identity': 'i',
+        'columns': [col('a', not_null=True), col('b')], 'ri_name': 't_a_key', 'ri_columns': ['a'],
+        'indexes': [ix('t_a_key', 'btree (a)', ['a'], unique=True), ix('t_b_idx', 'btree (b)', ['b'])]})
+    p = plan(['t'], [source], TargetState(schemas=['public']), indexes=True, defer_indexes=False)
+    assert render_all(p.statements) == [
+        'CREATE TABLE "public"."t" ("a" integer NOT NULL, "b" integer)',
+        'CREATE UNIQUE INDEX "t_a_key" ON "public"."t" ("a")',
+        'ALTER TABLE "public"."t" REPLICA IDENTITY USING INDEX "t_a_key"',
+        'CREATE INDEX "t_b_idx" ON "public"."t" USING btree (b)',
+    ]
+
+
+def test_index_definition_must_come_from_the_catalog():
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.target_tables import (
+        Index, create_index)
+    with pytest.raises(TypeError):
+        create_index(ORDERS, Index('x', method='btree (a); DROP TABLE t'))
