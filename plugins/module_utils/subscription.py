@@ -40,6 +40,14 @@ SLOT_NONE = 'NONE'
 
 _SLOT_NAME_RE = re.compile(r'^[a-z0-9_]+$')
 
+# skip_lsn = NONE: clear a pending skip (ALTER SUBSCRIPTION ... SKIP (lsn = NONE)).
+SKIP_NONE = 'NONE'
+_LSN_RE = re.compile(r'^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$')
+
+# on_lost_slot: what to do when the subscription's slot on the publisher was invalidated
+# (pg_replication_slots.wal_status = 'lost') or no longer exists.
+LOST_SLOT_ACTIONS = ('ignore', 'fail', 'rebuild')
+
 
 class SubscriptionError(ValueError):
     """A desired state that cannot be reached; the message says why and what to do."""
@@ -160,6 +168,34 @@ def check_slot_name(text, what='slot_name'):
     return text
 
 
+def parse_lsn(text):
+    """``'0/14C0378'`` -> 21758840 (a pg_lsn as an integer); None for None or ``0/0``."""
+    if text is None:
+        return None
+    match = _LSN_RE.match(str(text).strip())
+    if not match:
+        raise SubscriptionError('%r is not a WAL location (LSN): write it as PostgreSQL shows it, '
+                                'for example 0/14C0378' % (text,))
+    value = (int(match.group(1), 16) << 32) | int(match.group(2), 16)
+    return value or None
+
+
+def format_lsn(value):
+    return '%X/%X' % (value >> 32, value & 0xFFFFFFFF)
+
+
+def normalize_skip_lsn(value):
+    """``NONE`` (any case) clears a pending skip; anything else must be a non-zero LSN."""
+    text = str(value).strip()
+    if text.lower() == 'none':
+        return SKIP_NONE
+    lsn = parse_lsn(text)
+    if lsn is None:
+        raise SubscriptionError('skip_lsn 0/0 is not a transaction\'s finish LSN (use NONE to '
+                                'clear a pending skip)')
+    return format_lsn(lsn)
+
+
 _NORMALIZERS = {
     'slot_name': normalize_slot_name,
     'synchronous_commit': normalize_synchronous_commit,
@@ -264,7 +300,14 @@ def desired_from_params(params):
         'owner': None,
         'comment': params.get('comment'),
         'refresh': params.get('refresh', True) is not False,
+        'skip_lsn': None,
+        'on_lost_slot': params.get('on_lost_slot') or 'ignore',
     }
+    if desired['on_lost_slot'] not in LOST_SLOT_ACTIONS:
+        raise SubscriptionError('on_lost_slot must be one of %s, got %r'
+                                % (', '.join(LOST_SLOT_ACTIONS), desired['on_lost_slot']))
+    if params.get('skip_lsn') is not None:
+        desired['skip_lsn'] = normalize_skip_lsn(params['skip_lsn'])
     if params.get('publications') is not None:
         pubs = [check_identifier(p, 'publication name') for p in params['publications']]
         if not pubs:
@@ -306,6 +349,8 @@ def required_versions(desired):
             needs.append((option.since, 'Subscription option %s' % name))
         if value in option.value_since:
             needs.append((option.value_since[value], 'Subscription option %s = %s' % (name, value)))
+    if desired.get('skip_lsn') is not None:
+        needs.append((PG15, 'skip_lsn (ALTER SUBSCRIPTION ... SKIP)'))
     return needs
 
 
@@ -338,16 +383,25 @@ def catalog_columns(server_version):
     return [o.column for o in STORED_OPTIONS if o.since <= server_version]
 
 
-def catalog_query(server_version, conninfo_readable):
+def catalog_query(server_version, conninfo_readable, origin_readable=False):
     """One query: the subscription, its owner and comment, per-table states, workers, errors.
 
     Parameter: the subscription name. Only columns that exist on ``server_version`` are read;
-    ``subconninfo`` only when the role may read it (superuser, or a column grant).
+    ``subconninfo`` only when the role may read it (superuser, or a column grant). From
+    PostgreSQL 15 the pending skip LSN (``subskiplsn``) and, when the role may read
+    ``pg_replication_origin_status`` (superusers), how far the subscription has applied the
+    publisher's WAL (the ``remote_lsn`` of its replication origin ``pg_<oid>``).
     """
     columns = [sql.SQL('s.{} AS {}').format(sql.Identifier(c), sql.Identifier(c))
                for c in catalog_columns(server_version) + ['subpublications']]
     if conninfo_readable:
         columns.append(sql.SQL('s.subconninfo AS subconninfo'))
+    if server_version >= PG15:
+        columns.append(sql.SQL('s.subskiplsn::text AS subskiplsn'))
+        if origin_readable:
+            columns.append(sql.SQL(
+                "(SELECT os.remote_lsn::text FROM pg_catalog.pg_replication_origin_status os "
+                "WHERE os.external_id = 'pg_' || s.oid::text) AS origin_lsn"))
     if server_version >= PG15:
         stats = sql.SQL(
             '(SELECT pg_catalog.row_to_json(st) FROM pg_catalog.pg_stat_subscription_stats st '
@@ -435,6 +489,10 @@ def current_from_row(row, server_version):
         'tables': [_table_entry(t) for t in row.get('tables') or []],
         'workers': [_worker_entry(w) for w in row.get('workers') or []],
         'errors': _error_counts(row.get('errors')),
+        # PostgreSQL 15+: pending ALTER SUBSCRIPTION ... SKIP (None: none), and the publisher
+        # LSN applied so far (None: unknown); both as integers
+        'skip_lsn': parse_lsn(row.get('subskiplsn')),
+        'origin_lsn': parse_lsn(row.get('origin_lsn')),
     }
     if row.get('subconninfo') is not None:
         try:
@@ -534,6 +592,20 @@ def refresh_statement(name, copy_data):
                   autocommit=True)
 
 
+def skip_statement(name, lsn):
+    """``ALTER SUBSCRIPTION ... SKIP (lsn = ...)``; ``lsn`` a normalised text or SKIP_NONE."""
+    if lsn == SKIP_NONE:
+        return _alter(name, sql.SQL('SKIP (lsn = NONE)'))
+    return _alter(name, sql.SQL('SKIP (lsn = %s)'), [lsn])
+
+
+def truncate_statement(tables):
+    """``TRUNCATE`` of ``[(schema, table)]`` in one statement (no CASCADE: a foreign key from a
+    table outside the list makes it fail, and the transaction with it)."""
+    return Statement(sql.SQL('TRUNCATE {}').format(
+        sql.SQL(', ').join(sql.Identifier(schema, table) for schema, table in tables)))
+
+
 def owner_statement(name, owner):
     return _alter(name, sql.SQL('OWNER TO {}').format(sql.Identifier(owner)))
 
@@ -555,7 +627,62 @@ def plan(desired, current, server_version):
     statements = plan_alter(desired, current, server_version)
     if desired['state'] == 'refreshed' and not refreshes_with_publication_change(desired, current):
         statements.append(plan_refresh(desired, current))
+    skip = skip_change(desired, current)
+    if skip is not None:
+        statements.append(skip_statement(desired['name'], skip))
     return statements
+
+
+def skip_change(desired, current):
+    """The SKIP to run (normalised LSN text or SKIP_NONE), or None when nothing is to do.
+
+    Idempotent: a skip already pending with the same LSN, or an LSN the subscription has
+    already applied or skipped past (its origin's ``remote_lsn`` is at or beyond it), is no
+    change. When the origin progress cannot be read, the statement is planned and PostgreSQL
+    refuses an LSN that is not beyond it.
+    """
+    want = desired.get('skip_lsn')
+    if want is None or current is None:
+        return None
+    have = current.get('skip_lsn')
+    if want == SKIP_NONE:
+        return SKIP_NONE if have else None
+    lsn = parse_lsn(want)
+    if have == lsn:
+        return None
+    origin = current.get('origin_lsn')
+    if origin is not None and lsn <= origin:
+        return None
+    return want
+
+
+def plan_rebuild(desired, current, tables):
+    """Re-create a subscription whose replication slot is lost: one transaction on the
+    subscriber that disables it, detaches it from the dead slot, drops it and empties its
+    target tables ``[(schema, table)]``; then (after the dead slot was dropped on the
+    publisher) CREATE SUBSCRIPTION copying all rows again.
+
+    Returns (statements before the slot drop, statements after). A run interrupted between
+    the two leaves no subscription and empty tables: the next run creates it.
+    """
+    check_creatable(desired)
+    first = plan_detach_and_drop(desired['name'], current)
+    if tables:
+        first.append(truncate_statement(tables))
+    created = dict(desired)
+    created['options'] = dict((k, v) for k, v in desired['options'].items()
+                              if k not in ('copy_data', 'connect', 'create_slot'))
+    return first, plan_create(created)
+
+
+def lost_slot_status(slot):
+    """'lost', 'missing' or None (usable) for a row of the publisher's pg_replication_slots
+    (None: no such slot)."""
+    if slot is None:
+        return 'missing'
+    if slot.get('wal_status') == 'lost':
+        return 'lost'
+    return None
 
 
 def refreshes_with_publication_change(desired, current):
@@ -598,6 +725,9 @@ def plan_create(desired):
 def check_creatable(desired):
     """Raise SubscriptionError when CREATE SUBSCRIPTION would be refused or incomplete."""
     name = desired['name']
+    if desired.get('skip_lsn') not in (None, SKIP_NONE):
+        raise SubscriptionError('skip_lsn applies to an existing subscription; subscription %s '
+                                'does not exist' % name)
     missing = [k for k in ('publications', 'publisher') if not desired[k]]
     if missing:
         raise SubscriptionError('subscription %s does not exist and cannot be created without %s'
@@ -737,6 +867,7 @@ def summarize(current):
         'publications': list(current['publications']),
         'publisher': publisher.redacted if publisher is not None else None,
         'options': options,
+        'skip_lsn': format_lsn(current['skip_lsn']) if current.get('skip_lsn') else None,
     }
 
 
@@ -766,6 +897,9 @@ def predict(desired, current, server_version, session_user=None):
         base['owner'] = desired['owner']
     if desired['comment'] is not None:
         base['comment'] = desired['comment'] or None
+    skip = skip_change(desired, current)
+    if skip is not None:
+        base['skip_lsn'] = None if skip == SKIP_NONE else parse_lsn(skip)
     return base
 
 

@@ -232,6 +232,46 @@ options:
     description: Seconds O(wait_for_sync) waits at most.
     type: int
     default: 300
+  skip_lsn:
+    description:
+      - Skip one remote transaction the apply worker keeps failing on (a conflict such as a
+        duplicate key), with C(ALTER SUBSCRIPTION ... SKIP (lsn = ...)) (PostgreSQL 15 or
+        later; PostgreSQL 15 allows it to superusers only).
+      - The finish LSN of the failing transaction, as the subscriber's server log shows it in
+        the error's C(CONTEXT) (C(... in transaction 740, finished at 0/14C0378)), and as
+        M(tablesync.postgresql.pg_sync_info) returns it in
+        RV(tablesync.postgresql.pg_sync_info#module:subscriptions[].last_apply_error.finish_lsn)
+        when it may read the log.
+      - Every change of that transaction is left out on this subscriber, also those that would
+        not have conflicted; repair them by hand if needed.
+      - V(NONE) clears a pending skip.
+      - Idempotent - no change when the same LSN is already pending, or when the subscription has
+        already applied or skipped past it (its replication origin's C(remote_lsn), readable by
+        superusers, is at or beyond it).
+      - Only for an existing subscription.
+    type: str
+  on_lost_slot:
+    description:
+      - What to do when the subscription's replication slot on the publisher has been
+        invalidated (C(pg_replication_slots.wal_status = 'lost'), for example after
+        C(max_slot_wal_keep_size) was exceeded while the subscriber was down) or no longer
+        exists. Such a subscription can never resume; the changes it missed are gone.
+      - V(ignore) does not look (the module does not connect to the publisher).
+      - V(fail) connects to the publisher as the subscription does (read-only, also in check
+        mode), and fails naming the slot when it is lost. When the publisher cannot be reached it
+        warns and goes on.
+      - V(rebuild) re-creates such a subscription - in one transaction on the subscriber it is
+        disabled, detached from its slot and dropped, and its target tables (those of the
+        subscription and those its publications publish that exist here) are emptied with
+        C(TRUNCATE); then the dead slot is dropped on the publisher, and the subscription is
+        created again with O(publisher) and O(publications), copying every row. Interrupted
+        after the first step, the next run creates the subscription (and drops a lost slot
+        of the same name that is in the way).
+      - V(rebuild) needs O(publisher) and O(publications). C(TRUNCATE) fails (and nothing
+        changes) when a table outside the set references a target table with a foreign key.
+    type: str
+    choices: [ignore, fail, rebuild]
+    default: ignore
 notes:
   - "Options that can be changed in place: O(publisher), O(publications), O(enabled),
     O(slot_name), O(synchronous_commit), O(binary), O(streaming), O(disable_on_error),
@@ -248,8 +288,9 @@ notes:
     publication changes with refresh, C(REFRESH PUBLICATION) and C(SET) of O(failover) or O(two_phase) run
     outside a transaction block, as PostgreSQL requires; the other statements of a run are
     applied in one transaction.
-  - The module never connects to the publisher itself; the subscriber server does, when a
-    statement needs it. In check mode no statement runs, so nothing contacts the publisher.
+  - The module never connects to the publisher itself, except with O(on_lost_slot=fail) or
+    O(on_lost_slot=rebuild) (to read the slot, and to drop a dead one); the subscriber server
+    does, when a statement needs it. In check mode no statement runs.
   - Recognising an unreachable publisher on O(state=absent) relies on PostgreSQL's English error
     text (C(could not connect to publisher)); with a translated C(lc_messages) the task fails
     with PostgreSQL's hint instead.
@@ -317,6 +358,25 @@ EXAMPLES = r'''
         keepalives_idle: 30
     connect: false
 
+- name: Skip the transaction the apply worker fails on (finish LSN from the server log)
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    skip_lsn: 0/14C0378
+
+- name: Re-create the subscription when its slot was lost on the publisher
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    publications: [tablesync_orders]
+    publisher:
+      host: 10.0.0.10
+      dbname: shop
+      user: tablesync_replication
+      password: "{{ vault_tablesync_replication_password }}"
+    on_lost_slot: rebuild
+    wait_for_sync: true
+
 - name: Drop the subscription, also when the publisher is gone
   tablesync.postgresql.pg_subscription:
     login_db: shop_replica
@@ -377,6 +437,11 @@ subscription:
           not read C(subconninfo) or it could not be parsed.
       type: dict
       sample: {host: 10.0.0.10, port: '5432', dbname: shop, user: repl, password: '********'}
+    skip_lsn:
+      description: >-
+        The pending C(ALTER SUBSCRIPTION ... SKIP) LSN (PostgreSQL 15 or later), null when
+        none.
+      type: str
     options:
       description: The other options stored for the subscription on this server version.
       type: dict
@@ -432,6 +497,14 @@ slot_left_behind:
   type: dict
   sample: {name: tablesync_orders, host: 10.0.0.10, port: '5432', dbname: shop,
            sync_slots_prefix: null}
+rebuilt:
+  description:
+    - With O(on_lost_slot=rebuild), the subscription re-created because its slot was lost (in
+      check mode, that would be) - the slot, V(lost) or V(missing), and the tables emptied
+      before the copy. Null when nothing was rebuilt.
+  returned: when O(state) is not V(absent)
+  type: dict
+  sample: {slot: tablesync_orders_1a2b3c4d, status: lost, tables_emptied: [sales.orders]}
 tables_added:
   description: Tables the run added to the subscription (created it, changed publications, refresh).
   returned: when O(state) is not V(absent), not in check mode
@@ -459,10 +532,12 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.executor impo
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
-    PG15, SubscriptionError, catalog_query, classify_drop_error, current_from_row, desired_from_params,
-    diff_summaries, password_changed, plan, plan_detach_and_drop, predict,
-    refreshes_with_publication_change, refresh_skipped, required_versions, secret_variants,
-    slot_left_behind, summarize, sync_failure_message, sync_status)
+    PG15, SLOT_NONE, SubscriptionError, catalog_query, classify_drop_error, current_from_row,
+    desired_from_params, diff_summaries, lost_slot_status, password_changed, plan,
+    plan_detach_and_drop, plan_rebuild, predict, refreshes_with_publication_change,
+    refresh_skipped, required_versions, secret_variants, slot_left_behind, summarize,
+    sync_failure_message, sync_status)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
 
 try:
     import psycopg2
@@ -472,6 +547,24 @@ except ImportError:  # pragma: no cover - reported by ensure_psycopg2()
     psycopg2 = None
 
 POLL_INTERVAL = 0.5
+# how long a rebuild waits for the dead slot to be released (the apply worker was just stopped)
+SLOT_RELEASE_TIMEOUT = 30
+PUBLISHER_CONNECT_TIMEOUT = 10
+
+# On the publisher, as the subscription's own role: its slot, and the tables its publications
+# publish (both views are readable by every role).
+SLOT_QUERY = ("SELECT slot_name, wal_status, active_pid FROM pg_catalog.pg_replication_slots "
+              "WHERE slot_name = %s")
+PUBLISHED_TABLES_QUERY = ("SELECT DISTINCT schemaname, tablename FROM pg_catalog.pg_publication_tables "
+                          "WHERE pubname = ANY(%s) ORDER BY 1, 2")
+# On the subscriber: the tables a rebuild empties (the subscription's and the published ones
+# that exist here).
+LOCAL_TABLES_QUERY = (
+    "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND (c.oid IN (SELECT r.srrelid FROM "
+    "pg_catalog.pg_subscription_rel r WHERE r.srsubid = %s) OR (n.nspname, c.relname) IN "
+    "(SELECT * FROM unnest(%s::text[], %s::text[]))) ORDER BY 1, 2")
 
 
 def publisher_argument_spec():
@@ -513,6 +606,8 @@ def argument_spec():
         refresh=dict(type='bool', default=True),
         wait_for_sync=dict(type='bool', default=False),
         wait_timeout=dict(type='int', default=300),
+        skip_lsn=dict(type='str'),
+        on_lost_slot=dict(type='str', default='ignore', choices=['ignore', 'fail', 'rebuild']),
     )
     return spec
 
@@ -524,19 +619,34 @@ class SubscriptionCatalog(object):
     """
 
     PRIVILEGES = ("SELECT pg_catalog.has_column_privilege('pg_catalog.pg_subscription', "
-                  "'subconninfo', 'SELECT') AS conninfo_readable, current_user AS session_user")
+                  "'subconninfo', 'SELECT') AS conninfo_readable, "
+                  "pg_catalog.has_table_privilege('pg_catalog.pg_replication_origin_status', "
+                  "'SELECT') AS origin_readable, current_user AS session_user")
 
     def __init__(self, conn, version):
         self.conn = conn
         self.version = version
         row = self._fetch_one(sql.SQL(self.PRIVILEGES))
         self.conninfo_readable = row['conninfo_readable']
+        self.origin_readable = row['origin_readable']
         self.session_user = row['session_user']
 
     def read(self, name):
         """The current-state dict of subscription ``name`` in this database, or None."""
-        row = self._fetch_one(catalog_query(self.version, self.conninfo_readable), (name,))
+        row = self._fetch_one(catalog_query(self.version, self.conninfo_readable,
+                                            self.origin_readable), (name,))
         return current_from_row(row, self.version)
+
+    def local_tables(self, oid, published):
+        """[(schema, table)] of the subscription (by oid, may be None) and of ``published``
+        that exist in this database."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(LOCAL_TABLES_QUERY, (oid, [p[0] for p in published],
+                                                 [p[1] for p in published]))
+                return [tuple(r) for r in cur.fetchall()]
+        finally:
+            self.conn.rollback()
 
     def _fetch_one(self, query, params=None):
         try:
@@ -591,20 +701,150 @@ class SubscriptionTask(object):
     def run(self):
         current = self.read()
         self.check_conninfo_readable(current)
+        lost = None
+        if self.desired['state'] != 'absent' and self.desired['on_lost_slot'] != 'ignore':
+            lost = self.check_slot(current)
+        first = []
         try:
-            self.planned = plan(self.desired, current, self.version)
+            if lost is not None:
+                tables = self.catalog.local_tables(current['oid'] if current else None,
+                                                   lost['published'])
+                first, self.planned = plan_rebuild(self.desired, current, tables) \
+                    if current is not None else ([], plan(self.desired, None, self.version))
+                lost['tables_emptied'] = ['%s.%s' % t for t in tables] if current else []
+            else:
+                self.planned = plan(self.desired, current, self.version)
         except SubscriptionError as e:
             self.fail(str(e))
-        self.refresh_appended = (self.desired['state'] == 'refreshed' and current is not None
+        self.refresh_appended = (lost is None and self.desired['state'] == 'refreshed'
+                                 and current is not None
                                  and not refreshes_with_publication_change(self.desired, current))
         if self.desired['state'] == 'absent':
             self.drop(current, self.planned)
             final = None
+        elif lost is not None:
+            self.rebuild(lost, first)
+            final = self.settle(None)
         else:
             self.apply(current, self.planned)
             final = self.settle(current)
+        self.result['rebuilt'] = None if lost is None else dict(
+            (k, lost[k]) for k in ('slot', 'status', 'tables_emptied'))
         self.report(current, final)
         return self.result
+
+    # -- a replication slot the publisher has lost ---------------------------------------------
+    def publisher_connection(self, current):
+        """A connection to the publisher as the subscription connects, or (None, why)."""
+        conninfo = self.desired['publisher'] or (current or {}).get('publisher')
+        if conninfo is None:
+            return None, 'the publisher connection is not known (give publisher, or read ' \
+                         'pg_subscription.subconninfo as a superuser)'
+        params = dict(conninfo.params)
+        params.setdefault('connect_timeout', PUBLISHER_CONNECT_TIMEOUT)
+        params['application_name'] = 'tablesync.postgresql pg_subscription'
+        try:
+            conn = psycopg2.connect(build_conninfo(params))
+        except psycopg2.Error as e:
+            return None, 'could not connect to the publisher: %s' % str(e).strip()
+        conn.autocommit = True
+        return conn, None
+
+    def check_slot(self, current):
+        """None when the slot is usable (or cannot be checked: a warning says why); else
+        {slot, status: lost | missing, published: [(schema, table)]}; on_lost_slot=fail fails.
+
+        Without a subscription only a lost slot of the name it would use counts (a leftover
+        of an interrupted rebuild, in the way of CREATE SUBSCRIPTION)."""
+        mode = self.desired['on_lost_slot']
+        if current is None:
+            if mode != 'rebuild':
+                return None
+            slot = self.desired['options'].get('slot_name', self.name)
+        else:
+            slot = current['options'].get('slot_name')
+        if slot in (None, SLOT_NONE):
+            return None
+        conn, problem = self.publisher_connection(current)
+        if conn is None:
+            msg = 'Could not check replication slot %s of subscription %s: %s' % (slot, self.name, problem)
+            if mode == 'rebuild':
+                self.fail(msg)
+            self.warn(msg)
+            return None
+        try:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(SLOT_QUERY, (slot,))
+                row = cur.fetchone()
+                status = lost_slot_status(row)
+                if current is None and status != 'lost':
+                    return None
+                publications = self.desired['publications'] or (current or {}).get('publications') or []
+                cur.execute(PUBLISHED_TABLES_QUERY, (list(publications),))
+                published = [(r['schemaname'], r['tablename']) for r in cur.fetchall()]
+        except psycopg2.Error as e:
+            self.fail('Could not read replication slot %s on the publisher of subscription %s: %s'
+                      % (slot, self.name, str(e).strip()))
+        finally:
+            conn.close()
+        if status is None:
+            return None
+        what = ('was invalidated (wal_status lost: the WAL it needed was removed, see '
+                'max_slot_wal_keep_size)' if status == 'lost' else 'does not exist')
+        if mode == 'fail':
+            self.fail('The replication slot %s of subscription %s %s on the publisher: the '
+                      'subscription has missed changes and cannot resume. Re-create it with '
+                      'on_lost_slot=rebuild (role logical_subscriber: -e '
+                      'logical_subscriber_on_lost_slot=rebuild), which empties its target tables '
+                      'and copies them again.' % (slot, self.name, what),
+                      lost_slot={'slot': slot, 'status': status})
+        self.warn('The replication slot %s of subscription %s %s on the publisher: the '
+                  'subscription is re-created and its tables copied again (on_lost_slot=rebuild).'
+                  % (slot, self.name, what))
+        return {'slot': slot, 'status': status, 'published': published, 'tables_emptied': []}
+
+    def rebuild(self, lost, first):
+        """Drop the subscription and empty its tables (one transaction), drop the dead slot on
+        the publisher, create the subscription again."""
+        try:
+            self.execute(first)
+        except ExecutionError as e:
+            self.fail('Could not drop subscription %s to rebuild it: %s' % (self.name, e.msg))
+        if lost['status'] == 'lost':
+            self.drop_publisher_slot(lost['slot'])
+        try:
+            self.execute(self.planned)
+        except ExecutionError as e:
+            self.fail('Subscription %s was dropped and its tables emptied, but creating it again '
+                      'failed: %s (run again to retry)' % (self.name, e.msg))
+
+    def drop_publisher_slot(self, slot):
+        # slot names are lower-case letters, digits and underscores: safe to show quoted
+        self.executor.queries.append("SELECT pg_catalog.pg_drop_replication_slot('%s')  -- on the "
+                                     "publisher" % slot)
+        if self.module.check_mode:
+            return
+        conn, problem = self.publisher_connection(None)
+        if conn is None:
+            self.fail('Subscription %s was dropped and its tables emptied, but its dead slot %s '
+                      'could not be dropped on the publisher: %s (run again to retry)'
+                      % (self.name, slot, problem))
+        deadline = time.time() + SLOT_RELEASE_TIMEOUT
+        try:
+            while True:
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute('SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM '
+                                    'pg_catalog.pg_replication_slots WHERE slot_name = %s', (slot,))
+                    return
+                except psycopg2.Error as e:
+                    # the walsender of the stopped apply worker may still hold it a moment
+                    if 'is active' not in str(e) or time.time() > deadline:
+                        self.fail('Could not drop the dead replication slot %s on the publisher '
+                                  'of subscription %s: %s' % (slot, self.name, str(e).strip()))
+                    time.sleep(POLL_INTERVAL)
+        finally:
+            conn.close()
 
     def check_conninfo_readable(self, current):
         status = current['conninfo_status'] if current is not None else 'ok'

@@ -744,3 +744,121 @@ def test_predict_alter_matches_plan():
     after = sub.predict(d, current(comment='c'), PG15)
     assert plan(desired(enabled=False, binary=True, publications=['x'], comment='', owner='o'),
                 after, PG15) == []
+
+
+# ---- skipping a failing transaction (ALTER SUBSCRIPTION ... SKIP) -----------------------------
+
+@pytest.mark.parametrize('given, normalised', [
+    ('0/14c0378', '0/14C0378'), (' 0/014C0378 ', '0/14C0378'), ('1A/0', '1A/0'),
+    ('none', sub.SKIP_NONE), ('NONE', sub.SKIP_NONE)])
+def test_skip_lsn_normalised(given, normalised):
+    assert desired(skip_lsn=given)['skip_lsn'] == normalised
+
+
+@pytest.mark.parametrize('given', ['0/0', '14C0378', '0/1234567890', 'x/1', '0/1; DROP', ''])
+def test_skip_lsn_refused(given):
+    with pytest.raises(SubscriptionError):
+        desired(skip_lsn=given)
+
+
+def test_skip_planned_with_the_lsn_as_parameter():
+    statements = plan(desired(skip_lsn='0/14c0378'), current(), PG15)
+    assert shown(statements) == ["ALTER SUBSCRIPTION \"sub1\" SKIP (lsn = '0/14C0378')"]
+    assert modes(statements) == [False]
+
+
+def test_skip_is_idempotent():
+    lsn = 0x14C0378
+    # already pending with this LSN
+    assert plan(desired(skip_lsn='0/14C0378'), current(subskiplsn='0/14C0378'), PG15) == []
+    # the subscription already applied (or skipped) past it
+    assert plan(desired(skip_lsn='0/14C0378'), current(origin_lsn='0/14C0378'), PG15) == []
+    assert plan(desired(skip_lsn='0/14C0378'), current(origin_lsn='0/2000000'), PG15) == []
+    # not yet reached: skip; origin unknown (not readable): skip (PostgreSQL checks)
+    assert len(plan(desired(skip_lsn='0/14C0378'), current(origin_lsn='0/14C0377'), PG15)) == 1
+    assert len(plan(desired(skip_lsn='0/14C0378'), current(), PG15)) == 1
+    # another LSN pending: replaced
+    assert shown(plan(desired(skip_lsn='0/14C0378'), current(subskiplsn='0/1000000'), PG15)) == [
+        "ALTER SUBSCRIPTION \"sub1\" SKIP (lsn = '0/14C0378')"]
+    assert current(subskiplsn='0/0')['skip_lsn'] is None
+    assert current(subskiplsn='0/14C0378')['skip_lsn'] == lsn
+
+
+def test_skip_none_clears_only_a_pending_skip():
+    assert plan(desired(skip_lsn='NONE'), current(), PG15) == []
+    assert shown(plan(desired(skip_lsn='none'), current(subskiplsn='0/5'), PG15)) == [
+        'ALTER SUBSCRIPTION "sub1" SKIP (lsn = NONE)']
+
+
+def test_skip_needs_15_and_an_existing_subscription():
+    assert (PG15, 'skip_lsn (ALTER SUBSCRIPTION ... SKIP)') in sub.required_versions(
+        desired(skip_lsn='0/5'))
+    with pytest.raises(SubscriptionError, match='PostgreSQL 15'):
+        plan(desired(skip_lsn='0/5'), current(PG14), PG14)
+    with pytest.raises(SubscriptionError, match='existing subscription'):
+        plan(desired(skip_lsn='0/5', publications=['pub1'], publisher=PUBLISHER), None, PG15)
+
+
+def test_skip_after_other_changes_and_in_the_summary():
+    statements = plan(desired(skip_lsn='0/5', enabled=True), current(subenabled=False), PG15)
+    assert shown(statements) == ['ALTER SUBSCRIPTION "sub1" ENABLE',
+                                 "ALTER SUBSCRIPTION \"sub1\" SKIP (lsn = '0/5')"]
+    cur = current(subskiplsn='0/0')
+    after = sub.predict(desired(skip_lsn='0/AB'), cur, PG15)
+    assert sub.summarize(after)['skip_lsn'] == '0/AB'
+    assert sub.summarize(cur)['skip_lsn'] is None
+
+
+def test_catalog_query_reads_skip_and_origin_from_15():
+    assert 'subskiplsn' not in render(Statement(sub.catalog_query(PG14, True, True), ['x']))
+    text15 = render(Statement(sub.catalog_query(PG15, True, False), ['x']))
+    assert 'subskiplsn' in text15 and 'pg_replication_origin_status' not in text15
+    assert 'pg_replication_origin_status' in render(Statement(sub.catalog_query(PG15, True, True),
+                                                             ['x']))
+
+
+# ---- a replication slot lost on the publisher -------------------------------------------------
+
+def test_lost_slot_status():
+    assert sub.lost_slot_status(None) == 'missing'
+    assert sub.lost_slot_status({'wal_status': 'lost'}) == 'lost'
+    for usable in ('reserved', 'extended', 'unreserved', None):
+        assert sub.lost_slot_status({'wal_status': usable}) is None
+
+
+def test_on_lost_slot_choices():
+    assert desired()['on_lost_slot'] == 'ignore'
+    assert desired(on_lost_slot='rebuild')['on_lost_slot'] == 'rebuild'
+    with pytest.raises(SubscriptionError, match='on_lost_slot'):
+        desired(on_lost_slot='drop')
+
+
+def test_rebuild_drops_detached_and_truncates_in_one_transaction_then_creates():
+    want = desired(publications=['pub1'], publisher=PUBLISHER, slot_name='sub1_slot',
+                   copy_data=False, binary=True)
+    first, then = sub.plan_rebuild(want, current(), [('sales', 'orders'), ('My Schema', 'a.b')])
+    assert shown(first) == [
+        'ALTER SUBSCRIPTION "sub1" DISABLE',
+        'ALTER SUBSCRIPTION "sub1" SET (slot_name = NONE)',
+        'DROP SUBSCRIPTION "sub1"',
+        'TRUNCATE "sales"."orders", "My Schema"."a.b"',
+    ]
+    assert modes(first) == [False] * 4  # one transaction: all or nothing
+    assert len(then) == 1 and modes(then) == [True]
+    text = shown(then)[0]
+    assert text.startswith('CREATE SUBSCRIPTION "sub1" CONNECTION')
+    # the copy is never turned off for a rebuild: the tables were just emptied
+    assert 'copy_data' not in text and "binary = true" in text and "slot_name = 'sub1_slot'" in text
+    assert PASSWORD not in text
+
+
+def test_rebuild_of_a_disabled_subscription_without_tables():
+    first, _then = sub.plan_rebuild(desired(publications=['pub1'], publisher=PUBLISHER),
+                                    current(subenabled=False), [])
+    assert shown(first) == ['ALTER SUBSCRIPTION "sub1" SET (slot_name = NONE)',
+                            'DROP SUBSCRIPTION "sub1"']
+
+
+def test_rebuild_needs_what_creation_needs():
+    with pytest.raises(SubscriptionError, match='publisher'):
+        sub.plan_rebuild(desired(publications=['pub1']), current(), [('a', 'b')])
