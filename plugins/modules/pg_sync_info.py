@@ -49,6 +49,18 @@ options:
     elements: str
     choices: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers]
     default: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers]
+  server_log:
+    description:
+      - Also return the last apply error of each subscription from the server log
+        (RV(subscriptions[].last_apply_error)) - the path of the log file on the managed host,
+        or V(auto) to find it (the logging collector's current file, C(pg_current_logfile()),
+        needs a superuser or C(pg_monitor); otherwise Debian's
+        C(/var/log/postgresql/postgresql-<version>-<cluster>.log) named after C(cluster_name)).
+      - The module reads the last 4 MiB of the file as the user it runs as (for example
+        C(postgres) with C(become)); the plain-text (C(stderr)) log format only. When the file
+        cannot be found or read, C(subscriptions.last_apply_error) is listed in RV(unavailable).
+      - Not read when unset.
+    type: str
 notes:
   - Requires PostgreSQL 10 or later.
   - Publications and subscriptions are those of the database the module connects to
@@ -171,6 +183,19 @@ subscriptions:
       description: Seconds since the last message from the publisher arrived (C(now() - last_msg_receipt_time)).
       type: float
     apply_error_count: {description: Errors while applying changes (PostgreSQL 15+)., type: int}
+    last_apply_error:
+      description:
+        - With O(server_log), the last apply error of the subscription the log holds (PostgreSQL
+          15 or later, whose errors name the subscription's replication origin and the failed
+          transaction's finish LSN), else V(null).
+        - C(finish_lsn) is what M(tablesync.postgresql.pg_subscription) O(tablesync.postgresql.pg_subscription#module:skip_lsn)
+          takes to skip the transaction. C(resolved) is V(true) once the subscription has applied
+          or skipped past it (its replication origin is at or beyond C(finish_lsn); readable by
+          superusers, else V(null)).
+      type: dict
+      sample: {time: "2026-01-05 10:00:00.123 UTC", message: duplicate key value violates unique constraint "orders_pkey",
+               detail: Key (id)=(5) already exists., message_type: INSERT, relation: sales.orders, column: null,
+               transaction: 745, finish_lsn: 0/1A2B3C4, resolved: false}
     sync_error_count: {description: Errors during the initial table copy (PostgreSQL 15+)., type: int}
     tables:
       description:
@@ -252,6 +277,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
     connect, connection_argument_spec, require_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_info import SECTIONS, SyncInfo
+from ansible_collections.tablesync.postgresql.plugins.module_utils.server_log import (
+    last_apply_errors, log_file, read_tail, resolved)
 
 try:
     import psycopg2
@@ -264,8 +291,55 @@ def argument_spec():
     spec.update(
         name_prefix=dict(type='str'),
         gather=dict(type='list', elements='str', choices=list(SECTIONS), default=list(SECTIONS)),
+        server_log=dict(type='str'),
     )
     return spec
+
+
+# Where the log is and each subscription's origin and progress; restricted parts are NULL.
+_LOG_SETTINGS_SQL = (
+    "SELECT (SELECT pg_catalog.json_object_agg(name, setting) FROM pg_catalog.pg_settings "
+    "WHERE name IN ('data_directory', 'cluster_name', 'logging_collector')) AS settings, "
+    "CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_current_logfile()', 'EXECUTE') "
+    "THEN pg_catalog.pg_current_logfile() END AS current_logfile, "
+    "pg_catalog.has_table_privilege('pg_catalog.pg_replication_origin_status', 'SELECT') "
+    "AS origin_readable")
+_ORIGINS_SQL = (
+    "SELECT s.subname, 'pg_' || s.oid::text AS origin{progress} FROM pg_catalog.pg_subscription s "
+    "WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d "
+    "WHERE d.datname = pg_catalog.current_database())")
+_PROGRESS = (", (SELECT os.remote_lsn::text FROM pg_catalog.pg_replication_origin_status os "
+             "WHERE os.external_id = 'pg_' || s.oid::text) AS origin_lsn")
+
+
+def add_apply_errors(conn, explicit, info):
+    """subscriptions[].last_apply_error from the server log; unavailable when unreadable."""
+    subscriptions = info.get('subscriptions') or []
+    for sub in subscriptions:
+        sub['last_apply_error'] = None
+    if not subscriptions:
+        return
+    with conn.cursor() as cur:
+        cur.execute(_LOG_SETTINGS_SQL)
+        settings, current_logfile, origin_readable = cur.fetchone()
+        cur.execute(_ORIGINS_SQL.format(progress=_PROGRESS if origin_readable else ''))
+        origins = dict((row[0], row[1:]) for row in cur.fetchall())
+    conn.rollback()
+    path = log_file(explicit, settings or {}, current_logfile)
+    try:
+        lines = read_tail(path) if path else None
+    except (IOError, OSError):
+        lines = None
+    if lines is None:
+        info['unavailable'].append('subscriptions.last_apply_error')
+        return
+    errors = last_apply_errors(lines, [o[0] for o in origins.values()])
+    for sub in subscriptions:
+        origin = origins.get(sub['name'])
+        error = errors.get(origin[0]) if origin else None
+        if error is not None:
+            error['resolved'] = resolved(error, origin[1] if len(origin) > 1 else None)
+        sub['last_apply_error'] = error
 
 
 def main():
@@ -275,6 +349,8 @@ def main():
         require_version(module, conn, 100000, 'pg_sync_info')
         conn.set_session(readonly=True)
         info = SyncInfo(conn).read(module.params['gather'], module.params['name_prefix'])
+        if module.params['server_log'] and 'subscriptions' in module.params['gather']:
+            add_apply_errors(conn, module.params['server_log'], info)
     except psycopg2.Error as e:
         module.fail_json(msg='Cannot read the replication state: %s' % str(e).strip(),
                          exception=traceback.format_exc())
