@@ -15,6 +15,7 @@ Configurations are measured round-robin (``--repeat`` rounds, median reported) s
 neighbour slows all of them alike; ratios are to the local baseline of the same run.
 
     sudo .venv/bin/python benchmarks/fdw_bench.py                 # 1,000,000 / 100,000 rows
+    sudo .venv/bin/python benchmarks/fdw_bench.py --quick --json /tmp/fdw.json  # 100,000 / 10,000
     sudo .venv/bin/python benchmarks/fdw_bench.py --read-rows 100000 --insert-rows 10000 --repeat 1
 """
 import argparse
@@ -30,7 +31,9 @@ from psycopg2 import sql
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 sys.path.insert(0, os.path.join(ROOT, '.cache', 'collections'))
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
+from common import add_standard_arguments, chart, make_result, print_table, write_json  # noqa: E402
 from pgcluster import Cluster, cleanup, make_base  # noqa: E402
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (  # noqa: E402
     alter_options_statement, option_changes)
@@ -40,6 +43,9 @@ DB = 'bench'
 SERVER = 'bench_source'
 READ_FETCH_SIZES = (100, 1000, 10000, 50000)   # 100 is postgres_fdw's default
 INSERT_BATCH_SIZES = (1, 100, 1000, 10000)     # 1 is postgres_fdw's default
+# the fdw_consumer role's defaults (roles/fdw_consumer/defaults/main.yml)
+TUNED = {'read': 'fdw fetch_size 10000', 'insert': 'fdw batch_size 1000'}
+DEFAULT = {'read': 'fdw fetch_size 100 (default)', 'insert': 'fdw batch_size 1 (default)'}
 # Settings for a fair measurement: no per-statement logging (the test clusters log everything),
 # buffers large enough to hold the table. fsync stays off as in the test clusters.
 BENCH_SETTINGS = (('log_statement', 'none'), ('log_min_messages', 'warning'),
@@ -189,8 +195,10 @@ def machine_description(source):
 
 
 def table(cases, times, args):
-    lines = ['| workload | configuration | median time (s) | min - max (s) | ratio to local |',
-             '|---|---|---:|---:|---:|']
+    """(columns, rows, ratios by (kind, label)) of the medians; ratios to the local table."""
+    columns = ['workload', 'configuration', 'median time (s)', 'min - max (s)', 'ratio to local']
+    rows = []
+    ratios = {}
     baseline = {}
     for kind, label, _table, _extra in cases:
         median = statistics.median(times[(kind, label)])
@@ -199,17 +207,51 @@ def table(cases, times, args):
         what = ('read %s rows' % format(args.read_rows, ',') if kind == 'read'
                 else 'insert %s rows' % format(args.insert_rows, ','))
         runs = times[(kind, label)]
-        lines.append('| %s | %s | %.3f | %.3f - %.3f | %.1fx |'
-                     % (what, label, median, min(runs), max(runs), median / baseline[kind]))
-    return lines
+        ratios[(kind, label)] = median / baseline[kind]
+        rows.append([what, label, '%.3f' % median, '%.3f - %.3f' % (min(runs), max(runs)),
+                     '%.1fx' % ratios[(kind, label)]])
+    return columns, rows, ratios
+
+
+def result_json(cases, times, args, machine, load_note):
+    columns, rows, ratios = table(cases, times, args)
+    goal_met = all(ratios[(k, TUNED[k])] < ratios[(k, DEFAULT[k])] for k in ('read', 'insert'))
+    charts = []
+    for kind, what in (('read', 'read %s rows: time / local table' % format(args.read_rows, ',')),
+                       ('insert', 'insert %s rows: time / local table'
+                        % format(args.insert_rows, ','))):
+        labels = [label for k, label, _t, _e in cases if k == kind]
+        charts.append(chart('fdw-%s.png' % kind, 'postgres_fdw ' + what, labels,
+                            {'ratio to local': [ratios[(kind, label)] for label in labels]}))
+    description = (
+        'postgres_fdw between two PostgreSQL clusters on this machine: a *source* holding the '
+        'table and a *consumer* with a foreign server, user mapping and foreign table. '
+        '**read**: `%s` (`random()` is volatile, so every row crosses the connection in '
+        '`fetch_size` batches); **insert**: `INSERT INTO t SELECT ... FROM generate_series(...)` '
+        '(a round trip per `batch_size` rows). **Baseline**: the same statement on a local copy '
+        'of the table in the consumer\'s database (the work without the network hop), measured '
+        'in the same run. %d measured round(s) after a warm-up round, configurations '
+        'round-robin, median reported.' % (READ.format('t'), args.repeat))
+    return make_result(
+        'fdw', 'postgres_fdw: default vs tuned fetch_size / batch_size', description, columns,
+        rows, goal='the fdw_consumer role\'s defaults (fetch_size 10000, batch_size 1000) are '
+                   'faster than postgres_fdw\'s (100, 1)',
+        goal_met=goal_met, charts=charts, notes=list(machine) + [load_note])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
-    parser.add_argument('--read-rows', type=int, default=1000000)
-    parser.add_argument('--insert-rows', type=int, default=100000)
-    parser.add_argument('--repeat', type=int, default=3, help='measured rounds (median)')
+    add_standard_arguments(parser)
+    parser.add_argument('--read-rows', type=int, default=None,
+                        help='default 1,000,000 (100,000 with --quick)')
+    parser.add_argument('--insert-rows', type=int, default=None,
+                        help='default 100,000 (10,000 with --quick)')
+    parser.add_argument('--repeat', type=int, default=None,
+                        help='measured rounds (median); default 3 (1 with --quick)')
     args = parser.parse_args()
+    args.read_rows = args.read_rows or (100000 if args.quick else 1000000)
+    args.insert_rows = args.insert_rows or (10000 if args.quick else 100000)
+    args.repeat = args.repeat or (1 if args.quick else 3)
     base = make_base()
     clusters = []
     try:
@@ -219,16 +261,16 @@ def main():
         src, dst = prepare(source, consumer, args.read_rows)
         load_before = load_average()
         cases, times = measure(src, dst, source, args)
-        print('\n'.join(machine_description(source)))
-        print('load average (1/5/15 min) before: %s, after: %s' % (load_before, load_average()))
-        print('%d measured rounds per configuration (after one warm-up round), run round-robin'
-              % args.repeat)
-        print()
-        print('\n'.join(table(cases, times, args)))
+        machine = machine_description(source)
+        load_note = ('load average (1/5/15 min) before: %s, after: %s'
+                     % (load_before, load_average()))
     finally:
         for cluster in clusters:
             cluster.stop('immediate')
         cleanup(base)
+    result = result_json(cases, times, args, machine, load_note)
+    print_table(result)
+    write_json(args.json, result)
 
 
 if __name__ == '__main__':
