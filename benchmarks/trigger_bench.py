@@ -16,6 +16,7 @@ target has every change: the logical subscription catching up, and the queued ba
 compared with the source afterwards.
 
     .venv/bin/python benchmarks/trigger_bench.py [--duration 20] [--clients 2] [--rows 100000]
+    .venv/bin/python benchmarks/trigger_bench.py --quick --json /tmp/trigger.json   # 5 s, 10,000 rows
 """
 import argparse
 import os
@@ -29,7 +30,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
+from common import add_standard_arguments, chart, make_result, print_table, write_json  # noqa: E402
 from pgcluster import Cluster, cleanup, make_base, wait_for  # noqa: E402
 from runner import run_tasks  # noqa: E402
 
@@ -186,12 +189,19 @@ def median_run(runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
-    parser.add_argument('--duration', type=int, default=20, help='seconds per scenario')
+    add_standard_arguments(parser)
+    parser.add_argument('--duration', type=int, default=None,
+                        help='seconds per scenario (default 20; 5 with --quick)')
     parser.add_argument('--clients', type=int, default=2, help='pgbench clients (and threads)')
-    parser.add_argument('--rows', type=int, default=100000, help='rows in the table at start')
-    parser.add_argument('--rounds', type=int, default=1,
-                        help='run the scenarios this many times, interleaved; the median counts')
+    parser.add_argument('--rows', type=int, default=None,
+                        help='rows in the table at start (default 100000; 10000 with --quick)')
+    parser.add_argument('--rounds', type=int, default=None,
+                        help='run the scenarios this many times, interleaved; the median counts '
+                             '(default 3; 1 with --quick)')
     args = parser.parse_args()
+    args.duration = args.duration or (5 if args.quick else 20)
+    args.rows = args.rows or (10000 if args.quick else 100000)
+    args.rounds = args.rounds or (1 if args.quick else 3)
 
     base = make_base()
     source = Cluster('bench_source', base).start()
@@ -247,14 +257,7 @@ def main():
         target.stop('immediate')
         cleanup(base)
 
-    print('machine: %s; PostgreSQL %s (source and target on this host, fsync off)'
-          % (machine(), version))
-    print('workload: pgbench -c %d -j %d -T %d, 3 updates : 1 insert on a %d-row table; '
-          'median of %d interleaved round(s), ratios to the same round\'s no sync'
-          % (args.clients, args.clients, args.duration, args.rows, args.rounds))
-    print()
-    print('| scenario | TPS | ratio to no sync | target complete after the run |')
-    print('|---|---:|---:|---|')
+    rows = []
     for name, r in results:
         if name == 'no sync':
             after = '-'
@@ -265,12 +268,32 @@ def main():
             after = '%.1f s (subscription catching up)' % r['drain_s']
         else:
             after = 'at once (applied at each commit)'
-        print('| %s | %.0f | %.2fx | %s |' % (name, r['tps'], r['ratio'], after))
+        rows.append([name, '%.0f' % r['tps'], '%.2fx' % r['ratio'], after])
     cost = dict(results)['trigger queued']['cost']
-    print()
-    print('queued capture cost per single-row UPDATE, inside the server (loop of %d, median of 3):'
-          ' %.1f us without trigger, %.1f us with it (+%.1f us)'
-          % (min(args.rows, 20000), cost['off'], cost['on'], cost['on'] - cost['off']))
+    queued = dict(results)['trigger queued']['ratio']
+    description = (
+        'The same pgbench workload (`-c %d -j %d -T %d`, custom scripts: 3 updates of a random '
+        'existing row for 1 insert, one statement per transaction) on a %d-row table of a source '
+        'cluster with no sync (**the baseline**), with logical replication to a target cluster, '
+        'and with pg_sync_trigger in `queued` and `immediate` mode; fresh databases per scenario, '
+        'the target compared with the source after each run. Median of %d interleaved round(s); '
+        'every ratio is to the no-sync TPS of the same round.'
+        % (args.clients, args.clients, args.duration, args.rows, args.rounds))
+    result = make_result(
+        'trigger', 'Trigger sync method: cost on source writes', description,
+        ['scenario', 'TPS', 'ratio to no sync', 'target complete after the run'], rows,
+        goal='trigger queued keeps at least 0.7x of the no-sync TPS', goal_met=queued >= 0.7,
+        charts=[chart('trigger.png', 'Source write throughput (TPS / no sync)',
+                      [name for name, _r in results],
+                      {'ratio to no sync': [r['ratio'] for _name, r in results]},
+                      ylabel='ratio to no sync (TPS)')],
+        notes=['machine: %s; PostgreSQL %s (source and target on this host, fsync off)'
+               % (machine(), version),
+               'queued capture cost per single-row UPDATE, inside the server (loop of %d, median '
+               'of 3): %.1f us without trigger, %.1f us with it (+%.1f us)'
+               % (min(args.rows, 20000), cost['off'], cost['on'], cost['on'] - cost['off'])])
+    print_table(result)
+    write_json(args.json, result)
 
 
 if __name__ == '__main__':
