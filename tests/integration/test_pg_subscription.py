@@ -606,3 +606,82 @@ def test_hostile_names(env):
     result = env.run(name=name, state='absent')
     assert_ok(result, changed=True)
     assert env.subscriptions() == [] and env.slots() == []
+
+
+# ---- faults: an apply conflict skipped, a slot lost on the publisher --------------------------
+
+def _last_apply_error(env):
+    result = run_module('tablesync.postgresql.pg_sync_info',
+                        dict(env.sub.login(env.subdb), gather=['subscriptions'],
+                             server_log=env.sub.logfile))
+    assert_ok(result)
+    return [s for s in result['subscriptions'] if s['name'] == env.name][0]['last_apply_error']
+
+
+def test_skip_lsn_skips_the_failing_transaction(env):
+    t = env.create_table('t', rows=3)
+    env.create_publication(t)
+    assert_ok(env.run(wait_for_sync=True, wait_timeout=120), changed=True)
+    env.sub_sql("INSERT INTO t VALUES (100, 'already here')")
+    env.pub_sql("INSERT INTO t VALUES (100, 'already here')")  # duplicate key on apply
+    wait_for(lambda: (_last_apply_error(env) or {}).get('detail') == 'Key (id)=(100) already exists.',
+             timeout=60, what='the apply error in the server log')
+    error = _last_apply_error(env)
+    assert error['resolved'] is False and error['relation'] == 'public.t', error
+    lsn = error['finish_lsn']
+
+    before = env.catalog_snapshot()
+    checked = env.run(check=True, skip_lsn=lsn.lower())
+    assert_ok(checked, changed=True)
+    assert checked['queries'] == ["ALTER SUBSCRIPTION \"%s\" SKIP (lsn = '%s')" % (env.name, lsn)]
+    assert env.catalog_snapshot() == before
+    assert_ok(env.run(skip_lsn=lsn), changed=True)
+    env.pub_sql("INSERT INTO t VALUES (101, 'after the skipped one')")
+    wait_for(lambda: env.count() == 5, timeout=60, what='the apply to go on')
+    assert _last_apply_error(env)['resolved'] is True
+    # done: the subscription is past the LSN, the same task changes nothing
+    assert_ok(env.run(skip_lsn=lsn), changed=False)
+    assert env.sub_sql('SELECT subskiplsn::text FROM pg_subscription WHERE subname = %s',
+                       (env.name,)) == [('0/0',)]
+
+
+def test_on_lost_slot_fail_then_rebuild(env):
+    t = env.create_table('t', rows=20)
+    env.create_publication(t)
+    assert_ok(env.run(wait_for_sync=True, wait_timeout=120), changed=True)
+    # the slot disappears on the publisher (as after pg_drop_replication_slot by hand); the
+    # subscriber also holds a row the publisher never had
+    env.sub_sql(sql.SQL('ALTER SUBSCRIPTION {} DISABLE').format(sql.Identifier(env.name)))
+    drop_slots(env.pub, env.pubdb)
+    env.sub_sql(sql.SQL('ALTER SUBSCRIPTION {} ENABLE').format(sql.Identifier(env.name)))
+    env.sub_sql("INSERT INTO t VALUES (999, 'stray')")
+    assert env.slots() == []
+
+    assert_ok(env.run(on_lost_slot='ignore'), changed=False)
+    failed = env.run(on_lost_slot='fail')
+    assert failed['failed'] and failed['changed'] is False
+    assert 'The replication slot %s of subscription %s does not exist on the publisher' % (
+        env.name, env.name) in failed['msg']
+    assert 'on_lost_slot=rebuild' in failed['msg']
+    assert_never_shown(failed, env.pub.password)
+
+    before = env.catalog_snapshot()
+    checked = env.run(check=True, on_lost_slot='rebuild')
+    assert_ok(checked, changed=True)
+    assert env.catalog_snapshot() == before and env.count() == 21
+    assert checked['rebuilt'] == {'slot': env.name, 'status': 'missing', 'tables_emptied': ['public.t']}
+    assert checked['queries'][:4] == [
+        'ALTER SUBSCRIPTION "%s" DISABLE' % env.name,
+        'ALTER SUBSCRIPTION "%s" SET (slot_name = NONE)' % env.name,
+        'DROP SUBSCRIPTION "%s"' % env.name,
+        'TRUNCATE "public"."t"']
+    assert checked['queries'][4].startswith('CREATE SUBSCRIPTION')
+
+    rebuilt = env.run(on_lost_slot='rebuild', wait_for_sync=True, wait_timeout=120)
+    assert_ok(rebuilt, changed=True)
+    assert_never_shown(rebuilt, env.pub.password)
+    assert env.count() == 20  # the stray row is gone, every publisher row copied once
+    assert env.slots() == [env.name]
+    assert_ok(env.run(on_lost_slot='rebuild', wait_for_sync=True), changed=False)
+    env.pub_sql("INSERT INTO t VALUES (21, 'replicated again')")
+    wait_for(lambda: env.count() == 21, timeout=60, what='replication after the rebuild')
