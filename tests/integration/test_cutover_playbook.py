@@ -187,6 +187,22 @@ def test_refused_before_anything(deployed):
     assert not os.path.exists(marker)
     assert (sequence(subscriber), queue_depth(publisher)) == before == ((1, False), 5)
 
+    # a hook that fails ends the run before anything else happens
+    failing = os.path.join(os.path.dirname(hook), 'failing_hook.yml')
+    with open(failing, 'w') as f:
+        yaml.safe_dump([{'name': 'Stop the application',
+                         'ansible.builtin.fail': {'msg': 'the application did not stop'}}], f)
+    inv = inventory(publisher, subscriber, tablesync_cutover_stop_writes_tasks=failing)
+    rc, out = run_cutover(inv, '-e', 'tablesync_cutover_sets=%s,%s' % (SET, TSET),
+                          '-e', 'tablesync_cutover_confirm=true')
+    assert rc != 0
+    assert 'The stop-writes hook did not complete; nothing else was done' in out, out
+    assert 'failing_hook.yml failed on pub (task Stop the application): the application did ' \
+        'not stop' in out, out
+    assert "Read the publisher's WAL position" not in out, out
+    assert 'Apply the queued changes' not in out, out
+    assert (sequence(subscriber), queue_depth(publisher)) == before
+
 
 def test_check_mode_changes_nothing(deployed):
     publisher, subscriber, hook, marker = deployed
@@ -219,8 +235,9 @@ def test_cutover_clean(deployed):
     publisher.execute('INSERT INTO sales.orders (total) SELECT 7 FROM generate_series(1, 20);'
                       " INSERT INTO sales.customers VALUES (1001, 'new', 'NL'), (1002, 'new', 'DE')", dbname=DB)
     inv = inventory(publisher, subscriber, tablesync_cutover_stop_writes_tasks=hook)
+    # -vvv: the passwords (login, source, trigger role; psql's password file) never show
     rc, out = run_cutover(inv, '-e', 'tablesync_cutover_sets=[%s,%s,%s]' % (SET, TSET, FSET),
-                          '-e', 'tablesync_cutover_confirm=true')
+                          '-e', 'tablesync_cutover_confirm=true', '-vvv')
     assert rc == 0, out
     with open(marker) as f:
         assert json.load(f) == sorted([SET, TSET, FSET])
