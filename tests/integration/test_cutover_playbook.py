@@ -28,6 +28,7 @@ TSET = 'q' + SET
 FSET = 'f' + SET
 DB = 'cut_%d' % (os.getpid() % 100000)
 SUBSCRIPTION = 'tablesync_' + SET
+READER = 'cut_reader_%d' % (os.getpid() % 100000)  # SELECT on the published tables only
 
 
 def inventory(publisher, subscriber, **extra):
@@ -107,6 +108,9 @@ def deployed(publisher, subscriber, tmp_path_factory):
                                'WITH (slot_name = {})').format(
         sql.Identifier(SUBSCRIPTION), sql.Literal(conninfo), sql.Identifier(SUBSCRIPTION),
         sql.Identifier(slot_name(SET, 'sub', DB))), dbname=DB)
+    publisher.execute(sql.SQL('CREATE ROLE {r} LOGIN PASSWORD {p}; GRANT USAGE ON SCHEMA sales TO {r};'
+                              ' GRANT SELECT ON sales.orders, sales.customers TO {r}').format(
+        r=sql.Identifier(READER), p=sql.Literal(SUPERPASS)), dbname=DB)
     r = run_module('tablesync.postgresql.pg_sync_trigger', dict(
         publisher.login(DB), name=TSET, tables=['sales.items'], mode='queued', verify_target=False,
         target=dict(host=subscriber.host, port=subscriber.port, dbname=DB, user=subscriber.user,
@@ -144,6 +148,7 @@ def deployed(publisher, subscriber, tmp_path_factory):
         for cluster in (subscriber, publisher):
             cluster.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(
                 sql.Identifier(DB)))
+        publisher.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(READER)))
 
 
 def sequence(cluster):
@@ -262,11 +267,12 @@ def test_cutover_clean(deployed):
 
 
 def test_differing_row_fails_then_disable(deployed):
+    """Production-like privileges: the targets read the source as a role with SELECT on the
+    published tables only (as the replication role of the roles)."""
     publisher, subscriber, hook, marker = deployed
-    inv = inventory(publisher, subscriber)  # no hook: the operator stopped the writes
+    # no hook: the operator stopped the writes
+    inv = inventory(publisher, subscriber, tablesync_cutover_source_user=READER)
     subscriber.execute('UPDATE sales.orders SET total = -1 WHERE id = 3', dbname=DB)
-    # an application already took sequence values on the target: never moved backwards
-    subscriber.execute("SELECT setval('sales.orders_id_seq', 1000)", dbname=DB)
     rc, out = run_cutover(inv, '-e', 'tablesync_cutover_sets=%s' % SET,
                           '-e', 'tablesync_cutover_confirm=true',
                           '-e', 'tablesync_cutover_disable_subscriptions=true')
@@ -274,18 +280,24 @@ def test_differing_row_fails_then_disable(deployed):
     logical = report(out, SET)
     assert 'NOT CLEAN' in logical and 'stopped by the operator' in logical, logical
     assert 'rows differ: sales.orders: 1 changed (key 3)' in logical, logical
-    assert '1 sequence: 0 moved, 1 already at or past the source' in logical, logical
-    assert sequence(subscriber) == (1000, True)
-    assert 'The cutover is not clean (1 problem)' in out
+    assert 'permission denied' in logical and 'needs SELECT on the sequences' in logical, logical
+    assert 'The cutover is not clean (2 problems)' in out
     # not clean: the subscription keeps replicating
     assert subscriber.query('SELECT subenabled FROM pg_subscription WHERE subname = %s',
                             (SUBSCRIPTION,), dbname=DB) == [(True,)]
 
-    subscriber.execute('UPDATE sales.orders SET total = 4.5 WHERE id = 3', dbname=DB)
+    # repaired: the row, the privilege; an application already took sequence values on the
+    # target, which never move backwards
+    subscriber.execute('UPDATE sales.orders SET total = 4.5 WHERE id = 3;'
+                       " SELECT setval('sales.orders_id_seq', 1000)", dbname=DB)
+    publisher.execute(sql.SQL('GRANT SELECT ON SEQUENCE sales.orders_id_seq TO {}').format(
+        sql.Identifier(READER)), dbname=DB)
     rc, out = run_cutover(inv, '-e', 'tablesync_cutover_sets=%s' % SET,
                           '-e', 'tablesync_cutover_confirm=true',
                           '-e', 'tablesync_cutover_disable_subscriptions=true')
     assert rc == 0, out
+    assert '1 sequence: 0 moved, 1 already at or past the source' in report(out, SET)
+    assert sequence(subscriber) == (1000, True)
     assert 'are clean, subscriptions disabled' in out
     assert subscriber.query('SELECT subenabled FROM pg_subscription WHERE subname = %s',
                             (SUBSCRIPTION,), dbname=DB) == [(False,)]
