@@ -186,14 +186,16 @@ def _parse_set(index, raw, inventory):
     if not _is_list(tables) or not tables:
         errors.append('%s: tables must be a non-empty list' % label)
         tables = []
+    seen = set()  # a list lookup here made validation quadratic in the set's table count
     for entry in tables:
         key, out, t_errors = _table_entry(label, entry)
         errors.extend(t_errors)
         if key is None:
             continue
-        if key in keys:
+        if key in seen:
             errors.append('%s: table %s is listed twice' % (label, format_qualified(*key)))
             continue
+        seen.add(key)
         keys.append(key)
         norm_tables.append(out)
 
