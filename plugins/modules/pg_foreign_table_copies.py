@@ -50,6 +50,8 @@ options:
       where:
         description:
           - Row filter, an SQL condition on the source's columns (as in a C(WHERE) clause).
+          - It is inserted as it is between parentheses; a C(;) or unbalanced parentheses are
+            refused.
         type: str
       unique_key:
         description:
@@ -175,6 +177,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.statements im
     Statement, bind)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
     PlanError, apply_statements, parse_options)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
+    PublicationError, check_row_filter)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_copies import (
     CopySpec, Relation, plan_copies)
 
@@ -315,10 +319,22 @@ def argument_spec():
     return spec
 
 
+def _row_filter(copy):
+    # SQL placed verbatim in WHERE (...): refuse anything but one expression (no ";", no
+    # parenthesis closed early), as the publication row filters
+    where = (copy['where'] or '').strip()
+    if not where:
+        return None
+    try:
+        return check_row_filter(where)
+    except PublicationError as e:
+        raise PlanError('copy %s: %s' % (copy['name'], e))
+
+
 def desired_copies(params):
     try:
         return [CopySpec(parse_qualified(c['name']), parse_qualified(c['source']), c['columns'],
-                         c['where'], c['unique_key']) for c in params['copies']]
+                         _row_filter(c), c['unique_key']) for c in params['copies']]
     except NameError_ as e:
         raise PlanError(str(e))
 
