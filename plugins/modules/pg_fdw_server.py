@@ -146,6 +146,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.connection im
     connect, connection_argument_spec)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
     FDW_NAME, PlanError, apply_statements, fail_on_old_server, normalize_options, parse_options)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NameError_, check_identifier)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_server import (
     ServerSpec, ServerState, plan_server, predicted_state)
 
@@ -207,6 +209,12 @@ def argument_spec():
 
 
 def desired_server(params):
+    for what in ('name', 'owner', 'extension_schema'):
+        if params[what] is not None:
+            try:
+                check_identifier(params[what], what)
+            except NameError_ as e:
+                raise PlanError(str(e))
     return ServerSpec(name=params['name'], state=params['state'],
                       options=normalize_options(params['options'], 'server'),
                       owner=params['owner'], comment=params['comment'],

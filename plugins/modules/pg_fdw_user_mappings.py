@@ -142,6 +142,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.connection im
     connect, connection_argument_spec)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
     PlanError, apply_statements, fail_on_old_server, parse_options)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NameError_, check_identifier)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_user_mappings import (
     PUBLIC, MappingSpec, MappingState, mappings_as_list, plan_mappings)
 
@@ -213,6 +215,12 @@ def argument_spec():
 
 
 def desired_mappings(params):
+    try:
+        check_identifier(params['server'], 'server')
+        for m in params['mappings']:
+            check_identifier(m['role'], 'role')
+    except NameError_ as e:
+        raise PlanError(str(e))
     return [MappingSpec(m['role'], m['user'], m['password'], m['options'], m['state'])
             for m in params['mappings']]
 
