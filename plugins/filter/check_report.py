@@ -116,7 +116,7 @@ def check_databases(sets, host):
             for db, sections in sorted(wanted.items())]
 
 
-def check_compare_items(sets, host, hostvars=None, side='target'):
+def check_compare_items(sets, host, hostvars=None, side='target', keys=None):
     """The pg_table_compare calls ``host`` runs, each ``{set, method, database (the target
     database), source_database, source: {host, port, dbname}, target: {host, port}, tables}``.
 
@@ -125,8 +125,13 @@ def check_compare_items(sets, host, hostvars=None, side='target'):
     source as the subscription does, as the replication role); ``side='source'``: the trigger
     sets ``host`` is the source of (it reaches each target as the triggers do, as the trigger
     role). Addresses and ports as the roles use them (``tablesync_address`` / ``ansible_host``
-    / gathered facts, ``tablesync_port``)."""
+    / gathered facts, ``tablesync_port``). ``keys``: ``{table: [columns]}``, the key to compare
+    a table by when it has no primary key or replica identity index (pg_table_compare's
+    ``key``)."""
     hostvars = hostvars or {}
+    keys = keys or {}
+    if not isinstance(keys, Mapping):
+        raise AnsibleFilterError('check_compare_items: keys must be a dict of table -> key columns')
     out = []
     for item in _sets(sets):
         if item['method'] != COMPARED_FROM[side]:
@@ -145,14 +150,19 @@ def check_compare_items(sets, host, hostvars=None, side='target'):
                            'port': where[source]['port'], 'dbname': item['source']['database']},
                 'target': {'host': where[target['host']]['address'] or target['host'],
                            'port': where[target['host']]['port']},
-                'tables': [_compare_table(t) for t in item['tables']],
+                'tables': [_compare_table(t, keys) for t in item['tables']],
             })
     return out
 
 
-def _compare_table(entry):
+def _compare_table(entry, keys=None):
     """A set's table entry as pg_table_compare takes it: a row filter applies to the source only
-    (the target holds exactly the filtered rows and may lack the filter's columns)."""
+    (the target holds exactly the filtered rows and may lack the filter's columns); the key
+    given in ``keys`` for a table without primary key or replica identity index."""
+    name = entry.get('name') if isinstance(entry, Mapping) else entry
+    if keys and name in keys:
+        entry = dict(entry) if isinstance(entry, Mapping) else {'name': entry}
+        entry['key'] = list(keys[name])
     if isinstance(entry, Mapping) and entry.get('where') is not None:
         entry = dict(entry)
         entry['target_where'] = ''

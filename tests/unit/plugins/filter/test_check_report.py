@@ -343,3 +343,16 @@ def test_verification_skipped_when_not_asked():
 def test_absent_sets_are_not_reported():
     report = check_report(SETS, healthy())
     assert 'gone' not in [r['set'] for r in report['rows']]
+
+
+def test_compare_items_take_the_key_of_keyless_tables():
+    keys = {'sales.orders': ['id', 'line'], 'sales.customers': ['id'], 'other.table': ['x']}
+    items = check_compare_items(SETS, 'sub1', healthy(), 'target', keys)
+    assert items[0]['tables'] == [
+        {'name': 'sales.orders', 'key': ['id', 'line']},
+        {'name': 'sales.customers', 'columns': ['id'], 'where': 'id > 0', 'target_where': '',
+         'key': ['id']}]
+    # the sets themselves are left alone
+    assert SETS[0]['tables'][0] == 'sales.orders'
+    with pytest.raises(AnsibleFilterError, match='keys must be a dict'):
+        check_compare_items(SETS, 'sub1', healthy(), 'target', ['id'])
