@@ -280,7 +280,8 @@ def test_differing_row_fails_then_disable(deployed):
     logical = report(out, SET)
     assert 'NOT CLEAN' in logical and 'stopped by the operator' in logical, logical
     assert 'rows differ: sales.orders: 1 changed (key 3)' in logical, logical
-    assert 'permission denied' in logical and 'needs SELECT on the sequences' in logical, logical
+    assert 'permission denied for sequence orders_id_seq (%s needs SELECT on the source\'s ' \
+        'sequences: GRANT it or set tablesync_cutover_source_user)' % READER in logical, logical
     assert 'The cutover is not clean (2 problems)' in out
     # not clean: the subscription keeps replicating
     assert subscriber.query('SELECT subenabled FROM pg_subscription WHERE subname = %s',
