@@ -11,6 +11,9 @@ statement logging switched off here), loads the same ``--rows``-row table into b
                      connections, catalog reads, the comparison); its peak RSS
   ansible-playbook   the same module as a task of a one-task playbook (what a user runs);
                      peak RSS of the largest process of the run (controller, worker or module)
+  serial             baseline and module process again with max_parallel_workers_per_gather=0
+                     on both servers (the baseline's plan is parallel, the comparison's
+                     grouping by key range cannot aggregate in the workers)
 
 first with identical tables, then after 10 scattered differences on the target (3 rows deleted
 = missing, 3 inserted = extra, 4 updated = changed), each checked for the right answer. Cases run
@@ -45,6 +48,8 @@ COLLECTIONS = os.path.join(ROOT, '.cache', 'collections')
 DB = 'bench'
 SETTINGS = (('shared_buffers', '512MB'),)
 GOAL_RATIO = 2.0
+# The same cases without parallel query workers (both the baseline and the module)
+SERIAL_OPTIONS = '-c max_parallel_workers_per_gather=0'
 GOAL_RSS_MB = 100.0
 
 TABLE_DDL = ('CREATE TABLE bench (id bigint NOT NULL, amount numeric(12,2) NOT NULL, '
@@ -161,8 +166,10 @@ def run_measured(cmd, env, stdin_text=None):
         return elapsed, usage.ru_maxrss / 1024.0, out.read(), err.read(), proc.returncode
 
 
-def run_module_process(args):
+def run_module_process(args, serial=False):
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    if serial:  # libpq sends it as a session setting of both connections
+        env['PGOPTIONS'] = SERIAL_OPTIONS
     payload = json.dumps({'ANSIBLE_MODULE_ARGS': args})
     elapsed, rss, out, err, rc = run_measured([sys.executable, MODULE_PATH], env, payload)
     try:
@@ -206,23 +213,30 @@ def check_answer(result, expected, rows):
     return t
 
 
-def measure_phase(label, conns, args_, expected, rows, repeat, workdir):
-    """Round-robin: baseline, module process, ansible-playbook; round 0 warms caches."""
-    runs = {'baseline': [], 'module': [], 'playbook': []}
+def measure_phase(label, conns, serial_conns, args_, expected, rows, repeat, workdir):
+    """Round-robin: baseline, module process, ansible-playbook, then the serial baseline and
+    module process; round 0 warms caches and is not counted."""
+    runs = dict((k, []) for k in ('baseline', 'module', 'playbook', 'serial baseline',
+                                  'serial module'))
     for round_no in range(repeat + 1):
         seconds, _res = baseline(conns)
         m_seconds, m_rss, m_result = run_module_process(args_)
         p_seconds, p_rss, p_result = run_playbook(args_, workdir)
+        s_seconds, _res = baseline(serial_conns)
+        sm_seconds, sm_rss, sm_result = run_module_process(args_, serial=True)
         m_table = check_answer(m_result, expected, rows)
         p_table = check_answer(p_result, expected, rows)
+        sm_table = check_answer(sm_result, expected, rows)
         print('  %s round %d: baseline %.2fs, module %.2fs (inside %.2fs, %.0f MB), '
-              'ansible-playbook %.2fs (%.0f MB); load %s'
+              'ansible-playbook %.2fs (%.0f MB); serial: baseline %.2fs, module %.2fs; load %s'
               % (label, round_no, seconds, m_seconds, m_table['seconds'], m_rss, p_seconds,
-                 p_rss, load_average()), file=sys.stderr)
+                 p_rss, s_seconds, sm_seconds, load_average()), file=sys.stderr)
         if round_no:
             runs['baseline'].append(seconds)
             runs['module'].append((m_seconds, m_rss, m_table))
             runs['playbook'].append((p_seconds, p_rss, p_table))
+            runs['serial baseline'].append(s_seconds)
+            runs['serial module'].append((sm_seconds, sm_rss, sm_table))
     return runs
 
 
@@ -231,7 +245,9 @@ def phase_rows(label, runs):
     module = statistics.median(r[0] for r in runs['module'])
     inside = statistics.median(r[2]['seconds'] for r in runs['module'])
     playbook = statistics.median(r[0] for r in runs['playbook'])
-    m_rss = max(r[1] for r in runs['module'])
+    s_base = statistics.median(runs['serial baseline'])
+    s_module = statistics.median(r[0] for r in runs['serial module'])
+    m_rss = max(r[1] for r in runs['module'] + runs['serial module'])
     p_rss = max(r[1] for r in runs['playbook'])
     table = runs['module'][-1][2]
     found = '%d missing, %d extra, %d changed; %d queries, %d ranges' % (
@@ -242,11 +258,17 @@ def phase_rows(label, runs):
         [label, 'pg_table_compare (comparison inside the module)', round(inside, 3),
          '%.2fx' % (inside / base), '-', found],
         [label, 'pg_table_compare module process', round(module, 3), '%.2fx' % (module / base),
-         '%.0f' % m_rss, 'python start, connect, catalog, compare'],
+         '%.0f' % max(r[1] for r in runs['module']), 'python start, connect, catalog, compare'],
         [label, 'pg_table_compare via ansible-playbook', round(playbook, 3),
          '%.2fx' % (playbook / base), '%.0f' % p_rss, 'largest process of the run'],
+        [label, 'serial baseline (no parallel workers)', round(s_base, 3), '1.00x', '-',
+         'max_parallel_workers_per_gather=0'],
+        [label, 'serial pg_table_compare module process', round(s_module, 3),
+         '%.2fx' % (s_module / s_base), '%.0f' % max(r[1] for r in runs['serial module']),
+         'ratio to the serial baseline'],
     ]
-    ratios = {'inside': inside / base, 'module': module / base, 'playbook': playbook / base}
+    ratios = {'inside': inside / base, 'module': module / base, 'playbook': playbook / base,
+              'serial module': s_module / s_base}
     return rows, ratios, m_rss, p_rss
 
 
@@ -265,6 +287,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix='compare-bench-')
     clusters = []
     conns = []
+    serial_conns = []
     try:
         print('starting clusters, loading %s rows into each...' % format(rows, ','), file=sys.stderr)
         clusters = start_clusters(base)
@@ -274,23 +297,28 @@ def main():
         size = source.query("SELECT pg_size_pretty(pg_table_size('bench')), "
                             "pg_size_pretty(pg_indexes_size('bench'))", dbname=DB)[0]
         conns = [source.connect(DB), target.connect(DB)]
-        for conn in conns:
+        serial_conns = [source.connect(DB), target.connect(DB)]
+        for conn in conns + serial_conns:
             with conn.cursor() as cur:
                 cur.execute('SET jit = off')
+                if conn in serial_conns:
+                    cur.execute('SET max_parallel_workers_per_gather = 0')
         args_ = module_args(source, target)
         load_before = load_average()
 
         none = {'missing': [], 'extra': [], 'changed': []}
-        equal_runs = measure_phase('identical', conns, args_, none, rows, repeat, workdir)
+        equal_runs = measure_phase('identical', conns, serial_conns, args_, none, rows, repeat,
+                                   workdir)
         stmts, expected = differences(rows)
         with conns[1].cursor() as cur:
             for stmt, params in stmts:
                 cur.execute(stmt, params)
             cur.execute('VACUUM ANALYZE bench')
-        diff_runs = measure_phase('10 differences', conns, args_, expected, rows, repeat, workdir)
+        diff_runs = measure_phase('10 differences', conns, serial_conns, args_, expected, rows,
+                                  repeat, workdir)
         load_after = load_average()
     finally:
-        for conn in conns:
+        for conn in conns + serial_conns:
             conn.close()
         for cluster in clusters:
             cluster.stop('immediate')
@@ -317,6 +345,11 @@ def main():
         'is timed as its own process (Python start, connections, catalog reads, comparison) and '
         'through `ansible-playbook`; "inside" is the `seconds` the module reports for the table. '
         'Peak RSS is the largest maximum resident set of the process tree (wait4). '
+        'The *serial* rows repeat the baseline and the module process with '
+        '`max_parallel_workers_per_gather=0` on both servers (PGOPTIONS for the module): the '
+        'baseline is a parallel plan (partial aggregates in the workers), the comparison\'s '
+        'grouping by key range is not (its workers scan and hash, the leader aggregates), so the '
+        'serial pair shows the cost of the comparison queries themselves. '
         'Median of %d round(s) after a warm-up round, cases round-robin.'
         % (format(rows, ','), size[0], size[1], version, BASELINE, repeat))
     labels = ['identical', '10 differences']
@@ -332,7 +365,9 @@ def main():
                       % format(rows, ','), labels,
                       {'comparison inside the module': [ratios[l]['inside'] for l in labels],
                        'module process': [ratios[l]['module'] for l in labels],
-                       'ansible-playbook': [ratios[l]['playbook'] for l in labels]})],
+                       'ansible-playbook': [ratios[l]['playbook'] for l in labels],
+                       'module process, serial (to the serial baseline)':
+                           [ratios[l]['serial module'] for l in labels]})],
         notes=['machine: %s, %s cores, %s RAM, %s; load average before %s, after %s'
                % (machine['cpu'], machine['cores'], machine['ram'], machine['kernel'],
                   load_before, load_after),
