@@ -363,11 +363,11 @@ def main():
         goal_met=goal_met if not args.quick and rows >= 10000000 else None,
         charts=[chart('compare.png', 'pg_table_compare, %s rows: time / one full scan'
                       % format(rows, ','), labels,
-                      {'comparison inside the module': [ratios[l]['inside'] for l in labels],
-                       'module process': [ratios[l]['module'] for l in labels],
-                       'ansible-playbook': [ratios[l]['playbook'] for l in labels],
+                      {'comparison inside the module': [ratios[x]['inside'] for x in labels],
+                       'module process': [ratios[x]['module'] for x in labels],
+                       'ansible-playbook': [ratios[x]['playbook'] for x in labels],
                        'module process, serial (to the serial baseline)':
-                           [ratios[l]['serial module'] for l in labels]})],
+                           [ratios[x]['serial module'] for x in labels]})],
         notes=['machine: %s, %s cores, %s RAM, %s; load average before %s, after %s'
                % (machine['cpu'], machine['cores'], machine['ram'], machine['kernel'],
                   load_before, load_after),

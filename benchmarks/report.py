@@ -47,8 +47,8 @@ def discover(only=None):
     if only:
         unknown = sorted(set(only) - set(names))
         if unknown:
-            raise SystemExit('no such benchmark: %s (have: %s)' % (', '.join(unknown),
-                                                                  ', '.join(names)))
+            raise SystemExit('no such benchmark: %s (have: %s)'
+                             % (', '.join(unknown), ', '.join(names)))
         names = [n for n in names if n in only]
     return names
 
@@ -63,8 +63,8 @@ def run_benchmark(name, quick, timeout, logdir):
     json_path = os.path.join(logdir, '%s.json' % name)
     log_path = os.path.join(logdir, '%s.log' % name)
     cmd = [sys.executable, script] + (['--quick'] if quick else []) + ['--json', json_path]
-    print('=== %s: %s' % (name, ' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
-                                          for c in cmd[1:])), file=sys.stderr, flush=True)
+    shown = ' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd[1:])
+    print('=== %s: %s' % (name, shown), file=sys.stderr, flush=True)
     entry = {'name': name, 'ok': False, 'command': 'python benchmarks/%s_bench.py%s --json FILE'
              % (name, ' --quick' if quick else ''), 'log': log_path}
     start = time.time()
