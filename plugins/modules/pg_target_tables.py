@@ -27,8 +27,28 @@ description:
     it names).
   - Not copied are column defaults, identity and sequences (the target receives every value
     from the source; an identity column becomes a plain C(NOT NULL) column), check, unique
-    (other than the replica identity index) and foreign key constraints, other indexes,
-    triggers, ownership, privileges and comments.
+    (other than the replica identity index) and foreign key constraints, triggers, ownership,
+    privileges and comments. Other indexes only with O(indexes=true).
+  - With O(indexes=true) the source's secondary indexes (every index but the primary key's,
+    unique ones and those of unique and exclusion constraints included, as plain indexes) that
+    the target table lacks are created with the source's definition (C(pg_get_indexdef), that is the access
+    method, operator classes, ordering, C(INCLUDE), storage parameters and partial-index predicate).
+    An index the target table has under the same name counts as present (definitions are not
+    compared); an invalid one (left by a failed C(CREATE INDEX CONCURRENTLY)) is dropped and
+    built again.
+  - With O(defer_indexes=true) (the default) a table this call creates gets
+    its primary key and replica identity index at once, but its secondary indexes only from a
+    later call that finds its initial copy finished. Maintaining indexes row by row during a
+    bulk copy is several times slower than building them once afterwards, so run the module
+    again after the subscription's initial copy (the C(logical_subscriber) role does, after
+    M(tablesync.postgresql.pg_subscription) with O(tablesync.postgresql.pg_subscription#module:wait_for_sync=true)).
+    A table a subscription of the target database is still copying (C(pg_subscription_rel)
+    state C(i), C(d) or C(f)) keeps its indexes deferred too; any other table gets its missing
+    indexes built, each in its own transaction, with a plain C(CREATE INDEX) (which lets reads
+    continue but makes the apply worker wait for the build).
+  - Deferral keeps no state of its own. What is missing is read from the catalogs each time, so
+    a run that stopped between the initial copy and the index builds (or in the middle of them)
+    is completed by the next run.
   - Stored generated columns are created as generated columns with the same expression on the
     target. Logical replication does not send generated columns, so the target computes them
     itself, exactly as the source does.
@@ -77,6 +97,26 @@ options:
       - With V(false), the differences are only returned in RV(differences).
     type: bool
     default: true
+  indexes:
+    description:
+      - Create the source's secondary indexes that the target tables lack (see the description
+        for which indexes and when).
+      - Indexes needing columns that a table's C(columns) list leaves out, and the indexes of
+        C(DEFERRABLE) unique constraints (an immediate unique index on the target could reject a
+        transaction the source accepted), are skipped and listed in RV(indexes.skipped).
+      - Expressions and predicates are taken as the source prints them, so the functions, operator
+        classes and collations they use must exist on the target.
+    type: bool
+    default: false
+  defer_indexes:
+    description:
+      - With O(indexes=true), leave the secondary indexes of tables created by this call, and of
+        tables a subscription is still copying, for a later call (listed in
+        RV(indexes.deferred)) instead of creating them before the rows arrive.
+      - V(false) creates the indexes of new tables in the same transaction as the tables, and
+        builds missing indexes of existing tables whatever their subscription state.
+    type: bool
+    default: true
 notes:
   - The source is the database whose table definitions are copied; O(source.user) needs only
     to read its catalog.
@@ -112,6 +152,34 @@ EXAMPLES = r'''
       - name: sales.customers
         columns: [id, name, country]
 
+# Fast initial copy: tables first (secondary indexes deferred), the subscription's initial
+# copy, then the same call again builds the deferred indexes.
+- name: Create the tables, indexes deferred
+  tablesync.postgresql.pg_target_tables: &orders_tables
+    login_db: shop_replica
+    source:
+      host: 10.0.0.10
+      dbname: shop
+      user: tablesync_reader
+      password: "{{ vault_tablesync_reader_password }}"
+    tables: [sales.orders, sales.order_items]
+    indexes: true
+
+- name: Subscribe and wait for the initial copy
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    publications: [tablesync_orders]
+    publisher:
+      host: 10.0.0.10
+      dbname: shop
+      user: tablesync_replication
+      password: "{{ vault_tablesync_replication_password }}"
+    wait_for_sync: true
+
+- name: Build the deferred indexes
+  tablesync.postgresql.pg_target_tables: *orders_tables
+
 - name: Only report what would be created and which existing tables differ
   tablesync.postgresql.pg_target_tables:
     login_db: shop_replica
@@ -146,6 +214,27 @@ differences:
         - column: total
           source: numeric(10,2)
           target: integer
+indexes:
+  description: Secondary indexes (with O(indexes=true)); empty otherwise.
+  returned: always
+  type: dict
+  contains:
+    built:
+      description: Indexes created (in check mode, that would be created), by C(schema.table).
+      type: dict
+      sample: {sales.orders: [orders_customer_idx]}
+    deferred:
+      description: Indexes left for a later call, by C(schema.table) (see O(defer_indexes)).
+      type: dict
+      sample: {sales.order_items: [order_items_order_idx]}
+    skipped:
+      description: Indexes that are not created, with the reason.
+      type: list
+      elements: dict
+      sample:
+        - table: sales.customers
+          index: customers_email_idx
+          reason: "it needs columns the column list leaves out: email"
 queries:
   description: The statements run (in check mode, that would be run), in order.
   returned: always
