@@ -1,5 +1,6 @@
 """Helpers for the scenario tests (molecule/logical_change and molecule/methods link to this file)."""
 
+import json
 import os
 import re
 import subprocess
@@ -61,3 +62,49 @@ def run_site(*args, extra_env=None):
         if m:
             recap[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
     return proc.returncode, proc.stdout, recap
+
+
+def run_playbook(name, *args, extra_env=None):
+    """Run one of the collection's playbooks (playbooks/<name>) against the molecule inventory,
+    with the default stdout callback printing results as JSON (parsed by task_messages).
+
+    Returns (returncode, output without colours).
+    """
+    root = os.path.abspath(os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "..", ".."))
+    env = dict(os.environ)
+    config = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ""), "ansible.cfg")
+    if os.path.exists(config):
+        env["ANSIBLE_CONFIG"] = config
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0",
+               ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    env.update(extra_env or {})
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", os.path.dirname(INVENTORY),
+         os.path.join(root, "playbooks", name), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900,
+        check=False)
+    return proc.returncode, ANSI.sub("", proc.stdout)
+
+
+def task_messages(output, task):
+    """The lines of the list-valued "msg" a task printed (first host), [] when it printed none."""
+    start = output.find(f"TASK [{task}]")
+    if start < 0:
+        return []
+    m = re.search(r'"msg": \[\n(.*?)\n\s*\]', output[start:], re.S)
+    if not m:
+        return []
+    return [json.loads(line.strip().rstrip(",")) for line in m.group(1).splitlines() if line.strip()]
+
+
+def prom_samples(text):
+    """Samples of a Prometheus text file: {(metric, frozenset of (label, value)): float}."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        assert m, f"not a sample line: {line!r}"
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        samples[(m.group(1), labels)] = float(m.group(3))
+    return samples

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import connect, psql, run_site, wait_for
+from helpers import connect, psql, run_playbook, run_site, task_messages, wait_for
 
 PUB, SUB = "change-pub", "change-sub"
 
@@ -69,3 +69,40 @@ def test_check_mode_on_the_changed_model_changes_nothing():
     assert rc == 0, out[-5000:]
     assert set(recap) == {PUB, SUB}, out[-3000:]
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), out[-8000:]
+
+
+def _keys(host, sql):
+    return set(psql(host, "shop", sql).splitlines())
+
+
+def test_check_playbook_follows_the_changed_model(pub, sub):
+    """check.yml on the changed model: only the present set is reported, and it is healthy."""
+    rc, out = run_playbook("check.yml", "-e", "change_phase=changed")
+    assert rc == 0, out[-6000:]
+    table = task_messages(out, "Show every sync set")
+    assert len(table) == 2, table  # header + the one present set and target
+    assert table[1].split()[:5] == ["orders", "logical", "change-pub/shop", "change-sub/shop", "streaming"], table
+    assert not [line for line in table if "legacy" in line or "gone" in line], table
+
+
+def test_check_verify_covers_the_added_table_and_the_changed_filter(pub, sub):
+    """Verification compares the added table, and shows what a changed row filter leaves behind:
+    PostgreSQL applies a new filter to new changes only (no re-copy), so the target keeps the
+    rows of the old filter and lacks the old rows of the new one."""
+    psql(sub, "shop", "DELETE FROM sales.customers WHERE id = 100")  # a row missing in the added table
+    try:
+        source = _keys(pub, "SELECT id || country FROM sales.shipments WHERE country = 'DE'")
+        target = _keys(sub, "SELECT id || country FROM sales.shipments")
+        stale = len(source ^ target)
+        assert stale > 0  # the initial copy was made under the old filter (NL)
+        rc, out = run_playbook("check.yml", "-e", "change_phase=changed", "-e", "tablesync_check_verify=true")
+        assert rc != 0, out[-6000:]
+        table = task_messages(out, "Show every sync set")
+        assert len(table) == 2, table
+        assert f"{stale + 1} rows differ (sales.customers, sales.shipments)" in table[1], table
+        breaches = task_messages(out, "Fail when a threshold is crossed")
+        assert breaches == ["1 thresholds crossed:",
+                            "sync set orders, change-pub/shop -> change-sub/shop: verification found "
+                            f"{stale + 1} rows differ (sales.customers, sales.shipments) (threshold 0)"], breaches
+    finally:
+        psql(sub, "shop", "INSERT INTO sales.customers VALUES (100, 'new customer') ON CONFLICT DO NOTHING")
