@@ -26,6 +26,7 @@ PLAYBOOK = os.path.join(ROOT, 'playbooks', 'cutover.yml')
 SET = 'cut_%d' % (os.getpid() % 100000)
 TSET = 'q' + SET
 FSET = 'f' + SET
+XSET = 'x' + SET  # a logical set of the model that was never deployed
 DB = 'cut_%d' % (os.getpid() % 100000)
 SUBSCRIPTION = 'tablesync_' + SET
 READER = 'cut_reader_%d' % (os.getpid() % 100000)  # SELECT on the published tables only
@@ -59,6 +60,10 @@ def inventory(publisher, subscriber, **extra):
              'source': {'host': 'pub', 'database': DB},
              'targets': [{'host': 'sub', 'database': DB}],
              'tables': ['sales.items']},
+            {'name': XSET,
+             'source': {'host': 'pub', 'database': DB},
+             'targets': [{'host': 'sub', 'database': DB}],
+             'tables': ['sales.extra']},
             {'name': FSET, 'method': 'fdw',
              'source': {'host': 'pub', 'database': DB},
              'targets': [{'host': 'sub', 'database': DB}],
@@ -89,7 +94,8 @@ def run_cutover(inv, *extra):
 def deployed(publisher, subscriber, tmp_path_factory):
     ddl = ('CREATE SCHEMA sales;'
            ' CREATE TABLE sales.orders (id serial PRIMARY KEY, total numeric);'
-           ' CREATE TABLE sales.items (id int PRIMARY KEY, v text)')
+           ' CREATE TABLE sales.items (id int PRIMARY KEY, v text);'
+           ' CREATE TABLE sales.extra (id int PRIMARY KEY)')
     for cluster in (publisher, subscriber):
         cluster.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(DB)))
         cluster.execute(ddl, dbname=DB)
@@ -273,16 +279,22 @@ def test_differing_row_fails_then_disable(deployed):
     # no hook: the operator stopped the writes
     inv = inventory(publisher, subscriber, tablesync_cutover_source_user=READER)
     subscriber.execute('UPDATE sales.orders SET total = -1 WHERE id = 3', dbname=DB)
-    rc, out = run_cutover(inv, '-e', 'tablesync_cutover_sets=%s' % SET,
+    rc, out = run_cutover(inv, '-e', 'tablesync_cutover_sets=%s,%s' % (SET, XSET),
                           '-e', 'tablesync_cutover_confirm=true',
                           '-e', 'tablesync_cutover_disable_subscriptions=true')
     assert rc != 0, out
+    undeployed = report(out, XSET)
+    assert 'NOT CLEAN' in undeployed, undeployed
+    assert 'permission denied for table extra (%s needs SELECT on the source tables' % READER \
+        in undeployed, undeployed
+    assert 'replication slot %s on pub does not exist (subscription not deployed?)' \
+        % slot_name(XSET, 'sub', DB) in undeployed, undeployed
     logical = report(out, SET)
     assert 'NOT CLEAN' in logical and 'stopped by the operator' in logical, logical
     assert 'rows differ: sales.orders: 1 changed (key 3)' in logical, logical
     assert 'permission denied for sequence orders_id_seq (%s needs SELECT on the source\'s ' \
         'sequences: GRANT it or set tablesync_cutover_source_user)' % READER in logical, logical
-    assert 'The cutover is not clean (2 problems)' in out
+    assert 'The cutover is not clean (4 problems)' in out
     # not clean: the subscription keeps replicating
     assert subscriber.query('SELECT subenabled FROM pg_subscription WHERE subname = %s',
                             (SUBSCRIPTION,), dbname=DB) == [(True,)]
