@@ -813,8 +813,8 @@ def test_catalog_query_reads_skip_and_origin_from_15():
     assert 'subskiplsn' not in render(Statement(sub.catalog_query(PG14, True, True), ['x']))
     text15 = render(Statement(sub.catalog_query(PG15, True, False), ['x']))
     assert 'subskiplsn' in text15 and 'pg_replication_origin_status' not in text15
-    assert 'pg_replication_origin_status' in render(Statement(sub.catalog_query(PG15, True, True),
-                                                             ['x']))
+    text = render(Statement(sub.catalog_query(PG15, True, True), ['x']))
+    assert 'pg_replication_origin_status' in text
 
 
 # ---- a replication slot lost on the publisher -------------------------------------------------
