@@ -5,6 +5,7 @@ Runs after test_logical.py (file order) and leaves every subscription enabled an
 the publisher has it.
 """
 
+import functools
 import re
 
 import pytest
@@ -128,9 +129,7 @@ def test_subscriber_metrics(name):
         for subscription in subscriptions:
             labels = {"database": database, "subscription": subscription,
                       "set": subscription[len("tablesync_"):]}
-
-            def value(metric, labels=labels):
-                return _value(samples, metric, **labels)
+            value = functools.partial(_value, samples, **labels)
             assert value("tablesync_subscription_enabled") == 1, labels
             assert value("tablesync_subscription_worker_running") == 1, labels
             assert value("tablesync_subscription_tables_not_ready") == 0, labels
@@ -159,7 +158,7 @@ def test_publisher_slot_metrics(pub):
 # ---- playbooks/check.yml -----------------------------------------------------------------------
 
 def test_check_healthy_lists_every_target_with_lag():
-    rc, out, rows, _ = _check()
+    rc, out, rows, _breaches = _check()
     assert rc == 0, out[-6000:]
     assert sorted(rows) == sorted(TARGETS), out[-6000:]
     for key, row in rows.items():
@@ -174,7 +173,7 @@ def test_check_healthy_lists_every_target_with_lag():
 
 
 def test_check_verify_healthy_finds_no_mismatching_rows():
-    rc, out, rows, _ = _check(*VERIFY.split())
+    rc, out, rows, _breaches = _check(*VERIFY.split())
     assert rc == 0, out[-6000:]
     assert sorted(rows) == sorted(TARGETS), out[-6000:]
     for row in rows.values():
@@ -208,7 +207,7 @@ def test_check_disabled_subscription_fails_until_enabled_again(pub, sub17):
     finally:
         psql(sub17, "shop_copy", "ALTER SUBSCRIPTION tablesync_shop ENABLE")
     assert wait_for(lambda: _healthy_subscription(sub17, pub), timeout=120, interval=1)
-    rc, out, rows, _ = _check()
+    rc, out, rows, _breaches = _check()
     assert rc == 0, out[-6000:]
     assert rows[("shop", SUB17, "shop_copy")]["state"] == "streaming"
     samples = _exported_after(sub17, _now(sub17))
@@ -240,6 +239,6 @@ def test_check_verify_reports_differing_rows_until_repaired(pub, sub15, sub17):
         psql(sub17, "shop_copy", "UPDATE sales.orders SET (customer_id, amount, status) = "
                                  f"({_pub_values(pub, 8)}) WHERE id = 8")
     assert (_row(sub15, "shop", 7), _row(sub17, "shop_copy", 8)) == (before15, before17)
-    rc, out, rows, _ = _check(*VERIFY.split())
+    rc, out, rows, _breaches = _check(*VERIFY.split())
     assert rc == 0, out[-6000:]
     assert all(row["rest"].startswith("equal") for row in rows.values()), out[-6000:]
