@@ -14,6 +14,7 @@ the ``with`` statement calls even when the benchmark fails or is interrupted (SI
 import os
 import signal
 import subprocess
+import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,8 +53,9 @@ def _on_sigterm(signum, _frame):
 class BenchContainers:
     """``names`` -> containers ``tablesync-bench-<name>`` from ``image``."""
 
-    def __init__(self, names, image=IMAGE, boot_timeout=120):
+    def __init__(self, names, image=IMAGE, boot_timeout=120, log_dir=None):
         self.names = list(names)
+        self.log_dir = log_dir  # the servers' logs are copied there when the run fails
         self.image = image
         self.boot_timeout = boot_timeout
         self._ips = {}
@@ -71,7 +73,9 @@ class BenchContainers:
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.log_dir:
+            self.save_logs(self.log_dir)
         self.stop()
         if self._old_sigterm is not None:
             signal.signal(signal.SIGTERM, self._old_sigterm)
@@ -103,6 +107,16 @@ class BenchContainers:
         """Remove every container of this set (those that exist)."""
         for name in self.names:
             podman('rm', '--force', '--time', '0', self.container(name), check=False)
+
+    def save_logs(self, directory):
+        """Copy each server's PostgreSQL log to ``directory`` (best effort)."""
+        for name in self.names:
+            out = podman('exec', self.container(name), 'sh', '-c',
+                         'cat /var/log/postgresql/postgresql-*-main.log', check=False)
+            path = os.path.join(directory, '%s-postgresql.log' % name)
+            with open(path, 'w') as f:
+                f.write(out)
+            print('server log of %s: %s' % (name, path), file=sys.stderr)
 
     def ip(self, name):
         return self._ips[name]

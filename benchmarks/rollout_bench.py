@@ -407,7 +407,7 @@ def main():
         parser.error('--sizes needs at least two sizes')
 
     workdir = tempfile.mkdtemp(prefix='rollout-bench-')
-    with BenchContainers(HOSTS) as hosts:
+    with BenchContainers(HOSTS, log_dir=workdir) as hosts:
         version = hosts.server_version('pub')
         runner = Runner(hosts, workdir)
         log('containers up: %s; ansible output in %s' % (
