@@ -58,9 +58,13 @@ def quoted_ident(*parts):
     return '.'.join('"%s"' % part.replace('"', '""') for part in parts)
 
 
-def start_cluster(name, base, **conf):
-    """A throw-away cluster with extra settings (appended to postgresql.auto.conf, restarted)."""
-    cluster = Cluster(name, base).start()
+def start_cluster(name, base, password=None, **conf):
+    """A throw-away cluster with extra settings (appended to postgresql.auto.conf, restarted)
+    and optionally its own superuser password."""
+    cluster = Cluster(name, base)
+    if password:
+        cluster.password = password
+    cluster.start()
     if conf:
         with open(os.path.join(cluster.datadir, 'postgresql.auto.conf'), 'a') as f:
             for k, v in conf.items():
@@ -140,3 +144,108 @@ def failures(data):
             if item.get('failed') or item.get('unreachable'):
                 found.append('%s %s: %s' % (host, name, item.get('msg') or item))
     return '\n'.join(found)
+
+
+# ---- playbooks/site.yml against two local clusters --------------------------------------------
+
+SITE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                    'playbooks', 'site.yml')
+# The roles become the postgres OS user, which cannot run the test venv's interpreter (under
+# /root): the "hosts" use the system Python with Debian's python3-psycopg2, as real hosts do.
+HOST_PYTHON = '/usr/bin/python3'
+ROLE_PREFIXES = ('postgresql_server', 'logical_publisher', 'logical_subscriber', 'fdw_source',
+                 'fdw_consumer', 'trigger_source', 'trigger_target', 'sync_monitoring')
+
+
+def host_python_ready():
+    return os.path.exists(HOST_PYTHON) and subprocess.run(
+        [HOST_PYTHON, '-c', 'import psycopg2'], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, check=False).returncode == 0
+
+
+def site_host(cluster):
+    """Inventory variables of a host whose cluster is ``cluster`` (socket, port, restart)."""
+    restart = 'runuser -u postgres -- %s/pg_ctl -D %s -l %s -w -t 60 -m fast restart' % (
+        cluster.bindir, cluster.datadir, cluster.logfile)
+    host = {'ansible_connection': 'local', 'ansible_python_interpreter': HOST_PYTHON,
+            'ansible_become_method': 'su', 'tablesync_address': cluster.host,
+            'tablesync_port': cluster.port, 'postgresql_server_restart_command': restart,
+            'postgresql_server_listen_addresses': cluster.host}
+    for prefix in ROLE_PREFIXES:
+        host['%s_unix_socket' % prefix] = cluster.sockdir
+    return host
+
+
+def site_sets(src_db='shop', rep_db='shop_rep', live_db='shop_live', ret_db='shop_ret',
+              logical_tables=('sales.orders',)):
+    """One sync set per method from host src to host dst."""
+    return [
+        {'name': 'orders', 'method': 'logical', 'source': {'host': 'src', 'database': src_db},
+         'targets': [{'host': 'dst', 'database': rep_db}], 'tables': list(logical_tables)},
+        {'name': 'stock', 'method': 'fdw', 'source': {'host': 'src', 'database': src_db},
+         'targets': [{'host': 'dst', 'database': live_db}], 'tables': ['sales.stock']},
+        {'name': 'returns', 'method': 'trigger', 'source': {'host': 'src', 'database': src_db},
+         'targets': [{'host': 'dst', 'database': ret_db}], 'tables': ['sales.returns']},
+    ]
+
+
+SITE_SOURCE_DDL = '''
+CREATE SCHEMA sales;
+CREATE TABLE sales.orders (id int PRIMARY KEY, note text);
+CREATE TABLE sales.customers (id int PRIMARY KEY, name text);
+CREATE TABLE sales.stock (id int PRIMARY KEY, qty int);
+CREATE TABLE sales.returns (id int PRIMARY KEY, reason text);
+INSERT INTO sales.orders SELECT g, 'order ' || g FROM generate_series(1, 5) g;
+INSERT INTO sales.customers SELECT g, 'customer ' || g FROM generate_series(1, 5) g;
+INSERT INTO sales.stock SELECT g, g FROM generate_series(1, 5) g;
+INSERT INTO sales.returns SELECT g, 'reason ' || g FROM generate_series(1, 5) g;
+'''
+
+
+def prepare_site(src, dst):
+    """The source database and the trigger set's target table (no role creates those)."""
+    src.execute('CREATE DATABASE shop')
+    src.execute(SITE_SOURCE_DDL, dbname='shop')
+    dst.execute('CREATE DATABASE shop_live')
+    dst.execute('CREATE DATABASE shop_ret')
+    dst.execute('CREATE SCHEMA sales; CREATE TABLE sales.returns (id int PRIMARY KEY, reason text)',
+                dbname='shop_ret')
+
+
+def site_inventory(src, dst, sets=None, **variables):
+    all_vars = {
+        'tablesync_sync_sets': sets if sets is not None else site_sets(),
+        'tablesync_replication_role': 'tablesync_replicator',
+        'tablesync_fdw_role': 'tablesync_fdw',
+        'tablesync_trigger_role': 'tablesync_trigger',
+        'fdw_consumer_manage_timers': False,
+        'trigger_source_manage_timers': False,
+        'ansible_shell_allow_world_readable_temp': True,
+    }
+    all_vars.update(variables)
+    return {'all': {'hosts': {'src': site_host(src), 'dst': site_host(dst)}, 'vars': all_vars}}
+
+
+def run_site(inventory, playbook=None, **kw):
+    """playbooks/site.yml (or the given plays) on the inventory; see run_playbook."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inv = os.path.join(tmp, 'inventory.yml')
+        with open(inv, 'w') as f:
+            yaml.safe_dump(inventory, f, sort_keys=False, allow_unicode=True)
+        cmd = [os.path.join(BINDIR, 'ansible-playbook'), '-i', inv, playbook or SITE]
+        if kw.get('check'):
+            cmd.append('--check')
+        if kw.get('diff'):
+            cmd.append('--diff')
+        if kw.get('verbosity'):
+            cmd.append('-' + 'v' * kw['verbosity'])
+        callback = kw.get('callback') or 'ansible.posix.json'
+        env = {'ANSIBLE_STDOUT_CALLBACK': callback, 'ANSIBLE_PIPELINING': '1'}
+        env.update(kw.get('extra_env') or {})
+        proc = subprocess.run(cmd, env=ansible_env(env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True,
+                              timeout=kw.get('timeout', 1200), check=False)
+    data = None
+    if callback == 'ansible.posix.json' and '{' in proc.stdout:
+        data = json.loads(proc.stdout[proc.stdout.find('{'):])
+    return proc.returncode, proc.stdout, proc.stderr, data
