@@ -84,8 +84,18 @@ class BenchContainers:
     def start(self):
         self.stop()  # left over from an interrupted run
         for name in self.names:
-            podman('run', '-d', '--name', self.container(name), '--hostname', name,
-                   '--systemd=always', self.image, '/sbin/init')
+            for attempt in range(3):
+                try:
+                    podman('run', '-d', '--name', self.container(name), '--hostname', name,
+                           '--systemd=always', self.image, '/sbin/init')
+                    break
+                except RuntimeError:
+                    # podman's storage sometimes fails a run while other podman commands run
+                    # at the same time: remove what is left and try again
+                    podman('rm', '--force', '--time', '0', self.container(name), check=False)
+                    if attempt == 2:
+                        raise
+                    time.sleep(5)
         deadline = time.time() + self.boot_timeout
         for name in self.names:
             while True:

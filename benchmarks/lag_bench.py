@@ -106,10 +106,15 @@ def deploy(hosts, workdir):
                 'replica_identity': {'public.pgbench_history': 'full'},
             }],
         }))
-    proc = subprocess.run(['ansible-playbook', '-i', inventory,
-                           os.path.join(ROOT, 'playbooks', 'site.yml')],
-                          cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    for _attempt in range(3):
+        proc = subprocess.run(['ansible-playbook', '-i', inventory,
+                               os.path.join(ROOT, 'playbooks', 'site.yml')],
+                              cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+        # podman exec fails now and then on an overloaded machine (UNREACHABLE): run again
+        if not re.search(r'unreachable=[1-9]', proc.stdout):
+            break
+        log('site.yml lost a host (podman exec failed), running it again')
     with open(os.path.join(workdir, 'site.log'), 'w') as f:
         f.write(proc.stdout)
     if proc.returncode != 0:
