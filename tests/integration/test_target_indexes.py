@@ -188,4 +188,3 @@ def test_a_failing_build_is_reported_and_the_table_stays(pair):
     assert SUPERPASS not in result['_run'].output
     names = [r[0] for r in pair.indexdefs()]
     assert 'Customer "idx"' in names and 'paid_key' not in names
-
