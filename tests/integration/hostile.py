@@ -34,7 +34,7 @@ NAMES = [
 ]
 TOO_LONG = ('too64', u'ü' * 32)
 ALL_NAMES = NAMES + [TOO_LONG]
-KEYS = [k for k, _ in NAMES]
+KEYS = [key for key, _name in NAMES]
 ALL_KEYS = KEYS + [TOO_LONG[0]]
 NAME = dict(ALL_NAMES)
 

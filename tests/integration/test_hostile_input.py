@@ -12,6 +12,7 @@ Modules that need objects made by another module use them (pg_subscription subsc
 publications made by pg_publication, the fdw modules map the roles made by pg_sync_role), so
 data really flows through what the modules created.
 """
+import psycopg2
 import pytest
 from psycopg2 import sql
 
@@ -322,7 +323,6 @@ def test_pg_sync_role(pair, sync_roles, key):
     name = NAME[key]
     assert password(key) not in str(result)
     # the role logs in with exactly that name and password and reads exactly its table
-    import psycopg2
     conn = psycopg2.connect(host=dst.host, port=dst.port, user=name, password=password(key),
                             dbname='h_role')
     try:
@@ -412,7 +412,6 @@ def test_pg_fdw_user_mappings(pair, fdw, key):
     assert sorted(dst.query('SELECT usename FROM pg_user_mappings WHERE srvname = %s', (name,),
                             dbname='h_fdw')) == sorted([(name,), ('postgres',)])
     # the hostile local role reads through its own mapping (hostile remote user and password)
-    import psycopg2
     dst.execute(sql.SQL('GRANT USAGE ON SCHEMA {s} TO {r}; GRANT SELECT ON ALL TABLES IN SCHEMA {s} '
                         'TO {r}').format(s=ident(name), r=ident(name)), dbname='h_fdw')
     conn = psycopg2.connect(host=dst.host, port=dst.port, user=name, password=password(key),
@@ -629,7 +628,6 @@ def test_pg_sync_trigger(pair, triggers, key):
     assert dst.query(order, dbname='h_trg') == src.query(order, dbname='h_trg')
     # a hostile set name is refused clearly (it becomes part of trigger and function names)
     refused(triggers['setname_' + key], 'name')
-    # every routine the module made has a body that does not contain the name unquoted
     assert password('writer') not in str(triggers['set'])
 
 
