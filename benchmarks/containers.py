@@ -34,8 +34,8 @@ def podman(*args, **kwargs):
     proc = subprocess.run(('podman',) + args, env=podman_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, check=False, **kwargs)
     if check and proc.returncode != 0:
-        raise RuntimeError('podman %s failed (rc %d): %s' % (' '.join(args[:3]), proc.returncode,
-                                                          proc.stderr.strip()))
+        raise RuntimeError('podman %s failed (rc %d): %s'
+                           % (' '.join(args[:3]), proc.returncode, proc.stderr.strip()))
     return proc.stdout
 
 

@@ -221,15 +221,15 @@ class Runner:
                               env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True, check=False)
         elapsed = time.perf_counter() - start
-        self.log.write('=== %s (%.2f s, rc %d)\n%s\n' % (what, elapsed, proc.returncode,
-                                                       proc.stdout))
+        self.log.write('=== %s (%.2f s, rc %d)\n%s\n'
+                       % (what, elapsed, proc.returncode, proc.stdout))
         self.log.flush()
         recap = RECAP.findall(proc.stdout)
         if proc.returncode == 4 and any(int(u) for _h, _o, _c, u, _f in recap):
             raise _Unreachable(what)
         if proc.returncode != 0 or not recap:
-            raise RuntimeError('%s failed (rc %d):\n%s' % (what, proc.returncode,
-                                                          proc.stdout[-6000:]))
+            raise RuntimeError('%s failed (rc %d):\n%s'
+                               % (what, proc.returncode, proc.stdout[-6000:]))
         changed = dict((host, int(c)) for host, _ok, c, _u, _f in recap if int(c))
         if expect_unchanged and changed:
             raise RuntimeError('%s was not idempotent (changed: %s); see %s'
