@@ -493,7 +493,7 @@ def main():
             module.fail_json(
                 msg='Building an index failed (the tables and the indexes built before it stay; '
                     'a re-run builds the missing ones): %s' % e.msg,
-                changed=True, queries=executor.queries, created=plan.created,
+                changed=len(executor.queries) > 1, queries=executor.queries, created=plan.created,
                 differences=plan.differences, indexes=plan.indexes)
     finally:
         conn.close()
