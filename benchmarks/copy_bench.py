@@ -81,6 +81,7 @@ CASES = (
     ('collection_nodefer', 'collection, defer_indexes off'),
 )
 BASELINE = 'pipe_after'
+GOAL_ROWS = 10000000
 
 
 def psql(cluster, db, command):
@@ -295,8 +296,10 @@ def main():
         rows_out.append([labels[key], round(medians[key], 2),
                          round(statistics.median(copied), 2) if copied else None,
                          round(ratio(medians[key], baseline), 2)])
+    # The goal is about a large table: below it the fixed cost of ansible-playbook and three
+    # module runs (seconds) dominates, and the result is reported but not judged.
     goal_met = None
-    if 'collection' in cases:
+    if 'collection' in cases and rows >= GOAL_ROWS:
         goal_met = ratio(medians['collection'], baseline) <= 1.2
     info = machine_info()
     result = make_result(
@@ -308,7 +311,8 @@ def main():
         'pg_target_tables, pg_subscription (wait_for_sync) and pg_target_tables again, '
         'ansible start-up included.' % size,
         ['case', 'seconds (median)', 'rows copied after (s)', 'ratio to baseline'], rows_out,
-        goal='collection <= 1.2x the COPY pipe with indexes built after',
+        goal='collection <= 1.2x the COPY pipe with indexes built after, at %s rows (judged '
+             'only at that size: the fixed Ansible cost dominates small runs)' % format(GOAL_ROWS, ','),
         goal_met=goal_met,
         charts=[chart('copy.png', 'Initial copy of %s rows' % format(rows, ','),
                       [labels[k] for k in cases],
