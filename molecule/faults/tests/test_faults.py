@@ -85,17 +85,17 @@ def check_playbook(*args):
 def module(host, name, args, check=False):
     """Run a module of the collection on a host (as postgres), return its result."""
     env = _env()
-    # JSON on stdout, and no other callback (profile_tasks) printing there
-    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_CALLBACKS_ENABLED="")
+    # JSON on stdout (a notification callback such as profile_tasks may print after it)
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
     cmd = ["ansible", "-i", os.path.dirname(INVENTORY), host, "-b", "--become-user", "postgres",
            "-m", f"tablesync.postgresql.{name}", "-a", json.dumps(args)]
     if check:
         cmd.append("--check")
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=300, check=False)
-    assert proc.stdout.lstrip().startswith("{"), proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(proc.stdout)
+    start = proc.stdout.find("{")
+    assert start >= 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out, _end = json.JSONDecoder().raw_decode(proc.stdout[start:])
     return out["plays"][0]["tasks"][0]["hosts"][host]
 
 
