@@ -128,7 +128,7 @@ THEIRS_PLAYBOOK = """---
 
 RECAP = re.compile(r'^(\S+)\s*: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)',
                    re.M)
-PROFILE = re.compile(r'^(.+?) -{3,} (\d+\.\d+)s\s*$', re.M)
+PROFILE = re.compile(r'^(.+?) -+ (\d+\.\d+)s\s*$', re.M)  # long names get few dashes
 
 
 def table_names(n):
