@@ -117,6 +117,24 @@ def run_benchmark(name, quick, timeout, logdir):
     return entry
 
 
+def earlier_result(name, path):
+    """An entry from the JSON result of an earlier, separate run (``--result NAME=FILE``)."""
+    entry = {'name': name, 'ok': False, 'seconds': 0, 'earlier': True,
+             'command': 'python benchmarks/%s_bench.py --json FILE, run separately '
+                        '(result rendered from %s, %s UTC)'
+                        % (name, os.path.basename(path), time.strftime(
+                            '%Y-%m-%d %H:%M', time.gmtime(os.path.getmtime(path))))}
+    try:
+        with open(path) as f:
+            result = json.load(f)
+        validate(result)
+    except (OSError, ValueError) as e:
+        entry['error'] = 'no valid JSON result in %s (%s)' % (path, e)
+        return entry
+    entry.update(ok=True, result=result)
+    return entry
+
+
 # --------------------------------------------------------------------------------------------
 # Machine
 # --------------------------------------------------------------------------------------------
@@ -280,6 +298,13 @@ def render(entries, machine, chart_files, chart_dir_rel, problems, args, started
          ' — **a `--quick` smoke run: small sizes, the figures are not meaningful**'
          if args.quick else ''))
     w('')
+    earlier = [e['name'] for e in entries if e.get('earlier')]
+    if earlier:
+        w('**Not one run**: the results of %s come from separate earlier runs of their scripts '
+          '(named under each section, each with its own machine load in its notes), rendered '
+          'here with `--result`; their run times below are 0. Regenerate everything in one run '
+          'with `./dev bench`.' % ', '.join(earlier))
+        w('')
     w('## Summary')
     w('')
     w(markdown_table(['benchmark', 'goal', 'result', 'run time (s)'], summary_rows(entries)))
@@ -345,6 +370,10 @@ def main():
     parser.add_argument('--only', help='comma-separated benchmark names (default: all)')
     parser.add_argument('--timeout', type=int, default=None,
                         help='seconds per benchmark (default 5400; 900 with --quick)')
+    parser.add_argument('--result', action='append', default=[], metavar='NAME=FILE',
+                        help='render the JSON result of an earlier separate run of '
+                        'benchmarks/NAME_bench.py instead of running it (repeatable); the '
+                        'document says so')
     args = parser.parse_args()
     only = [n.strip() for n in args.only.split(',') if n.strip()] if args.only else None
     names = discover(only)
@@ -363,7 +392,9 @@ def main():
     load_start = load_average()
     machine = describe_machine()
     print('benchmarks: %s; logs in %s' % (', '.join(names) or 'none', logdir), file=sys.stderr)
-    entries = [run_benchmark(name, args.quick, timeout, logdir) for name in names]
+    given = dict(r.split('=', 1) for r in args.result)
+    entries = [earlier_result(name, given[name]) if name in given
+               else run_benchmark(name, args.quick, timeout, logdir) for name in names]
     chart_files, problems = render_charts(entries, chart_dir)
     text = render(entries, machine, chart_files, os.path.relpath(chart_dir, out_dir), problems,
                   args, started, (load_start, load_average()))

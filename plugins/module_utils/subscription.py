@@ -168,6 +168,22 @@ def check_slot_name(text, what='slot_name'):
     return text
 
 
+def check_publication_name(name):
+    """A publication name the subscriber's walreceiver can stream.
+
+    The walreceiver sends ``publication_names`` to the publisher as a quoted literal and a
+    backslash in a name breaks that command (PostgreSQL 15: "syntax error" when streaming
+    starts, after CREATE SUBSCRIPTION succeeded): refused before anything is created.
+    """
+    name = check_identifier(name, 'publication name')
+    if '\\' in name:
+        raise SubscriptionError('publication name %r contains a backslash: PostgreSQL\'s '
+                                'walreceiver cannot stream such a publication (START_REPLICATION '
+                                'fails with a syntax error on the publisher); rename the '
+                                'publication' % (name,))
+    return name
+
+
 def parse_lsn(text):
     """``'0/14C0378'`` -> 21758840 (a pg_lsn as an integer); None for None or ``0/0``."""
     if text is None:
@@ -309,7 +325,7 @@ def desired_from_params(params):
     if params.get('skip_lsn') is not None:
         desired['skip_lsn'] = normalize_skip_lsn(params['skip_lsn'])
     if params.get('publications') is not None:
-        pubs = [check_identifier(p, 'publication name') for p in params['publications']]
+        pubs = [check_publication_name(p) for p in params['publications']]
         if not pubs:
             raise SubscriptionError('publications must name at least one publication')
         desired['publications'] = sorted(set(pubs))
@@ -930,12 +946,34 @@ def describe_tables(tables):
     return ', '.join('%s: %s (%s)' % (t['name'], t['state'], t['state_code']) for t in tables)
 
 
-def sync_status(current, baseline_errors):
+# wait_for_sync: worker errors counted without any table making progress in between before the
+# wait gives up. Table synchronisation workers fail transiently on a loaded publisher (for
+# example "replication slot ... already exists" from a retried sync slot) and succeed on the
+# next attempt; a lasting cause (a conflicting row, a missing privilege) repeats every
+# wal_retrieve_retry_interval and is reported after the third error.
+SYNC_ERRORS_TOLERATED = 2
+
+
+def table_progress(current):
+    """What counts as progress of an initial synchronisation: the per-table states."""
+    if current is None:
+        return None
+    return tuple(sorted((t['name'], t['state_code']) for t in current['tables']))
+
+
+def error_total(errors):
+    """Table synchronisation plus apply worker errors counted (0 when unknown)."""
+    errors = errors or {}
+    return (errors.get('sync_error_count') or 0) + (errors.get('apply_error_count') or 0)
+
+
+def sync_status(current, baseline_errors, tolerated=0):
     """('done' | 'waiting' | 'failed', reason) for wait_for_sync.
 
     Done when every table is ready (``r``); ``s`` (synchronized) is a short hand-over to the
     apply worker and still counts as waiting. Failed when the subscription is gone or disabled
-    (disable_on_error) or when a worker error was counted after the wait began.
+    (disable_on_error) or when more than ``tolerated`` worker errors were counted since
+    ``baseline_errors`` (the caller moves the baseline when tables make progress).
     """
     if current is None:
         return 'failed', 'the subscription no longer exists'
@@ -945,7 +983,7 @@ def sync_status(current, baseline_errors):
     base = baseline_errors or {}
     for counter, worker in (('sync_error_count', 'table synchronization'),
                             ('apply_error_count', 'apply')):
-        if (errors.get(counter) or 0) > (base.get(counter) or 0):
+        if (errors.get(counter) or 0) > (base.get(counter) or 0) + tolerated:
             return 'failed', 'a %s worker failed (%s rose from %s to %s)' % (
                 worker, counter, base.get(counter) or 0, errors.get(counter))
     pending = [t for t in current['tables'] if t['state_code'] != 'r']

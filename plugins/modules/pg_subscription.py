@@ -221,9 +221,11 @@ options:
       - After the changes, wait until every table of the subscription is in the ready state
         (C(pg_subscription_rel.srsubstate = 'r')). The short C(s) (synchronized) state still
         counts as waiting.
-      - Fails at once when the subscription is disabled, or when PostgreSQL 15 or later counts a
-        new table synchronisation or apply worker error in C(pg_stat_subscription_stats); fails
-        after O(wait_timeout) otherwise. The message lists every table with its state; the error
+      - Fails at once when the subscription is disabled, or when PostgreSQL 15 or later counts
+        three new table synchronisation or apply worker errors in C(pg_stat_subscription_stats)
+        without any table making progress in between (a lasting cause such as a conflicting row
+        repeats every C(wal_retrieve_retry_interval); fewer errors, retried successfully by the
+        workers, only give a warning); fails after O(wait_timeout) otherwise. The message lists every table with its state; the error
         text itself is only in the subscriber's server log.
       - Not done in check mode.
     type: bool
@@ -532,11 +534,11 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.executor impo
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
-    PG15, SLOT_NONE, SubscriptionError, catalog_query, classify_drop_error, current_from_row,
+    PG15, SLOT_NONE, SYNC_ERRORS_TOLERATED, SubscriptionError, catalog_query, classify_drop_error, current_from_row,
     desired_from_params, diff_summaries, lost_slot_status, password_changed, plan,
     plan_detach_and_drop, plan_rebuild, predict, refreshes_with_publication_change,
     refresh_skipped, required_versions, secret_variants, slot_left_behind, summarize,
-    sync_failure_message, sync_status)
+    error_total, sync_failure_message, sync_status, table_progress)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
 
 try:
@@ -910,10 +912,22 @@ class SubscriptionTask(object):
     def wait_for_sync(self, baseline):
         timeout = self.module.params['wait_timeout']
         start = time.time()
+        progress = None
+        transient = 0
         while True:
             current = self.read()
-            status, reason = sync_status(current, baseline)
+            if table_progress(current) != progress:
+                # tables moved on: errors counted so far were transient (the workers retried)
+                if progress is not None and current is not None:
+                    transient += error_total(current['errors']) - error_total(baseline)
+                    baseline = current['errors']
+                progress = table_progress(current)
+            status, reason = sync_status(current, baseline, SYNC_ERRORS_TOLERATED)
             if status == 'done':
+                if transient > 0:
+                    self.warn('Subscription %s synchronised after %d transient worker error(s) '
+                              '(pg_stat_subscription_stats; the text is in the subscriber\'s '
+                              'server log).' % (self.name, transient))
                 return current
             waited = time.time() - start
             if status == 'failed' or waited >= timeout:

@@ -707,6 +707,36 @@ def test_sync_status():
     assert sub.sync_status(None, base)[0] == 'failed'
 
 
+def test_sync_status_tolerates_transient_worker_errors():
+    base = {'sync_error_count': 0, 'apply_error_count': 0}
+    two = {'sync_error_count': 2, 'apply_error_count': 0}
+    three = {'sync_error_count': 3, 'apply_error_count': 0}
+    tolerated = sub.SYNC_ERRORS_TOLERATED
+    assert sub.sync_status(current(tables=tables('d'), errors=two), base, tolerated)[0] == 'waiting'
+    status, reason = sub.sync_status(current(tables=tables('d'), errors=three), base, tolerated)
+    assert status == 'failed' and 'sync_error_count rose from 0 to 3' in reason
+    apply = {'sync_error_count': 0, 'apply_error_count': 3}
+    assert sub.sync_status(current(tables=tables('r'), errors=apply), base, tolerated)[0] == 'failed'
+
+
+def test_table_progress_and_error_total():
+    assert sub.table_progress(None) is None
+    before = current(tables=tables('i', 'd'))
+    after = current(tables=tables('i', 's'))
+    assert sub.table_progress(before) != sub.table_progress(after)
+    assert sub.table_progress(before) == sub.table_progress(current(tables=tables('i', 'd')))
+    assert sub.error_total(None) == 0
+    assert sub.error_total({'sync_error_count': 2, 'apply_error_count': None}) == 2
+    assert sub.error_total({'sync_error_count': 2, 'apply_error_count': 1}) == 3
+
+
+def test_publication_name_with_a_backslash_is_refused():
+    params = dict(name='s', state='present', publications=['a\\b'], publisher=dict(host='h'))
+    with pytest.raises(sub.SubscriptionError, match='backslash'):
+        sub.desired_from_params(params)
+    assert sub.check_publication_name('Sales "pub"; x') == 'Sales "pub"; x'
+
+
 def test_sync_failure_message_lists_tables_and_points_to_the_log():
     errors = {'sync_error_count': 3, 'apply_error_count': 0}
     msg = sub.sync_failure_message('sub1', current(tables=tables('r', 'd'), errors=errors,
