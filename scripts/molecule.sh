@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Molecule scenarios against the local systemd + PostgreSQL containers.
 #
-#   scripts/molecule.sh [scenario...]     default: every molecule/*/ except smoke
+#   scripts/molecule.sh [scenario...]     default: every molecule/*/ except smoke and faults
+#   (faults, the fault suite of docs/faults.md, runs on its own: ./dev molecule faults)
 #   MOLECULE_COMMAND=converge scripts/molecule.sh sub   (any molecule subcommand; default test)
 #
 # Sets up everything Molecule needs so it works the same from a shell, make or CI:
@@ -49,10 +50,11 @@ else
   scenarios=()
   for d in molecule/*/; do
     s="$(basename "$d")"
-    [ "$s" = smoke ] || [ ! -f "$d/molecule.yml" ] || scenarios+=("$s")
+    case "$s" in smoke|faults) continue ;; esac
+    [ ! -f "$d/molecule.yml" ] || scenarios+=("$s")
   done
   if [ "${#scenarios[@]}" -eq 0 ]; then
-    echo "molecule.sh: no scenario under molecule/ (besides smoke)"; exit 0
+    echo "molecule.sh: no scenario under molecule/ (besides smoke and faults)"; exit 0
   fi
 fi
 
