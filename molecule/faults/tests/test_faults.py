@@ -237,7 +237,7 @@ def test_converge_killed_half_way_then_run_again(src, dst):
         resume(src)
     assert rc == 0, out[-6000:]
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), out[-8000:]
-    assert psql(dst, "shop", "SELECT string_agg(srrelid::regclass || ':' || srsubstate, ',' "
+    assert psql(dst, "shop", "SELECT string_agg(srrelid::regclass::text || ':' || srsubstate::text, ',' "
                              "ORDER BY srrelid::regclass::text) FROM pg_subscription_rel") == \
         "app.customers:r,app.events:r,app.orders:r"
     # no table synchronisation slot of the interrupted copy is left on the publisher
