@@ -117,3 +117,20 @@ def run_module(module, args, **kw):
     result = run.results[0]
     result['_run'] = run
     return result
+
+
+def run_playbook(playbook, inventory, *extra, timeout=600):
+    """``ansible-playbook -i <inventory dict as a temporary YAML file> playbook extra...`` with the
+    default callback: ``(returncode, output)``, stderr folded into the output."""
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as f:
+        yaml.safe_dump(inventory, f)
+        path = f.name
+    try:
+        env = ansible_env({'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.default'})
+        proc = subprocess.run([os.path.join(BINDIR, 'ansible-playbook'), '-i', path, playbook]
+                              + list(extra), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
+                              check=False)
+    finally:
+        os.unlink(path)
+    return proc.returncode, proc.stdout

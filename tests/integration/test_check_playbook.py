@@ -6,15 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
-import yaml
 from psycopg2 import sql
 
 from pgcluster import SUPERPASS, wait_for
-from runner import BINDIR, ROOT, ansible_env, run_module
+from runner import ROOT, run_module, run_playbook
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import slot_name
 
@@ -53,18 +51,7 @@ def inventory(publisher, subscriber, thresholds=None):
 
 
 def run_check(inv, *extra):
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as f:
-        yaml.safe_dump(inv, f)
-        path = f.name
-    try:
-        env = ansible_env({'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.default'})
-        proc = subprocess.run([os.path.join(BINDIR, 'ansible-playbook'), '-i', path, PLAYBOOK]
-                              + list(extra), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, universal_newlines=True, timeout=600,
-                              check=False)
-    finally:
-        os.unlink(path)
-    return proc.returncode, proc.stdout
+    return run_playbook(PLAYBOOK, inv, *extra)
 
 
 @pytest.fixture(scope='module')
