@@ -409,7 +409,8 @@ def sync_plan(sets, host, hostvars=None, methods=IMPLEMENTED_METHODS):
             db = item['source']['database']
             select_tables.setdefault(db, [])
             if present:
-                select_tables[db].extend(t for t in table_names if t not in select_tables[db])
+                have = set(select_tables[db])
+                select_tables[db].extend(t for t in table_names if t not in have)
             identity = item['replica_identity']
             publisher_sets.append({
                 'name': item['name'],

@@ -124,12 +124,16 @@ def resume(src):
                     interval=0.2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def writer(src):
+def start_writer(src):
     src.check_output("rm -f /var/tmp/writer.stop /var/tmp/writer.pause /var/tmp/writer.paused")
     subprocess.run(["podman", "exec", "-d", "-u", "postgres", SRC, "/usr/local/bin/faults-writer"],
                    check=True)
     wait_written(src, 10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def writer(src):
+    start_writer(src)
     yield
     src.check_output("touch /var/tmp/writer.stop")
 
@@ -160,6 +164,15 @@ def _slot(src):
                                  "WHERE slot_name LIKE 'tablesync\\_orders\\_%'")
 
 
+def _address(container):
+    address = subprocess.run(
+        ["podman", "inspect", container, "--format",
+         "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % NETWORK],
+        check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    assert re.match(r"^\d+\.\d+\.\d+\.\d+$", address), address
+    return address
+
+
 # ---- the faults -----------------------------------------------------------------------------
 
 def test_in_sync_with_the_writer_running(src, dst):
@@ -178,11 +191,7 @@ def test_target_server_stopped_then_started(src, dst):
 
 
 def test_network_cut_then_restored(src, dst):
-    address = subprocess.run(
-        ["podman", "inspect", DST, "--format",
-         "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % NETWORK],
-        check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
-    assert re.match(r"^\d+\.\d+\.\d+\.\d+$", address), address
+    address = _address(DST)
     subprocess.run(["podman", "network", "disconnect", NETWORK, DST], check=True)
     try:
         wait_written(src)
@@ -244,6 +253,54 @@ def test_converge_killed_half_way_then_run_again(src, dst):
     assert wait_for(lambda: psql(src, "postgres", "SELECT count(*) FROM pg_replication_slots "
                                                   "WHERE slot_name LIKE 'pg\\_%\\_sync\\_%'") == "0",
                     timeout=60)
+    assert_synced(src, dst, TABLES + (ADDED,))
+
+
+def test_publisher_host_restarted_while_the_playbook_runs(src, dst):
+    """The source's host shuts down (an orderly systemd shutdown of the whole container) while
+    site.yml works on it and stays down until the run has ended: the run fails and names the
+    host; the host boots again with its address (as a server keeps its address across a
+    reboot), PostgreSQL and the trigger set's flush timer start by themselves, and the re-run
+    completes and changes nothing else."""
+    address = _address(SRC)
+    args = ["ansible-playbook", "-i", os.path.dirname(INVENTORY),
+            os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml"), *PHASE]
+    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    seen = []
+    down = False
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if not down and "Replication role with SELECT on exactly the published tables" in line:
+                subprocess.run(["podman", "stop", "-t", "60", SRC], check=True,
+                               stdout=subprocess.DEVNULL)
+                down = True
+        proc.wait(timeout=1800)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        if down:
+            # the address pinned, so that the host comes back with the one it had
+            subprocess.run(["podman", "network", "disconnect", NETWORK, SRC], check=True)
+            subprocess.run(["podman", "network", "connect", "--ip", address, NETWORK, SRC],
+                           check=True)
+            subprocess.run(["podman", "start", SRC], check=True, stdout=subprocess.DEVNULL)
+    out = ANSI.sub("", "".join(seen))
+    assert down, out[-6000:]
+    assert proc.returncode != 0, out[-6000:]
+    assert re.search(r"^faults-src\s+:.*(unreachable|failed)=[1-9]", out, re.M), out[-6000:]
+    assert _address(SRC) == address
+
+    # the boot: PostgreSQL started by systemd, the writer started again (the shutdown ended it)
+    assert wait_for(lambda: src.run("pg_isready -q -t 2").rc == 0, timeout=180, interval=1)
+    assert src.service("postgresql@15-main").is_running
+    assert src.service(f"{FLUSH}.timer").is_running
+    start_writer(src)
+
+    rc, out, recap = run_site(*PHASE)
+    assert rc == 0, out[-6000:]
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), out[-6000:]
     assert_synced(src, dst, TABLES + (ADDED,))
 
 
