@@ -596,15 +596,18 @@ def sync_subscription_status(results, refreshed=None):
 
 
 def _loop_results(results):
+    """The results of a registered loop, or the one result of a task without a loop."""
     if isinstance(results, Mapping):
-        results = results.get('results') or []
+        results = results['results'] if 'results' in results else [results]
     return [r for r in results or [] if isinstance(r, Mapping) and not r.get('skipped')
             and not r.get('failed')]
 
 
 def sync_cleanup(infos, sets, wanted_slots=None, prefix=PREFIX):
-    """What the publisher's cleanup drops, from pg_sync_info loop results (one per database,
-    ``item`` = the database name) and the host's publisher sets (present and absent).
+    """What the publisher's cleanup drops, from the result of pg_sync_info with
+    ``each_database`` (each publication names its ``database``) or from its loop results (one
+    per database, ``item`` = the database name), and the host's publisher sets (present and
+    absent).
 
     -> ``{'publications': [{database, name}], 'slots': [slot names]}``: ``prefix``ed
     publications that no set of the model names (sets marked absent are dropped by their own
@@ -614,8 +617,8 @@ def sync_cleanup(infos, sets, wanted_slots=None, prefix=PREFIX):
     wanted = set(wanted_slots or [])
     publications, slots = [], {}
     for result in _loop_results(infos):
-        database = result.get('item')
         for publication in result.get('publications') or []:
+            database = publication.get('database') or result.get('item')
             name = publication.get('name') or ''
             if name.startswith(prefix) and (database, name) not in known:
                 publications.append({'database': database, 'name': name})

@@ -61,10 +61,22 @@ options:
         cannot be found or read, C(subscriptions.last_apply_error) is listed in RV(unavailable).
       - Not read when unset.
     type: str
+  each_database:
+    description:
+      - Read the sections of a database (C(publications), C(subscriptions), C(trigger_queues)
+        and C(fdw_servers)) in every database of the server that accepts connections (not the
+        templates), in this one call - the module connects to each in turn with the same
+        connection options. The server-wide sections (C(slots), C(settings)) are read once.
+      - Each item of those sections then has a C(database) field, and RV(databases) lists the
+        databases read.
+      - The connecting role must be allowed to connect to every such database.
+    type: bool
+    default: false
 notes:
   - Requires PostgreSQL 10 or later.
   - Publications and subscriptions are those of the database the module connects to
-    (O(login_db)); replication slots are those of the whole server.
+    (O(login_db)), or of every database with O(each_database); replication slots are those of
+    the whole server.
   - The connection string of a subscription (RV(subscriptions[].publisher)) can only be read
     by a superuser; it is returned without its password.
   - The trigger sync queues are read from the schema C(tablesync) of the connected database; a
@@ -103,6 +115,14 @@ EXAMPLES = r'''
       - sync.subscriptions | rejectattr('worker_running') | list | length == 0
       - sync.trigger_queues | selectattr('oldest_entry_age_seconds', 'gt', 300) | list | length == 0
 
+- name: The tablesync publications of every database and the slots, in one call
+  tablesync.postgresql.pg_sync_info:
+    login_db: postgres
+    each_database: true
+    gather: [publications, slots]
+    name_prefix: tablesync_
+  register: everywhere
+
 - name: Only the replication slots, as a monitoring role
   tablesync.postgresql.pg_sync_info:
     login_user: monitor
@@ -117,6 +137,12 @@ server_version:
   returned: always
   type: dict
   sample: {num: 150004, major: 15, minor: 4, full: "15.4 (Debian 15.4-1)"}
+databases:
+  description: The databases read, with O(each_database).
+  returned: when O(each_database) is V(true)
+  type: list
+  elements: str
+  sample: [postgres, shop]
 unavailable:
   description:
     - Fields (C(section.field)) or whole sections that could not be read, because the role lacks
@@ -132,6 +158,7 @@ publications:
   elements: dict
   contains:
     name: {description: Name of the publication., type: str}
+    database: {description: Database of the publication (with O(each_database) only)., type: str}
     owner: {description: Owner of the publication., type: str}
     all_tables: {description: Whether it publishes all tables (C(FOR ALL TABLES))., type: bool}
     publish: {description: The operations published., type: list, elements: str, sample: [insert, update, delete, truncate]}
@@ -150,6 +177,7 @@ subscriptions:
   elements: dict
   contains:
     name: {description: Name of the subscription., type: str}
+    database: {description: Database of the subscription (with O(each_database) only)., type: str}
     owner: {description: Owner of the subscription., type: str}
     enabled: {description: Whether the subscription is enabled., type: bool}
     publications: {description: Publications subscribed to., type: list, elements: str}
@@ -244,6 +272,7 @@ trigger_queues:
   elements: dict
   contains:
     name: {description: Name of the sync set., type: str}
+    database: {description: Database of the sync set (with O(each_database) only)., type: str}
     mode: {description: V(queued) or V(immediate)., type: str}
     server: {description: Foreign server the set reaches its target through., type: str}
     batch_size: {description: Changes per remote transaction of a flush., type: int}
@@ -264,6 +293,7 @@ fdw_servers:
   elements: dict
   contains:
     name: {description: Name of the server., type: str}
+    database: {description: Database of the server (with O(each_database) only)., type: str}
     wrapper: {description: "Foreign-data wrapper (C(postgres_fdw), C(dblink_fdw), ...).", type: str}
     owner: {description: Owner of the server., type: str}
     options: {description: "Server options, without C(password) and C(sslpassword).", type: dict}
@@ -292,8 +322,15 @@ def argument_spec():
         name_prefix=dict(type='str'),
         gather=dict(type='list', elements='str', choices=list(SECTIONS), default=list(SECTIONS)),
         server_log=dict(type='str'),
+        each_database=dict(type='bool', default=False),
     )
     return spec
+
+
+# The sections read per database; the others (slots, settings) are server-wide.
+PER_DATABASE = ('publications', 'subscriptions', 'trigger_queues', 'fdw_servers')
+_DATABASES_SQL = ("SELECT datname FROM pg_catalog.pg_database "
+                  "WHERE datallowconn AND NOT datistemplate ORDER BY datname")
 
 
 # Where the log is and each subscription's origin and progress; restricted parts are NULL.
@@ -342,15 +379,56 @@ def add_apply_errors(conn, explicit, info):
         sub['last_apply_error'] = error
 
 
+def read_database(module, conn, gather):
+    """The ``gather`` sections as seen from the connected database."""
+    conn.set_session(readonly=True)
+    info = SyncInfo(conn).read(gather, module.params['name_prefix'])
+    if module.params['server_log'] and 'subscriptions' in gather:
+        add_apply_errors(conn, module.params['server_log'], info)
+    return info
+
+
+def read_each_database(module, conn):
+    """Server-wide sections once, per-database sections from every database (one connection
+    at a time), each item naming its database."""
+    gather = module.params['gather']
+    with conn.cursor() as cur:
+        cur.execute(_DATABASES_SQL)
+        databases = [row[0] for row in cur.fetchall()]
+        cur.execute('SELECT pg_catalog.current_database()')
+        current = cur.fetchone()[0]
+    conn.rollback()
+    info = read_database(module, conn, gather)
+    per_database = [s for s in gather if s in PER_DATABASE]
+    for section in per_database:
+        for item in info[section]:
+            item['database'] = current
+    for database in databases:
+        if database == current or not per_database:
+            continue
+        other = connect(module, dbname=database)
+        try:
+            part = read_database(module, other, per_database)
+        finally:
+            other.close()
+        for section in per_database:
+            for item in part[section]:
+                item['database'] = database
+            info[section].extend(part[section])
+        info['unavailable'] = sorted(set(info['unavailable']) | set(part['unavailable']))
+    info['databases'] = databases
+    return info
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     conn = connect(module)
     try:
         require_version(module, conn, 100000, 'pg_sync_info')
-        conn.set_session(readonly=True)
-        info = SyncInfo(conn).read(module.params['gather'], module.params['name_prefix'])
-        if module.params['server_log'] and 'subscriptions' in module.params['gather']:
-            add_apply_errors(conn, module.params['server_log'], info)
+        if module.params['each_database']:
+            info = read_each_database(module, conn)
+        else:
+            info = read_database(module, conn, module.params['gather'])
     except psycopg2.Error as e:
         module.fail_json(msg='Cannot read the replication state: %s' % str(e).strip(),
                          exception=traceback.format_exc())

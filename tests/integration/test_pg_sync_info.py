@@ -152,6 +152,34 @@ def test_publisher_side_and_slot_lag_when_disabled(sync):
     assert sub['lag_bytes'] is None and sub['lag_seconds'] is None
 
 
+def test_each_database_in_one_call(sync):
+    """each_database: the publications of every database (here the sync's database and a
+    second one), each naming its database, the slots once, from a call made to postgres."""
+    other = sync.db + '_other'
+    sync.pub.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(other)))
+    try:
+        sync.pub.query(sql.SQL('CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION {} FOR TABLE t')
+                       .format(sql.Identifier(sync.prefix + 'elsewhere')), dbname=other)
+        args = dict(sync.pub.login('postgres'), name_prefix=sync.prefix, each_database=True,
+                    gather=['publications', 'slots'])
+        r = run_module(MODULE, args)
+        assert not r.get('failed'), r
+        assert r['changed'] is False
+        assert {sync.db, other, 'postgres'} <= set(r['databases'])
+        assert 'template0' not in r['databases'] and 'template1' not in r['databases']
+        assert sorted((p['database'], p['name']) for p in r['publications']) == [
+            (sync.db, sync.publication), (other, sync.prefix + 'elsewhere')]
+        # server-wide: read once, not once per database
+        assert [s['slot_name'] for s in r['slots']].count(sync.subscription) == 1
+        # the same call without each_database sees only its own database
+        only = sync.info(sync.pub, gather=['publications'])
+        assert [p['name'] for p in only['publications']] == [sync.publication]
+        assert 'databases' not in only and 'database' not in only['publications'][0]
+    finally:
+        sync.pub.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(
+            sql.Identifier(other)))
+
+
 def test_pg_monitor_role_sees_what_it_can(sync):
     sync.wait_ready()
     role, password = sync.prefix + 'mon', 'Mon-pw-0k'

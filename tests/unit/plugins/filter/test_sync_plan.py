@@ -330,6 +330,28 @@ def test_cleanup_finds_unknown_publications_and_unused_slots():
     assert sync_cleanup([], [], []) == {'publications': [], 'slots': []}
 
 
+def test_cleanup_from_one_read_of_every_database():
+    """pg_sync_info each_database: one result, each publication names its database."""
+    plan = sync_plan(SETS, 'pub', HOSTS)
+    info = {'changed': False, 'databases': ['legacy', 'other', 'shop'],
+            'publications': [
+                {'database': 'legacy', 'name': 'tablesync_old'},
+                {'database': 'other', 'name': 'tablesync_orders'},
+                {'database': 'shop', 'name': 'tablesync_orders'},
+                {'database': 'shop', 'name': 'tablesync_removed'},
+            ],
+            'slots': [{'slot_name': 'tablesync_gone_1234abcd', 'active': False,
+                       'slot_type': 'logical'}]}
+    assert sync_cleanup(info, plan['publisher_sets'], plan['slots']) == {
+        'publications': [{'database': 'other', 'name': 'tablesync_orders'},
+                         {'database': 'shop', 'name': 'tablesync_removed'}],
+        'slots': ['tablesync_gone_1234abcd'],
+    }
+    # the read skipped (no psycopg2 yet in check mode): nothing to drop
+    assert sync_cleanup({'skipped': True}, plan['publisher_sets'], plan['slots']) == \
+        {'publications': [], 'slots': []}
+
+
 def test_report_per_set():
     plan = sync_plan(SETS, 'pub', HOSTS)
     orders = plan['publisher_sets'][0]
