@@ -333,15 +333,15 @@ def test_cleanup_finds_unknown_publications_and_unused_slots():
 def test_cleanup_from_one_read_of_every_database():
     """pg_sync_info each_database: one result, each publication names its database."""
     plan = sync_plan(SETS, 'pub', HOSTS)
+    publications = [
+        {'database': 'legacy', 'name': 'tablesync_old'},
+        {'database': 'other', 'name': 'tablesync_orders'},
+        {'database': 'shop', 'name': 'tablesync_orders'},
+        {'database': 'shop', 'name': 'tablesync_removed'},
+    ]
+    slots = [{'slot_name': 'tablesync_gone_1234abcd', 'active': False, 'slot_type': 'logical'}]
     info = {'changed': False, 'databases': ['legacy', 'other', 'shop'],
-            'publications': [
-                {'database': 'legacy', 'name': 'tablesync_old'},
-                {'database': 'other', 'name': 'tablesync_orders'},
-                {'database': 'shop', 'name': 'tablesync_orders'},
-                {'database': 'shop', 'name': 'tablesync_removed'},
-            ],
-            'slots': [{'slot_name': 'tablesync_gone_1234abcd', 'active': False,
-                       'slot_type': 'logical'}]}
+            'publications': publications, 'slots': slots}
     assert sync_cleanup(info, plan['publisher_sets'], plan['slots']) == {
         'publications': [{'database': 'other', 'name': 'tablesync_orders'},
                          {'database': 'shop', 'name': 'tablesync_removed'}],
