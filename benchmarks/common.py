@@ -123,10 +123,12 @@ def validate(result):
 
 
 def write_json(path, result):
-    """Validate and write ``result`` to ``path`` (nothing when ``path`` is None)."""
+    """Validate and write ``result`` to ``path`` (nothing when ``path`` is None), stamped with
+    the time it was measured (``measured_at``, UTC) unless it has one."""
     validate(result)
     if not path:
         return
+    result.setdefault('measured_at', time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(result, f, indent=2, sort_keys=False)

@@ -121,9 +121,8 @@ def earlier_result(name, path):
     """An entry from the JSON result of an earlier, separate run (``--result NAME=FILE``)."""
     entry = {'name': name, 'ok': False, 'seconds': 0, 'earlier': True,
              'command': 'python benchmarks/%s_bench.py --json FILE, run separately '
-                        '(result rendered from %s, %s UTC)'
-                        % (name, os.path.basename(path), time.strftime(
-                            '%Y-%m-%d %H:%M', time.gmtime(os.path.getmtime(path))))}
+                        '(result rendered from %s)' % (name, os.path.relpath(path, ROOT)
+                                                       if path.startswith(ROOT) else path)}
     try:
         with open(path) as f:
             result = json.load(f)
@@ -131,8 +130,21 @@ def earlier_result(name, path):
     except (OSError, ValueError) as e:
         entry['error'] = 'no valid JSON result in %s (%s)' % (path, e)
         return entry
+    entry['command'] += ', measured %s' % (result.get('measured_at') or time.strftime(
+        '%Y-%m-%d %H:%M UTC', time.gmtime(os.path.getmtime(path))))
     entry.update(ok=True, result=result)
     return entry
+
+
+def keep_results(entries, result_dir):
+    """Copy the JSON result of each benchmark this run measured to ``result_dir``/NAME.json,
+    so that a later document can render it again (``--result NAME=FILE``)."""
+    os.makedirs(result_dir, exist_ok=True)
+    for e in entries:
+        if e['ok'] and not e.get('earlier'):
+            with open(os.path.join(result_dir, '%s.json' % e['name']), 'w') as f:
+                json.dump(e['result'], f, indent=2)
+                f.write('\n')
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,6 +408,7 @@ def main():
     entries = [earlier_result(name, given[name]) if name in given
                else run_benchmark(name, args.quick, timeout, logdir) for name in names]
     chart_files, problems = render_charts(entries, chart_dir)
+    keep_results(entries, os.path.join(chart_dir, 'results'))
     text = render(entries, machine, chart_files, os.path.relpath(chart_dir, out_dir), problems,
                   args, started, (load_start, load_average()))
     os.makedirs(out_dir, exist_ok=True)
