@@ -253,11 +253,16 @@ def privilege_changes(wanted, tables):
     return grants, revokes
 
 
+def usage_needed(wanted, tables):
+    """The schemas of the wanted tables the role may not use yet."""
+    return set(key[0] for key in wanted if not tables.get(key, TableState()).schema_usage)
+
+
 def plan_privileges(role, wanted, tables):
     """USAGE on the schemas of the wanted tables, then one GRANT and one REVOKE per distinct
     privilege set. ``tables``: (schema, table) -> TableState for the wanted tables and every
     table the role holds a privilege on."""
-    schemas = set(key[0] for key in wanted if not tables.get(key, TableState()).schema_usage)
+    schemas = usage_needed(wanted, tables)
     grants, revokes = privilege_changes(wanted, tables)
     statements = [grant_usage(role, schemas)] if schemas else []
     statements += [grant_tables(role, privs, keys) for privs, keys in _group(grants)]
@@ -277,6 +282,82 @@ def granted_tables(wanted, tables, managed):
         insert_update_delete_tables=sorted(format_qualified(*k) for k, p in held.items()
                                            if WRITE_PRIVILEGES <= p),
     )
+
+
+# ---- sequence privileges ------------------------------------------------------------------------
+
+# Sequence privileges in the order GRANT lists them, and what each value of the module's
+# ``sequences`` option grants on the sequences the tables use (SELECT reads the position;
+# setval() needs UPDATE).
+SEQUENCE_PRIVILEGES = ('USAGE', 'SELECT', 'UPDATE')
+SEQUENCE_MODES = {'select': frozenset(['SELECT']), 'update': frozenset(['SELECT', 'UPDATE'])}
+
+
+class SequenceState(object):
+    """A sequence the tables use (``used``) or the role holds a privilege on."""
+
+    __slots__ = ('used', 'owned', 'privileges', 'schema_usage')
+
+    def __init__(self, used=False, owned=False, privileges=(), schema_usage=None):
+        self.used = used
+        self.owned = owned
+        self.privileges = frozenset(privileges)
+        self.schema_usage = schema_usage
+
+
+def _ordered_sequence(privileges):
+    return [p for p in SEQUENCE_PRIVILEGES if p in privileges]
+
+
+def sequence_privilege_changes(mode, sequences):
+    """({privileges to grant: [sequences]}, {privileges to revoke: [sequences]}): ``mode``'s
+    privileges on the used sequences, none on the others; sequences the role owns are left
+    alone."""
+    wanted = SEQUENCE_MODES[mode]
+    grants, revokes = {}, {}
+    for key, seq in sequences.items():
+        if seq.owned:
+            continue
+        want = wanted if seq.used else frozenset()
+        have = frozenset(p for p in seq.privileges if p in SEQUENCE_PRIVILEGES)
+        if want - have:
+            grants.setdefault(want - have, []).append(key)
+        if have - want:
+            revokes.setdefault(have - want, []).append(key)
+    return grants, revokes
+
+
+def plan_sequence_privileges(role, mode, sequences, usage_granted=()):
+    """USAGE on the schemas of the used sequences the role may not use yet (but those in
+    ``usage_granted``, already granted by the table plan), then one GRANT and one REVOKE ...
+    ON SEQUENCE per distinct privilege set."""
+    schemas = set(key[0] for key, seq in sequences.items()
+                  if seq.used and not seq.owned and not seq.schema_usage) - set(usage_granted)
+    grants, revokes = sequence_privilege_changes(mode, sequences)
+    statements = [grant_usage(role, schemas)] if schemas else []
+
+    def statement(template, privileges, keys):
+        return Statement(sql.SQL(template).format(
+            sql.SQL(', ').join(sql.SQL(p) for p in _ordered_sequence(privileges)),
+            _table_list(keys), sql.Identifier(role)))
+
+    order = sorted(grants.items(), key=lambda i: (_ordered_sequence(i[0]), sorted(i[1])))
+    statements += [statement('GRANT {} ON SEQUENCE {} TO {}', p, k) for p, k in order]
+    order = sorted(revokes.items(), key=lambda i: (_ordered_sequence(i[0]), sorted(i[1])))
+    statements += [statement('REVOKE {} ON SEQUENCE {} FROM {}', p, k) for p, k in order]
+    return statements
+
+
+def held_sequences(sequences):
+    """Display names of the sequences the role holds a privilege on (before the run)."""
+    return sorted(format_qualified(*key) for key, seq in sequences.items()
+                  if seq.privileges and not seq.owned)
+
+
+def granted_sequences(mode, sequences):
+    """Display names of the sequences the role has ``mode``'s privileges on after the run."""
+    return sorted(format_qualified(*key) for key, seq in sequences.items()
+                  if seq.used and not seq.owned) if mode in SEQUENCE_MODES else []
 
 
 # ---- state: absent ------------------------------------------------------------------------------

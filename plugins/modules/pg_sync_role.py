@@ -93,6 +93,18 @@ options:
         C(TRUNCATE) (for postgres_fdw and trigger targets). A table in both lists gets these.
     type: list
     elements: str
+  sequences:
+    description:
+      - Privileges on the sequences the tables of O(select_tables) and
+        O(insert_update_delete_tables) use (owned by one of their columns - C(serial) and
+        identity columns - or called by a column default), so that the role can read their
+        positions (V(select)) or also move them with C(setval()) (V(update)), for example to
+        copy sequence positions at a cutover (M(tablesync.postgresql.pg_sequence_sync)).
+      - Every other sequence privilege the role holds in O(login_db) is revoked, and USAGE is
+        granted on a sequence's schema when needed.
+      - When unset, sequence privileges are left alone.
+    type: str
+    choices: [select, update]
   login_user:
     description:
       - Role to connect as. Defaults to C(PGUSER) from the environment, else C(postgres).
@@ -131,6 +143,7 @@ EXAMPLES = r'''
     select_tables:
       - sales.orders
       - sales.customers
+    sequences: select  # read the positions of their sequences (pg_sequence_sync)
 
 - name: Role that writes into the target tables of a trigger sync
   tablesync.postgresql.pg_sync_role:
@@ -140,6 +153,7 @@ EXAMPLES = r'''
     connection_limit: 5
     insert_update_delete_tables:
       - sales.orders
+    sequences: update  # setval() on sales.orders_id_seq at a cutover
 
 - name: Keep a password that is managed elsewhere
   tablesync.postgresql.pg_sync_role:
@@ -202,6 +216,11 @@ role:
       type: list
       elements: str
       returned: when the role exists
+    sequences:
+      description: The sequences the tables use, on which the role has the O(sequences) privileges, sorted.
+      type: list
+      elements: str
+      returned: when O(sequences) is set and the role exists
   sample:
     name: tablesync_orders
     exists: true
@@ -244,10 +263,12 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.connection im
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role import (
-    DEPENDENCY_KINDS, Dependency, DesiredRole, RoleState, SyncRoleError, TableState,
-    blockers_message, desired_privileges, granted_tables, missing_tables, password_state,
-    password_update_needed, plan_drop, plan_privileges, plan_role, refuse_superuser,
-    role_after, role_before)
+    DEPENDENCY_KINDS, Dependency, DesiredRole, RoleState, SequenceState, SyncRoleError,
+    TableState, blockers_message, desired_privileges, granted_sequences, granted_tables,
+    held_sequences,
+    missing_tables, password_state, password_update_needed, plan_drop, plan_privileges,
+    plan_role, plan_sequence_privileges, refuse_superuser, role_after, role_before,
+    usage_needed)
 
 try:
     import psycopg2
@@ -257,6 +278,7 @@ except ImportError:  # pragma: no cover - reported by connect()
     psycopg2 = None
 
 TABLE_KINDS = "('r', 'p', 'v', 'm', 'f')"
+TABLE_AND_SEQUENCE_KINDS = "('r', 'p', 'v', 'm', 'f', 'S')"
 
 ROLE_QUERY = '''
 SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolreplication, r.rolconnlimit, r.rolpassword
@@ -294,7 +316,52 @@ LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN grantee g
 '''
 
-# Everything that would keep DROP ROLE from succeeding, in every database.
+# The sequences the wanted tables use (owned by a column, identity, or called by a column
+# default) and every sequence the role holds a privilege on.
+SEQUENCES_QUERY = '''
+WITH grantee AS (
+    SELECT (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(name)s) AS oid
+), tabs AS (
+    SELECT c.oid
+    FROM unnest(%(schemas)s::text[], %(tables)s::text[]) AS w(nspname, relname)
+    JOIN pg_catalog.pg_namespace n ON n.nspname = w.nspname
+    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname
+), used AS (
+    SELECT d.objid AS seqoid
+    FROM tabs t
+    JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+     AND d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+     AND d.deptype IN ('a', 'i')
+    UNION
+    SELECT d.refobjid
+    FROM tabs t
+    JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = t.oid
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+     AND d.objid = ad.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+     AND d.deptype = 'n'
+), held AS (
+    SELECT c.oid AS seqoid,
+           array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) AS privileges
+    FROM pg_catalog.pg_class c
+    CROSS JOIN grantee g
+    CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+    WHERE a.grantee = g.oid AND c.relkind = 'S'
+    GROUP BY c.oid
+)
+SELECT n.nspname AS schema, c.relname AS name,
+       c.oid IN (SELECT seqoid FROM used) AS used,
+       coalesce(c.relowner = g.oid, false) AS owned,
+       coalesce(h.privileges, '{}'::text[]) AS privileges,
+       coalesce(pg_catalog.has_schema_privilege(g.oid, n.oid, 'USAGE'), false) AS schema_usage
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN held h ON h.seqoid = c.oid
+CROSS JOIN grantee g
+WHERE c.relkind = 'S' AND (c.oid IN (SELECT seqoid FROM used) OR h.seqoid IS NOT NULL)
+'''
+
+# Everything that would keep DROP ROLE from succeeding, in every database (privileges on
+# sequences are revoked like those on tables).
 DEPENDENCIES_QUERY = '''
 SELECT d.datname AS database, sd.deptype, sd.classid::regclass::text AS catalog,
        tn.nspname AS table_schema, c.relname AS table_name, sn.nspname AS schema,
@@ -370,8 +437,19 @@ class SyncRoleCatalog(object):
                                 privileges=row['privileges'], schema_usage=row['schema_usage']))
                     for row in rows)
 
+    def read_sequences(self, wanted):
+        """(schema, sequence) -> SequenceState for the sequences the wanted tables use and
+        those the role holds privileges on, in login_db."""
+        keys = sorted(wanted)
+        rows = self._query(SEQUENCES_QUERY, {'name': self.name, 'schemas': [k[0] for k in keys],
+                                             'tables': [k[1] for k in keys]})
+        return dict(((row['schema'], row['name']),
+                     SequenceState(used=row['used'], owned=row['owned'],
+                                   privileges=row['privileges'], schema_usage=row['schema_usage']))
+                    for row in rows)
+
     def read_dependencies(self, oid):
-        rows = self._query(sql.SQL(DEPENDENCIES_QUERY).format(kinds=sql.SQL(TABLE_KINDS)),
+        rows = self._query(sql.SQL(DEPENDENCIES_QUERY).format(kinds=sql.SQL(TABLE_AND_SEQUENCE_KINDS)),
                            {'oid': oid})
         return [self._dependency(row) for row in rows]
 
@@ -413,6 +491,11 @@ def ensure_present(module, catalog, executor, desired, current, wanted, managed)
     statements = plan_role(desired, current)
     if managed:
         statements += plan_privileges(desired.name, wanted, tables)
+    mode = module.params['sequences']
+    sequences = catalog.read_sequences(wanted) if mode else {}
+    if mode:
+        statements += plan_sequence_privileges(desired.name, mode, sequences,
+                                               usage_needed(wanted, tables) if managed else ())
     run(module, executor, statements)
 
     before = role_before(desired.name, current)
@@ -420,6 +503,10 @@ def ensure_present(module, catalog, executor, desired, current, wanted, managed)
     if current.exists:
         before.update(granted_tables({}, tables, managed=False), database=catalog.database)
     after.update(granted_tables(wanted, tables, managed), database=catalog.database)
+    if mode:
+        if current.exists:
+            before['sequences'] = held_sequences(sequences)
+        after['sequences'] = granted_sequences(mode, sequences)
     before['password'] = password_state(current)
     if password_changes:
         after['password'] = 'changed' if current.exists else 'set'
@@ -459,6 +546,7 @@ def argument_spec():
         connection_limit=dict(type='int'),
         select_tables=dict(type='list', elements='str'),
         insert_update_delete_tables=dict(type='list', elements='str'),
+        sequences=dict(type='str', choices=['select', 'update']),
     )
     return spec
 

@@ -336,3 +336,64 @@ def test_login_attribute_is_not_the_login_user_alias(pg):
     assert third['changed'] is False and third['role']['connection_limit'] == 2
     assert pg.query('SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s',
                     (name,)) == [(True, 2)]
+
+
+def test_sequences_of_the_tables(pg):
+    """sequences: select/update on exactly the sequences the tables use (serial, identity, a
+    default calling a sequence of another schema), others revoked; idempotent; check mode;
+    state=absent revokes them too."""
+    name, password = role_name('seq'), 'Pw-%s' % uuid.uuid4().hex
+    tag = uuid.uuid4().hex[:6]
+    pg.execute('''
+        CREATE SCHEMA "seqs_{t}";
+        CREATE SEQUENCE "seqs_{t}".shared;
+        CREATE SEQUENCE s.unrelated_{t};
+        CREATE TABLE s.serial_{t} (id serial PRIMARY KEY);
+        CREATE TABLE s.ident_{t} (id int GENERATED ALWAYS AS IDENTITY, n bigint DEFAULT nextval('"seqs_{t}".shared'));
+        CREATE ROLE "{n}" LOGIN;
+        GRANT USAGE ON SCHEMA s TO "{n}";
+        GRANT SELECT, UPDATE ON SEQUENCE s.unrelated_{t} TO "{n}";
+    '''.format(t=tag, n=name), dbname=DB)
+    tables = ['s.serial_%s' % tag, 's.ident_%s' % tag]
+    ident_seq = pg.query("SELECT pg_get_serial_sequence('s.ident_%s', 'id')" % tag, dbname=DB)[0][0]
+    assert ident_seq.startswith('s.')
+    spec = dict(password=password, select_tables=tables, sequences='select')
+
+    checked = run_role(pg, name, args=spec, check=True)
+    assert checked['changed'] is True and not checked.get('failed'), checked
+    assert 'GRANT USAGE ON SCHEMA "seqs_%s" TO "%s"' % (tag, name) in checked['queries']
+    assert pg.query("SELECT has_sequence_privilege(%s, 's.unrelated_' || %s, 'UPDATE')",
+                    (name, tag), dbname=DB) == [(True,)]
+
+    run = run_tasks([task(pg, name, **spec), task(pg, name, **spec)])
+    first, second = run.results
+    assert not first.get('failed'), first
+    seq_queries = [q for q in first['queries'] if 'SEQUENCE' in q]
+    assert seq_queries == [
+        'GRANT SELECT ON SEQUENCE "%s"."%s", "s"."serial_%s_id_seq", "seqs_%s"."shared" TO "%s"'
+        % (ident_seq.split('.')[0], ident_seq.split('.')[1], tag, tag, name),
+        'REVOKE SELECT, UPDATE ON SEQUENCE "s"."unrelated_%s" FROM "%s"' % (tag, name),
+    ]
+    assert first['role']['sequences'] == sorted([ident_seq, 's.serial_%s_id_seq' % tag,
+                                                 'seqs_%s.shared' % tag])
+    assert first['diff']['before']['sequences'] == ['s.unrelated_%s' % tag]
+    assert second['changed'] is False and second['queries'] == []
+    assert can(pg, name, password, 'SELECT last_value FROM "seqs_%s".shared' % tag)
+    assert can(pg, name, password, 'SELECT last_value FROM s.serial_%s_id_seq' % tag)
+    assert not can(pg, name, password, "SELECT setval('s.serial_%s_id_seq', 5)" % tag)
+    assert not can(pg, name, password, 'SELECT last_value FROM s.unrelated_%s' % tag)
+
+    update = run_role(pg, name, args=dict(spec, sequences='update'))
+    assert [q for q in update['queries'] if 'SEQUENCE' in q] == [
+        'GRANT UPDATE ON SEQUENCE "%s"."%s", "s"."serial_%s_id_seq", "seqs_%s"."shared" TO "%s"'
+        % (ident_seq.split('.')[0], ident_seq.split('.')[1], tag, tag, name)]
+    assert can(pg, name, password, "SELECT setval('s.serial_%s_id_seq', 5)" % tag)
+
+    # unset: sequence privileges left alone
+    unset = run_role(pg, name, args=dict(password=password, select_tables=tables))
+    assert unset['changed'] is False and 'sequences' not in unset['role'], unset
+
+    gone = run_role(pg, name, args=dict(state='absent'))
+    assert not gone.get('failed'), gone
+    assert gone['queries'][-1] == 'DROP ROLE "%s"' % name
+    assert pg.query('SELECT 1 FROM pg_roles WHERE rolname = %s', (name,)) == []

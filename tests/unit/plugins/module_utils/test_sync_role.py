@@ -7,12 +7,13 @@ import pytest
 from ansible_collections.tablesync.postgresql.plugins.module_utils.scram import (
     build_verifier, is_verifier, parse_verifier, saslprep, verify_password)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
-    Secret, render)
+    Secret, render, render_all)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role import (
-    READ_PRIVILEGES, WRITE_PRIVILEGES, Dependency, DesiredRole, RoleState, SyncRoleError,
-    TableState, blockers_message, check_role_name, desired_privileges, granted_tables,
-    missing_tables, password_update_needed, plan_drop, plan_privileges, plan_role,
-    privilege_changes)
+    READ_PRIVILEGES, WRITE_PRIVILEGES, Dependency, DesiredRole, RoleState, SequenceState,
+    SyncRoleError, TableState, blockers_message, check_role_name, desired_privileges,
+    granted_sequences, granted_tables, missing_tables, password_update_needed, plan_drop,
+    plan_privileges, plan_role, plan_sequence_privileges, privilege_changes,
+    sequence_privilege_changes, usage_needed)
 
 PASSWORD = 'S3cret-pässword'
 VERIFIER_FORMAT = re.compile(r'^SCRAM-SHA-256\$4096:([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):'
@@ -344,3 +345,69 @@ def test_blockers_named_with_advice():
     assert 'the whole cluster' in msg
     assert 'REASSIGN OWNED BY sync' in msg and 'DROP OWNED BY sync' in msg
     assert 'state=absent' in msg
+
+
+# ---- sequence privileges ----------------------------------------------------------------------
+
+def test_sequences_of_the_tables_get_select_others_lose_theirs():
+    sequences = {
+        ('sales', 'orders_id_seq'): SequenceState(used=True, schema_usage=True),
+        ('sales', 'items_id_seq'): SequenceState(used=True, privileges=['SELECT'], schema_usage=True),
+        ('sales', 'old_seq'): SequenceState(privileges=['SELECT', 'UPDATE', 'USAGE'], schema_usage=True),
+        ('sales', 'mine_seq'): SequenceState(used=True, owned=True, schema_usage=True),
+    }
+    assert render_all(plan_sequence_privileges('r', 'select', sequences)) == [
+        'GRANT SELECT ON SEQUENCE "sales"."orders_id_seq" TO "r"',
+        'REVOKE USAGE, SELECT, UPDATE ON SEQUENCE "sales"."old_seq" FROM "r"',
+    ]
+    assert granted_sequences('select', sequences) == ['sales.items_id_seq', 'sales.orders_id_seq']
+
+
+def test_update_mode_adds_update_for_setval():
+    sequences = {('sales', 's'): SequenceState(used=True, privileges=['SELECT'], schema_usage=True),
+                 ('sales', 't'): SequenceState(used=True, schema_usage=True)}
+    assert render_all(plan_sequence_privileges('r', 'update', sequences)) == [
+        'GRANT SELECT, UPDATE ON SEQUENCE "sales"."t" TO "r"',
+        'GRANT UPDATE ON SEQUENCE "sales"."s" TO "r"',
+    ]
+    # and back to select: UPDATE revoked, SELECT kept
+    held = {('sales', 's'): SequenceState(used=True, privileges=['SELECT', 'UPDATE'],
+                                          schema_usage=True)}
+    assert render_all(plan_sequence_privileges('r', 'select', held)) == [
+        'REVOKE UPDATE ON SEQUENCE "sales"."s" FROM "r"']
+
+
+def test_sequences_in_schemas_without_usage_get_it_once():
+    sequences = {('seqs', 'a'): SequenceState(used=True, schema_usage=False),
+                 ('sales', 'b'): SequenceState(used=True, schema_usage=False),
+                 ('other', 'c'): SequenceState(privileges=['SELECT'], schema_usage=False)}
+    # the table plan already grants USAGE on sales: not repeated; other is not needed
+    assert render_all(plan_sequence_privileges('r', 'select', sequences, usage_granted={'sales'})) == [
+        'GRANT USAGE ON SCHEMA "seqs" TO "r"',
+        'GRANT SELECT ON SEQUENCE "sales"."b", "seqs"."a" TO "r"',
+        'REVOKE SELECT ON SEQUENCE "other"."c" FROM "r"',
+    ]
+
+
+def test_sequences_nothing_to_do():
+    sequences = {('sales', 's'): SequenceState(used=True, privileges=['SELECT'], schema_usage=True)}
+    assert plan_sequence_privileges('r', 'select', sequences) == []
+    assert plan_sequence_privileges('r', 'select', {}) == []
+    assert sequence_privilege_changes('update', {}) == ({}, {})
+
+
+@pytest.mark.parametrize('name', HOSTILE)
+def test_sequence_names_are_quoted(name):
+    sequences = {(name, name): SequenceState(used=True, schema_usage=False)}
+    quoted = '"%s"' % name.replace('"', '""')
+    assert render_all(plan_sequence_privileges(name, 'select', sequences)) == [
+        'GRANT USAGE ON SCHEMA %s TO %s' % (quoted, quoted),
+        'GRANT SELECT ON SEQUENCE %s.%s TO %s' % (quoted, quoted, quoted),
+    ]
+
+
+def test_usage_needed_is_what_the_table_plan_grants():
+    wanted = {('a', 't'): READ_PRIVILEGES, ('b', 't'): READ_PRIVILEGES}
+    tables = {('a', 't'): TableState(schema_usage=True), ('b', 't'): TableState(schema_usage=False)}
+    assert usage_needed(wanted, tables) == {'b'}
+    assert render_all(plan_privileges('r', wanted, tables))[0] == 'GRANT USAGE ON SCHEMA "b" TO "r"'
