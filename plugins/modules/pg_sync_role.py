@@ -285,6 +285,17 @@ SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolreplication, r.rolconnlimit, r.rol
 FROM {catalog} r WHERE r.rolname = %(name)s
 '''
 
+# The relations of the given kinds the role holds privileges on (granted to it directly).
+HELD_CTE = '''held AS (
+    SELECT c.oid AS reloid,
+           array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) AS privileges
+    FROM pg_catalog.pg_class c
+    CROSS JOIN grantee g
+    CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+    WHERE a.grantee = g.oid AND c.relkind IN {kinds}
+    GROUP BY c.oid
+)'''
+
 # The wanted tables (existence) and every table the role holds a privilege on, with the
 # privileges granted to the role itself and whether it may use the table's schema.
 TABLES_QUERY = '''
@@ -296,15 +307,7 @@ WITH grantee AS (
     LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = w.nspname
     LEFT JOIN pg_catalog.pg_class c
            ON c.relnamespace = n.oid AND c.relname = w.relname AND c.relkind IN {kinds}
-), held AS (
-    SELECT c.oid AS reloid,
-           array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) AS privileges
-    FROM pg_catalog.pg_class c
-    CROSS JOIN grantee g
-    CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
-    WHERE a.grantee = g.oid AND c.relkind IN {kinds}
-    GROUP BY c.oid
-)
+), {held}
 SELECT coalesce(w.nspname, n.nspname) AS schema, coalesce(w.relname, c.relname) AS name,
        c.oid IS NOT NULL AS exists, coalesce(c.relowner = g.oid, false) AS owned,
        coalesce(h.privileges, '{{}}'::text[]) AS privileges,
@@ -339,25 +342,17 @@ WITH grantee AS (
     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
      AND d.objid = ad.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
      AND d.deptype = 'n'
-), held AS (
-    SELECT c.oid AS seqoid,
-           array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) AS privileges
-    FROM pg_catalog.pg_class c
-    CROSS JOIN grantee g
-    CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
-    WHERE a.grantee = g.oid AND c.relkind = 'S'
-    GROUP BY c.oid
-)
+), {held}
 SELECT n.nspname AS schema, c.relname AS name,
        c.oid IN (SELECT seqoid FROM used) AS used,
        coalesce(c.relowner = g.oid, false) AS owned,
-       coalesce(h.privileges, '{}'::text[]) AS privileges,
+       coalesce(h.privileges, '{{}}'::text[]) AS privileges,
        coalesce(pg_catalog.has_schema_privilege(g.oid, n.oid, 'USAGE'), false) AS schema_usage
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN held h ON h.seqoid = c.oid
+LEFT JOIN held h ON h.reloid = c.oid
 CROSS JOIN grantee g
-WHERE c.relkind = 'S' AND (c.oid IN (SELECT seqoid FROM used) OR h.seqoid IS NOT NULL)
+WHERE c.relkind = 'S' AND (c.oid IN (SELECT seqoid FROM used) OR h.reloid IS NOT NULL)
 '''
 
 # Everything that would keep DROP ROLE from succeeding, in every database (privileges on
@@ -429,7 +424,8 @@ class SyncRoleCatalog(object):
         """(schema, table) -> TableState for the wanted tables and the tables the role holds
         privileges on, in login_db."""
         keys = sorted(wanted)
-        rows = self._query(sql.SQL(TABLES_QUERY).format(kinds=sql.SQL(TABLE_KINDS)),
+        rows = self._query(sql.SQL(TABLES_QUERY).format(
+            kinds=sql.SQL(TABLE_KINDS), held=sql.SQL(HELD_CTE).format(kinds=sql.SQL(TABLE_KINDS))),
                            {'name': self.name, 'schemas': [k[0] for k in keys],
                             'tables': [k[1] for k in keys]})
         return dict(((row['schema'], row['name']),
@@ -441,8 +437,10 @@ class SyncRoleCatalog(object):
         """(schema, sequence) -> SequenceState for the sequences the wanted tables use and
         those the role holds privileges on, in login_db."""
         keys = sorted(wanted)
-        rows = self._query(SEQUENCES_QUERY, {'name': self.name, 'schemas': [k[0] for k in keys],
-                                             'tables': [k[1] for k in keys]})
+        query = sql.SQL(SEQUENCES_QUERY).format(held=sql.SQL(HELD_CTE).format(
+            kinds=sql.SQL("('S')")))
+        rows = self._query(query, {'name': self.name, 'schemas': [k[0] for k in keys],
+                                   'tables': [k[1] for k in keys]})
         return dict(((row['schema'], row['name']),
                      SequenceState(used=row['used'], owned=row['owned'],
                                    privileges=row['privileges'], schema_usage=row['schema_usage']))
