@@ -424,10 +424,10 @@ class SyncRoleCatalog(object):
         """(schema, table) -> TableState for the wanted tables and the tables the role holds
         privileges on, in login_db."""
         keys = sorted(wanted)
-        rows = self._query(sql.SQL(TABLES_QUERY).format(
-            kinds=sql.SQL(TABLE_KINDS), held=sql.SQL(HELD_CTE).format(kinds=sql.SQL(TABLE_KINDS))),
-                           {'name': self.name, 'schemas': [k[0] for k in keys],
-                            'tables': [k[1] for k in keys]})
+        query = sql.SQL(TABLES_QUERY).format(
+            kinds=sql.SQL(TABLE_KINDS), held=sql.SQL(HELD_CTE).format(kinds=sql.SQL(TABLE_KINDS)))
+        rows = self._query(query, {'name': self.name, 'schemas': [k[0] for k in keys],
+                                   'tables': [k[1] for k in keys]})
         return dict(((row['schema'], row['name']),
                      TableState(exists=row['exists'], owned=row['owned'],
                                 privileges=row['privileges'], schema_usage=row['schema_usage']))
