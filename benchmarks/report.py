@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 
-from common import ROOT, load_average, machine_info, markdown_table, validate
+from common import ROOT, load_average, machine_info, markdown_table, validate, write_json
 
 ORDER = ('rollout', 'lag', 'copy', 'fdw', 'trigger', 'compare')
 DEFAULT_OUTPUT = os.path.join(ROOT, 'docs', 'benchmarks.md')
@@ -142,9 +142,7 @@ def keep_results(entries, result_dir):
     os.makedirs(result_dir, exist_ok=True)
     for e in entries:
         if e['ok'] and not e.get('earlier'):
-            with open(os.path.join(result_dir, '%s.json' % e['name']), 'w') as f:
-                json.dump(e['result'], f, indent=2)
-                f.write('\n')
+            write_json(os.path.join(result_dir, '%s.json' % e['name']), e['result'])
 
 
 # --------------------------------------------------------------------------------------------

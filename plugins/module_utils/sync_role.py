@@ -198,26 +198,27 @@ def missing_tables(wanted, tables):
                   if not tables.get(key, TableState(exists=False)).exists)
 
 
-def _ordered(privileges):
-    return [p for p in TABLE_PRIVILEGES if p in privileges]
+def _ordered(privileges, order=TABLE_PRIVILEGES):
+    return [p for p in order if p in privileges]
 
 
 def _table_list(keys):
     return sql.SQL(', ').join(sql.Identifier(schema, name) for schema, name in sorted(keys))
 
 
-def _privilege_list(privileges):
-    return sql.SQL(', ').join(sql.SQL(p) for p in _ordered(privileges))
+def _privilege_statement(template, role, privileges, keys, order=TABLE_PRIVILEGES):
+    """``template``: 'GRANT {} ON <kind> {} TO {}' or 'REVOKE {} ON <kind> {} FROM {}'."""
+    return Statement(sql.SQL(template).format(
+        sql.SQL(', ').join(sql.SQL(p) for p in _ordered(privileges, order)),
+        _table_list(keys), sql.Identifier(role)))
 
 
 def grant_tables(role, privileges, keys):
-    return Statement(sql.SQL('GRANT {} ON TABLE {} TO {}').format(
-        _privilege_list(privileges), _table_list(keys), sql.Identifier(role)))
+    return _privilege_statement('GRANT {} ON TABLE {} TO {}', role, privileges, keys)
 
 
 def revoke_tables(role, privileges, keys):
-    return Statement(sql.SQL('REVOKE {} ON TABLE {} FROM {}').format(
-        _privilege_list(privileges), _table_list(keys), sql.Identifier(role)))
+    return _privilege_statement('REVOKE {} ON TABLE {} FROM {}', role, privileges, keys)
 
 
 def grant_usage(role, schemas):
@@ -230,27 +231,31 @@ def revoke_schemas(role, schemas):
         sql.SQL(', ').join(sql.Identifier(s) for s in sorted(schemas)), sql.Identifier(role)))
 
 
-def _group(changes):
-    """{frozenset(privileges): [table keys]} -> statements in a stable order."""
-    return sorted(changes.items(), key=lambda item: (_ordered(item[0]), sorted(item[1])))
+def _group(changes, order=TABLE_PRIVILEGES):
+    """{frozenset(privileges): [keys]} -> statements in a stable order."""
+    return sorted(changes.items(), key=lambda item: (_ordered(item[0], order), sorted(item[1])))
 
 
-def privilege_changes(wanted, tables):
-    """({privileges to grant: [tables]}, {privileges to revoke: [tables]}).
-
-    Tables the role owns are left alone: an owner holds every privilege anyway."""
+def _diff(entries, known):
+    """({privileges to grant: [keys]}, {privileges to revoke: [keys]}) from (key, state, want)
+    entries; only the ``known`` privileges of a state count, and objects the role owns are
+    left alone: an owner holds every privilege anyway."""
     grants, revokes = {}, {}
-    for key in set(wanted) | set(tables):
-        table = tables.get(key, TableState())
-        if table.owned:
+    for key, state, want in entries:
+        if state.owned:
             continue
-        want = wanted.get(key, frozenset())
-        have = frozenset(p for p in table.privileges if p in TABLE_PRIVILEGES)
+        have = frozenset(p for p in state.privileges if p in known)
         if want - have:
             grants.setdefault(want - have, []).append(key)
         if have - want:
             revokes.setdefault(have - want, []).append(key)
     return grants, revokes
+
+
+def privilege_changes(wanted, tables):
+    """({privileges to grant: [tables]}, {privileges to revoke: [tables]})."""
+    return _diff(((key, tables.get(key, TableState()), wanted.get(key, frozenset()))
+                  for key in set(wanted) | set(tables)), TABLE_PRIVILEGES)
 
 
 def usage_needed(wanted, tables):
@@ -305,26 +310,13 @@ class SequenceState(object):
         self.schema_usage = schema_usage
 
 
-def _ordered_sequence(privileges):
-    return [p for p in SEQUENCE_PRIVILEGES if p in privileges]
-
-
 def sequence_privilege_changes(mode, sequences):
     """({privileges to grant: [sequences]}, {privileges to revoke: [sequences]}): ``mode``'s
     privileges on the used sequences, none on the others; sequences the role owns are left
     alone."""
     wanted = SEQUENCE_MODES[mode]
-    grants, revokes = {}, {}
-    for key, seq in sequences.items():
-        if seq.owned:
-            continue
-        want = wanted if seq.used else frozenset()
-        have = frozenset(p for p in seq.privileges if p in SEQUENCE_PRIVILEGES)
-        if want - have:
-            grants.setdefault(want - have, []).append(key)
-        if have - want:
-            revokes.setdefault(have - want, []).append(key)
-    return grants, revokes
+    return _diff(((key, seq, wanted if seq.used else frozenset())
+                  for key, seq in sequences.items()), SEQUENCE_PRIVILEGES)
 
 
 def plan_sequence_privileges(role, mode, sequences, usage_granted=()):
@@ -335,16 +327,12 @@ def plan_sequence_privileges(role, mode, sequences, usage_granted=()):
                   if seq.used and not seq.owned and not seq.schema_usage) - set(usage_granted)
     grants, revokes = sequence_privilege_changes(mode, sequences)
     statements = [grant_usage(role, schemas)] if schemas else []
-
-    def statement(template, privileges, keys):
-        return Statement(sql.SQL(template).format(
-            sql.SQL(', ').join(sql.SQL(p) for p in _ordered_sequence(privileges)),
-            _table_list(keys), sql.Identifier(role)))
-
-    order = sorted(grants.items(), key=lambda i: (_ordered_sequence(i[0]), sorted(i[1])))
-    statements += [statement('GRANT {} ON SEQUENCE {} TO {}', p, k) for p, k in order]
-    order = sorted(revokes.items(), key=lambda i: (_ordered_sequence(i[0]), sorted(i[1])))
-    statements += [statement('REVOKE {} ON SEQUENCE {} FROM {}', p, k) for p, k in order]
+    order = SEQUENCE_PRIVILEGES
+    statements += [_privilege_statement('GRANT {} ON SEQUENCE {} TO {}', role, privs, keys, order)
+                   for privs, keys in _group(grants, order)]
+    statements += [_privilege_statement('REVOKE {} ON SEQUENCE {} FROM {}', role, privs, keys,
+                                        order)
+                   for privs, keys in _group(revokes, order)]
     return statements
 
 

@@ -420,31 +420,28 @@ class SyncRoleCatalog(object):
                          password=row['rolpassword'] if readable else None,
                          password_readable=readable)
 
+    def _by_key(self, query, kinds, wanted, state, fields):
+        """One query (``query`` with the held-privileges CTE for relations of ``kinds``) about
+        the wanted tables: (schema, name) -> ``state`` built from the row's ``fields``."""
+        keys = sorted(wanted)
+        held = sql.SQL(HELD_CTE).format(kinds=sql.SQL(kinds))
+        rows = self._query(sql.SQL(query).format(kinds=sql.SQL(kinds), held=held),
+                           {'name': self.name, 'schemas': [k[0] for k in keys],
+                            'tables': [k[1] for k in keys]})
+        return dict(((row['schema'], row['name']), state(**dict((f, row[f]) for f in fields)))
+                    for row in rows)
+
     def read_tables(self, wanted):
         """(schema, table) -> TableState for the wanted tables and the tables the role holds
         privileges on, in login_db."""
-        keys = sorted(wanted)
-        query = sql.SQL(TABLES_QUERY).format(
-            kinds=sql.SQL(TABLE_KINDS), held=sql.SQL(HELD_CTE).format(kinds=sql.SQL(TABLE_KINDS)))
-        rows = self._query(query, {'name': self.name, 'schemas': [k[0] for k in keys],
-                                   'tables': [k[1] for k in keys]})
-        return dict(((row['schema'], row['name']),
-                     TableState(exists=row['exists'], owned=row['owned'],
-                                privileges=row['privileges'], schema_usage=row['schema_usage']))
-                    for row in rows)
+        return self._by_key(TABLES_QUERY, TABLE_KINDS, wanted, TableState,
+                            ('exists', 'owned', 'privileges', 'schema_usage'))
 
     def read_sequences(self, wanted):
         """(schema, sequence) -> SequenceState for the sequences the wanted tables use and
         those the role holds privileges on, in login_db."""
-        keys = sorted(wanted)
-        query = sql.SQL(SEQUENCES_QUERY).format(held=sql.SQL(HELD_CTE).format(
-            kinds=sql.SQL("('S')")))
-        rows = self._query(query, {'name': self.name, 'schemas': [k[0] for k in keys],
-                                   'tables': [k[1] for k in keys]})
-        return dict(((row['schema'], row['name']),
-                     SequenceState(used=row['used'], owned=row['owned'],
-                                   privileges=row['privileges'], schema_usage=row['schema_usage']))
-                    for row in rows)
+        return self._by_key(SEQUENCES_QUERY, "('S')", wanted, SequenceState,
+                            ('used', 'owned', 'privileges', 'schema_usage'))
 
     def read_dependencies(self, oid):
         rows = self._query(sql.SQL(DEPENDENCIES_QUERY).format(kinds=sql.SQL(TABLE_AND_SEQUENCE_KINDS)),
