@@ -252,6 +252,44 @@ options:
         superusers, is at or beyond it).
       - Only for an existing subscription.
     type: str
+  initial_copy:
+    description:
+      - How a subscription this task creates gets the rows that exist already (with
+        O(copy_data) not V(false)).
+      - V(tablesync) leaves it to PostgreSQL's table synchronisation workers (C(CREATE
+        SUBSCRIPTION) with C(copy_data)), one C(COPY) per table into the target table with all
+        its indexes maintained row by row.
+      - V(snapshot) copies outside those workers, about twice as fast on large tables
+        (C(docs/benchmarks-copy.md)). The module creates the subscription's replication slot
+        on the publisher over a replication connection that exports its snapshot, copies
+        every published table in that snapshot (O(copy_jobs) tables at a time,
+        C(COPY (SELECT columns FROM table WHERE row filter) TO STDOUT) streamed into C(COPY
+        ... FROM STDIN)), and creates the subscription on that slot with C(copy_data = false):
+        the changes committed after the snapshot arrive through the slot, none lost, none
+        applied twice.
+      - On the subscriber each table is copied in one transaction that drops its primary key,
+        unique constraints and plain indexes, copies the rows and builds them again (kept and
+        maintained instead - named in RV(initial_copy) - are indexes of partitions and
+        partitioned tables, and indexes with a comment, a tablespace, a statistics target,
+        replica identity, clustering or a foreign key that depends on them).
+      - Needs PostgreSQL 15 or later on the publisher, every published table on the subscriber
+        with the published columns and without rows (checked before anything is made; the task
+        fails listing every problem), and the publisher role may connect for replication and
+        read the published tables, as a subscription's role does. Not with O(two_phase) or
+        O(failover).
+      - When the copy fails, the module cancels it, empties again the tables it had filled and
+        drops the slot, and fails saying so. A run killed during the copy leaves the slot on
+        the publisher and the tables filled so far; the next run then fails naming both, to
+        be dropped and emptied by hand.
+      - Only for creation (also the re-creation of O(on_lost_slot=rebuild)); tables added later
+        by a refresh are copied by the table synchronisation workers.
+    type: str
+    choices: [tablesync, snapshot]
+    default: tablesync
+  copy_jobs:
+    description: With O(initial_copy=snapshot), how many tables are copied at the same time.
+    type: int
+    default: 2
   on_lost_slot:
     description:
       - What to do when the subscription's replication slot on the publisher has been
@@ -365,6 +403,24 @@ EXAMPLES = r'''
     login_db: shop_replica
     name: tablesync_orders
     skip_lsn: 0/14C0378
+
+- name: Subscribe and copy the existing rows in the slot's snapshot (large tables)
+  tablesync.postgresql.pg_subscription:
+    login_db: shop_replica
+    name: tablesync_orders
+    publications: [tablesync_orders]
+    publisher:
+      host: 10.0.0.10
+      dbname: shop
+      user: tablesync_replication
+      password: "{{ vault_tablesync_replication_password }}"
+    initial_copy: snapshot
+    copy_jobs: 4
+  register: created
+
+- name: Show rows and seconds per table
+  ansible.builtin.debug:
+    var: created.initial_copy.tables
 
 - name: Re-create the subscription when its slot was lost on the publisher
   tablesync.postgresql.pg_subscription:
@@ -507,6 +563,19 @@ rebuilt:
   returned: when O(state) is not V(absent)
   type: dict
   sample: {slot: tablesync_orders_1a2b3c4d, status: lost, tables_emptied: [sales.orders]}
+initial_copy:
+  description:
+    - With O(initial_copy=snapshot), the copy this run made before creating the subscription:
+      the slot, the LSN of its snapshot, and per table the rows copied, the seconds it took,
+      how many indexes were dropped and built again, and the indexes kept (with why).
+    - Null when no snapshot copy ran (also in check mode).
+  returned: when O(state) is not V(absent)
+  type: dict
+  sample:
+    slot: tablesync_orders
+    consistent_lsn: 0/1A2B3C8
+    tables:
+      - {name: sales.orders, rows: 10000000, seconds: 21.4, indexes_rebuilt: 3, indexes_kept: []}
 tables_added:
   description: Tables the run added to the subscription (created it, changed publications, refresh).
   returned: when O(state) is not V(absent), not in check mode
@@ -540,6 +609,13 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription 
     refresh_skipped, required_versions, secret_variants, slot_left_behind, summarize,
     error_total, sync_failure_message, sync_status, table_progress)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
+from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+    METHODS as COPY_METHODS, SnapshotCopyError, check_copy_options, slot_command,
+    snapshot_desired, uses_snapshot)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copier import (
+    ON_PUBLISHER, SnapshotCopier)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+    Statement, render)
 
 try:
     import psycopg2
@@ -610,6 +686,8 @@ def argument_spec():
         wait_timeout=dict(type='int', default=300),
         skip_lsn=dict(type='str'),
         on_lost_slot=dict(type='str', default='ignore', choices=['ignore', 'fail', 'rebuild']),
+        initial_copy=dict(type='str', default='tablesync', choices=list(COPY_METHODS)),
+        copy_jobs=dict(type='int', default=2),
     )
     return spec
 
@@ -675,6 +753,9 @@ class SubscriptionTask(object):
         self.result = {}
         self.planned = []
         self.refresh_appended = False
+        # a subscription this run creates copies its rows in the slot's snapshot
+        self.snapshot = desired['state'] != 'absent' and uses_snapshot(
+            module.params['initial_copy'], desired['options'])
 
     # -- helpers ------------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -714,9 +795,13 @@ class SubscriptionTask(object):
                 first, self.planned = plan_rebuild(self.desired, current, tables) \
                     if current is not None else ([], plan(self.desired, None, self.version))
                 lost['tables_emptied'] = ['%s.%s' % t for t in tables] if current else []
+                if self.snapshot:
+                    self.planned = plan(snapshot_desired(self.desired), None, self.version)
+            elif current is None and self.snapshot:
+                self.planned = plan(snapshot_desired(self.desired), None, self.version)
             else:
                 self.planned = plan(self.desired, current, self.version)
-        except SubscriptionError as e:
+        except (SubscriptionError, SnapshotCopyError) as e:
             self.fail(str(e))
         self.refresh_appended = (lost is None and self.desired['state'] == 'refreshed'
                                  and current is not None
@@ -730,6 +815,7 @@ class SubscriptionTask(object):
         else:
             self.apply(current, self.planned)
             final = self.settle(current)
+        self.result.setdefault('initial_copy', None)
         self.result['rebuilt'] = None if lost is None else dict(
             (k, lost[k]) for k in ('slot', 'status', 'tables_emptied'))
         self.report(current, final)
@@ -814,11 +900,43 @@ class SubscriptionTask(object):
             self.fail('Could not drop subscription %s to rebuild it: %s' % (self.name, e.msg))
         if lost['status'] == 'lost':
             self.drop_publisher_slot(lost['slot'])
+        if self.snapshot:
+            self.create_with_snapshot(self.planned)
+            return
         try:
             self.execute(self.planned)
         except ExecutionError as e:
             self.fail('Subscription %s was dropped and its tables emptied, but creating it again '
                       'failed: %s (run again to retry)' % (self.name, e.msg))
+
+    # -- the initial copy in the slot's snapshot --------------------------------------------------
+    def create_with_snapshot(self, statements):
+        """Slot with an exported snapshot, the copy in it, then CREATE SUBSCRIPTION on the slot
+        (``statements``: planned with snapshot_desired()). Undone when anything fails."""
+        slot = self.planned_slot()
+        if self.module.check_mode:
+            self.executor.queries.append(render(Statement(slot_command(slot))) + ON_PUBLISHER)
+            self.executor.queries.append('-- COPY of every published table in the snapshot of '
+                                         'slot %s' % slot)
+            self.executor.run(statements)
+            return
+        copier = SnapshotCopier(self.desired['publisher'].params, self.conn,
+                                lambda: connect(self.module), self.version,
+                                self.executor.queries.append, self.executor.redact)
+        try:
+            plans = copier.plan(self.desired['publications'])
+            self.result['initial_copy'] = copier.copy(slot, plans,
+                                                      self.module.params['copy_jobs'])
+        except SnapshotCopyError as e:
+            self.fail('Could not create subscription %s: %s' % (self.name, e))
+        try:
+            self.execute(statements)
+        except ExecutionError as e:
+            self.fail(copier.undo('Could not create subscription %s after the snapshot copy: %s'
+                                  % (self.name, e.msg)))
+
+    def planned_slot(self):
+        return self.desired['options'].get('slot_name', self.name)
 
     def drop_publisher_slot(self, slot):
         # slot names are lower-case letters, digits and underscores: safe to show quoted
@@ -862,6 +980,9 @@ class SubscriptionTask(object):
                          if managed else ''))
 
     def apply(self, current, statements):
+        if current is None and self.snapshot:
+            self.create_with_snapshot(statements)
+            return
         if refresh_skipped(self.desired, current):
             self.warn('Subscription %s is disabled, so its table list was not refreshed after the '
                       'publication change; enable it and run with state=refreshed.' % self.name)
@@ -987,7 +1108,9 @@ def main():
     ensure_psycopg2(module)
     try:
         desired = desired_from_params(module.params)
-    except (SubscriptionError, NameError_, ConninfoError) as e:
+        if module.params['initial_copy'] == 'snapshot':
+            check_copy_options(desired['options'], module.params['copy_jobs'])
+    except (SubscriptionError, NameError_, ConninfoError, SnapshotCopyError) as e:
         module.fail_json(msg=str(e))
     conn = connect(module)
     try:
