@@ -28,7 +28,8 @@ import time
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
-    PUBLICATIONS_QUERY, PUBLISHED_QUERY, SnapshotCopyError, check_publications,
+    PUBLICATIONS_QUERY, PUBLISHED_QUERY, SLOT_EXISTS_QUERY, SnapshotCopyError, check_publications,
+    check_slot_free,
     check_publisher_version, merge_published, nonempty_query, plan_tables, slot_command,
     target_query)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import bind, render
@@ -60,7 +61,12 @@ class SnapshotCopier(object):
         self.version = version
         self.record = record
         self.redact = redact
-        self.slot = None
+        self.slot = None  # created by this run and not yet owned by a subscription
+        self.slot_name = None
+        self.replication = None
+        self.snapshot = None
+        self.consistent_lsn = None
+        self.workers = []
         self.committed = []
         self.lock = threading.Lock()
         self.results = []
@@ -76,11 +82,13 @@ class SnapshotCopier(object):
             raise SnapshotCopyError('could not connect to the publisher: %s'
                                     % self.redact(str(e).strip()))
 
-    def read_published(self, publications):
+    def read_published(self, publications, slot):
         conn = self._publisher_connection()
         try:
             check_publisher_version(conn.server_version)
             with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(SLOT_EXISTS_QUERY, (slot,))
+                check_slot_free(slot, cur.fetchone())
                 cur.execute(PUBLICATIONS_QUERY, (list(publications),))
                 check_publications(publications, [r['pubname'] for r in cur.fetchall()])
                 cur.execute(PUBLISHED_QUERY, (list(publications),))
@@ -108,42 +116,54 @@ class SnapshotCopier(object):
             self.subscriber.rollback()
         return targets, nonempty
 
-    def plan(self, publications):
-        published = self.read_published(publications)
+    def plan(self, publications, slot):
+        published = self.read_published(publications, slot)
         targets, nonempty = self.read_targets(published)
         return plan_tables(published, targets, nonempty)
 
     # -- steps 2 and 3 -------------------------------------------------------------------------
-    def copy(self, slot, plans, jobs):
-        """Create ``slot`` with an exported snapshot and copy ``plans`` in it. Returns
-        {slot, consistent_lsn, tables: [{name, rows, seconds, indexes_rebuilt, indexes_kept}]}.
-        On failure undoes everything and raises SnapshotCopyError."""
-        jobs = max(1, min(jobs, len(plans)))
-        workers = []
-        replication = None
+    def create_slot(self, slot, jobs, tables):
+        """Open the workers' sessions, then create ``slot`` exporting its snapshot (the
+        replication connection stays open: the snapshot lives as long as it does)."""
         try:
-            for _ in range(jobs if plans else 0):
-                workers.append(_Worker(self, self._publisher_connection(),
-                                       self.connect_subscriber()))
-            replication = self._publisher_connection(replication=True)
+            for _ in range(max(1, min(jobs, tables)) if tables else 0):
+                self.workers.append(_Worker(self, self._publisher_connection(),
+                                            self.connect_subscriber()))
+            self.replication = self._publisher_connection(replication=True)
             command = slot_command(slot)
-            self.record(command.as_string(replication) + ON_PUBLISHER)
-            with replication.cursor() as cur:
-                cur.execute(command.as_string(replication))
-                _, consistent_lsn, snapshot, _ = cur.fetchone()
+            self.record(command.as_string(self.replication) + ON_PUBLISHER)
+            with self.replication.cursor() as cur:
+                cur.execute(command.as_string(self.replication))
+                _, self.consistent_lsn, self.snapshot, _ = cur.fetchone()
             self.slot = slot
-            self._run_workers(workers, plans, snapshot)
         except Exception as e:
-            for worker in workers:
-                worker.close()
-            if replication is not None:
-                replication.close()
-            raise SnapshotCopyError(self.undo(self._message(e)))
-        for worker in workers:
-            worker.close()
-        replication.close()
-        return dict(slot=slot, consistent_lsn=consistent_lsn,
+            self.release()
+            raise SnapshotCopyError(self._message(e))
+
+    def slot_owned_by_subscription(self):
+        """The subscription now exists on the slot: dropping it drops the slot."""
+        self.slot_name, self.slot = self.slot, None
+
+    def copy_tables(self, plans):
+        """Copy ``plans`` in the snapshot. Returns {slot, consistent_lsn, tables: [{name, rows,
+        seconds, indexes_rebuilt, indexes_kept}]}; raises SnapshotCopyError (the sessions
+        closed, nothing undone yet: see undo())."""
+        try:
+            self._run_workers(self.workers, plans, self.snapshot)
+        except Exception as e:
+            self.release()
+            raise SnapshotCopyError(self._message(e))
+        self.release()
+        return dict(slot=self.slot_name or self.slot, consistent_lsn=self.consistent_lsn,
                     tables=sorted(self.results, key=lambda r: r['name']))
+
+    def release(self):
+        """Close the workers' sessions and the replication connection (ends the snapshot)."""
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+        if self.replication is not None and not self.replication.closed:
+            self.replication.close()
 
     def _message(self, error):
         if isinstance(error, SnapshotCopyError):
@@ -212,8 +232,7 @@ class SnapshotCopier(object):
                 done.append('replication slot %s could NOT be dropped on the publisher (%s); '
                             'drop it there: SELECT pg_drop_replication_slot(%r)'
                             % (self.slot, problem, self.slot))
-        return self.redact(reason + ('. Undone: %s.' % '; '.join(done) if done else '. '
-                                     'Nothing had been changed.'))
+        return self.redact(reason + ('. Undone: %s.' % '; '.join(done) if done else ''))
 
     def drop_slot(self):
         """None, or why the slot could not be dropped (its walsender may need a moment)."""

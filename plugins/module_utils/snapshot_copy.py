@@ -28,6 +28,8 @@ __metaclass__ = type
 import re
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
+    comment_statement, drop_statement, enable_statement, truncate_statement)
 
 try:
     from psycopg2 import sql
@@ -39,6 +41,14 @@ PG15 = 150000
 # pg_publication_tables has the column lists and row filters from PostgreSQL 15
 MIN_PUBLISHER_VERSION = PG15
 METHODS = ('tablesync', 'snapshot')
+# The comment of a subscription while its snapshot copy runs; a run that finds it knows the
+# copy did not finish (the module was killed), drops the subscription and copies again.
+COPY_MARKER = ('tablesync.postgresql: initial copy in progress (pg_subscription '
+               'initial_copy=snapshot); a run that finds this re-creates the subscription')
+# Session advisory lock (class id, hashtext(subscription name)) held by the run that copies,
+# so that a second run does not take an unfinished copy for an interrupted one.
+LOCK_CLASS = 1952539244
+LOCK_QUERY = 'SELECT pg_catalog.pg_try_advisory_lock(%s, pg_catalog.hashtext(%s))'
 _SLOT_NAME_RE = re.compile(r'^[a-z0-9_]{1,63}$')
 
 
@@ -59,6 +69,22 @@ PUBLISHED_QUERY = (
     "WHERE p.pubname = ANY(%s) ORDER BY p.schemaname, p.tablename, p.pubname")
 
 PUBLICATIONS_QUERY = "SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = ANY(%s)"
+
+
+SLOT_EXISTS_QUERY = ("SELECT slot_name, active FROM pg_catalog.pg_replication_slots "
+                     "WHERE slot_name = %s")
+
+
+def check_slot_free(slot, row):
+    """The slot the copy creates must not exist yet (``row``: SLOT_EXISTS_QUERY's, or None)."""
+    if row is None:
+        return
+    raise SnapshotCopyError(
+        'replication slot %s already exists on the publisher (%s). Nothing was changed. If an '
+        'interrupted snapshot copy of this subscription left it, drop it there (SELECT '
+        "pg_drop_replication_slot('%s')) and empty the target tables it had filled; if another "
+        'subscription uses it, give this one another slot_name.'
+        % (slot, 'in use' if row['active'] else 'not in use', slot))
 
 
 def check_publisher_version(version):
@@ -301,8 +327,10 @@ def uses_snapshot(method, options):
 
 
 def snapshot_desired(desired):
-    """The subscription to create after a snapshot copy: on the slot the copy created, without
-    a copy of its own. The slot name is the subscription's unless given, and must be valid."""
+    """The subscription created before the copy: on the slot the copy created, without a copy
+    of its own, disabled, and marked with COPY_MARKER as its comment until the copy is done
+    (finish_statements() then enables it and sets its comment). The slot name is the
+    subscription's unless given, and must be valid."""
     slot = desired['options'].get('slot_name', desired['name'])
     if not _SLOT_NAME_RE.match(slot or ''):
         raise SnapshotCopyError(
@@ -311,5 +339,28 @@ def snapshot_desired(desired):
             % slot)
     created = dict(desired)
     created['options'] = dict(desired['options'], slot_name=slot, create_slot=False,
-                              copy_data=False)
+                              copy_data=False, enabled=False)
+    created['comment'] = COPY_MARKER
     return created
+
+
+def finish_statements(desired):
+    """After the copy, in one transaction: the comment the user wants (or none) instead of the
+    marker, and the subscription enabled unless it is to stay disabled."""
+    statements = [comment_statement(desired['name'], desired.get('comment') or '')]
+    if desired['options'].get('enabled') is not False:
+        statements.append(enable_statement(desired['name'], True))
+    return statements
+
+
+def is_interrupted(current):
+    """A subscription a snapshot copy created and did not finish (its marker is still there)."""
+    return current is not None and current.get('comment') == COPY_MARKER
+
+
+def recovery_statements(name, current, tables):
+    """Empty the tables of an interrupted copy's subscription (committed first: a run stopped
+    in between still finds the marker), then drop it with its slot on the publisher."""
+    statements = [truncate_statement(tables)] if tables else []
+    statements.append(drop_statement(name, current['options'].get('slot_name') != 'NONE'))
+    return statements

@@ -264,9 +264,10 @@ options:
         on the publisher over a replication connection that exports its snapshot, copies
         every published table in that snapshot (O(copy_jobs) tables at a time,
         C(COPY (SELECT columns FROM table WHERE row filter) TO STDOUT) streamed into C(COPY
-        ... FROM STDIN)), and creates the subscription on that slot with C(copy_data = false):
-        the changes committed after the snapshot arrive through the slot, none lost, none
-        applied twice.
+        ... FROM STDIN)). The subscription is created on that slot before the copy, with
+        C(copy_data = false), disabled and with a marker as its comment; after the copy it gets
+        its real comment and is enabled: the changes committed after the snapshot arrive
+        through the slot, none lost, none applied twice.
       - On the subscriber each table is copied in one transaction that drops its primary key,
         unique constraints and plain indexes, copies the rows and builds them again (kept and
         maintained instead - named in RV(initial_copy) - are indexes of partitions and
@@ -277,10 +278,12 @@ options:
         fails listing every problem), and the publisher role may connect for replication and
         read the published tables, as a subscription's role does. Not with O(two_phase) or
         O(failover).
-      - When the copy fails, the module cancels it, empties again the tables it had filled and
-        drops the slot, and fails saying so. A run killed during the copy leaves the slot on
-        the publisher and the tables filled so far; the next run then fails naming both, to
-        be dropped and emptied by hand.
+      - When the copy fails, the module cancels it, empties again the tables it had filled,
+        drops the subscription and the slot, and fails saying so. A run killed during the copy
+        leaves the disabled, marked subscription: the next run (with either O(initial_copy))
+        empties its tables, drops it with its slot and creates it again (RV(recovered)).
+        A session advisory lock on the subscriber keeps a second run from doing that while a
+        copy is still going on.
       - Only for creation (also the re-creation of O(on_lost_slot=rebuild)); tables added later
         by a refresh are copied by the table synchronisation workers.
     type: str
@@ -563,6 +566,14 @@ rebuilt:
   returned: when O(state) is not V(absent)
   type: dict
   sample: {slot: tablesync_orders_1a2b3c4d, status: lost, tables_emptied: [sales.orders]}
+recovered:
+  description:
+    - A subscription left disabled and marked by a snapshot copy that did not finish (the
+      module was killed), which this run dropped with its slot before creating it again, and
+      the tables it emptied. Null when there was none.
+  returned: when O(state) is not V(absent)
+  type: dict
+  sample: {tables_emptied: [sales.orders]}
 initial_copy:
   description:
     - With O(initial_copy=snapshot), the copy this run made before creating the subscription:
@@ -604,14 +615,16 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.executor impo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
     PG15, SLOT_NONE, SYNC_ERRORS_TOLERATED, SubscriptionError, catalog_query, classify_drop_error, current_from_row,
+    drop_statement,
     desired_from_params, diff_summaries, lost_slot_status, password_changed, plan,
     plan_detach_and_drop, plan_rebuild, predict, refreshes_with_publication_change,
     refresh_skipped, required_versions, secret_variants, slot_left_behind, summarize,
     error_total, sync_failure_message, sync_status, table_progress)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
-    METHODS as COPY_METHODS, SnapshotCopyError, check_copy_options, slot_command,
-    snapshot_desired, uses_snapshot)
+    LOCK_CLASS, LOCK_QUERY, METHODS as COPY_METHODS, SnapshotCopyError, check_copy_options,
+    finish_statements, is_interrupted, recovery_statements, slot_command, snapshot_desired,
+    uses_snapshot)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copier import (
     ON_PUBLISHER, SnapshotCopier)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
@@ -782,8 +795,12 @@ class SubscriptionTask(object):
 
     # -- the run ------------------------------------------------------------------------------
     def run(self):
-        current = self.read()
+        current = original = self.read()
         self.check_conninfo_readable(current)
+        self.result['recovered'] = None
+        if self.desired['state'] != 'absent' and is_interrupted(current):
+            self.recover_interrupted(current)
+            current = None
         lost = None
         if self.desired['state'] != 'absent' and self.desired['on_lost_slot'] != 'ignore':
             lost = self.check_slot(current)
@@ -818,7 +835,7 @@ class SubscriptionTask(object):
         self.result.setdefault('initial_copy', None)
         self.result['rebuilt'] = None if lost is None else dict(
             (k, lost[k]) for k in ('slot', 'status', 'tables_emptied'))
-        self.report(current, final)
+        self.report(original, final)
         return self.result
 
     # -- a replication slot the publisher has lost ---------------------------------------------
@@ -911,29 +928,100 @@ class SubscriptionTask(object):
 
     # -- the initial copy in the slot's snapshot --------------------------------------------------
     def create_with_snapshot(self, statements):
-        """Slot with an exported snapshot, the copy in it, then CREATE SUBSCRIPTION on the slot
-        (``statements``: planned with snapshot_desired()). Undone when anything fails."""
+        """Slot with an exported snapshot; the subscription on it, disabled and marked; the copy
+        in the snapshot; then enabled with its real comment (``statements``: planned with
+        snapshot_desired()). A failure is undone; a run killed midway leaves the marker, which
+        the next run finds (recover_interrupted)."""
         slot = self.planned_slot()
+        finish = finish_statements(self.desired)
         if self.module.check_mode:
             self.executor.queries.append(render(Statement(slot_command(slot))) + ON_PUBLISHER)
+            self.executor.run(statements)
             self.executor.queries.append('-- COPY of every published table in the snapshot of '
                                          'slot %s' % slot)
-            self.executor.run(statements)
+            self.executor.run(finish)
             return
         copier = SnapshotCopier(self.desired['publisher'].params, self.conn,
                                 lambda: connect(self.module), self.version,
                                 self.executor.queries.append, self.executor.redact)
+        jobs = self.module.params['copy_jobs']
         try:
-            plans = copier.plan(self.desired['publications'])
-            self.result['initial_copy'] = copier.copy(slot, plans,
-                                                      self.module.params['copy_jobs'])
+            plans = copier.plan(self.desired['publications'], slot)
         except SnapshotCopyError as e:
             self.fail('Could not create subscription %s: %s' % (self.name, e))
+        self.lock_copy()
+        try:
+            copier.create_slot(slot, jobs, len(plans))
+        except SnapshotCopyError as e:
+            self.fail('Could not create subscription %s: %s' % (self.name, copier.undo(str(e))))
         try:
             self.execute(statements)
         except ExecutionError as e:
-            self.fail(copier.undo('Could not create subscription %s after the snapshot copy: %s'
+            copier.release()
+            self.fail(copier.undo('Could not create subscription %s on the copy\'s slot: %s'
                                   % (self.name, e.msg)))
+        copier.slot_owned_by_subscription()
+        try:
+            self.result['initial_copy'] = copier.copy_tables(plans)
+        except SnapshotCopyError as e:
+            self.fail(self.drop_after_failed_copy(copier.undo(
+                'Could not copy the tables of subscription %s: %s' % (self.name, e))))
+        try:
+            self.execute(finish)
+        except ExecutionError as e:
+            self.fail('Subscription %s: the copy is complete, but enabling the subscription '
+                      'failed: %s (it stays marked as copying: the next run drops it, empties '
+                      'its tables and copies again)' % (self.name, e.msg))
+
+    def lock_copy(self):
+        """Only one run copies a subscription: a session advisory lock, released when the
+        module's connection closes (also when the process is killed)."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(LOCK_QUERY, (LOCK_CLASS, self.name))
+                acquired = cur.fetchone()[0]
+            self.conn.commit()
+        except psycopg2.Error as e:
+            self.fail('Could not take the copy lock of subscription %s: %s'
+                      % (self.name, str(e).strip()))
+        if not acquired:
+            self.fail('Another run is copying the tables of subscription %s right now (it holds '
+                      'advisory lock (%d, hashtext(%r)) on the subscriber); try again when it '
+                      'has finished.' % (self.name, LOCK_CLASS, self.name))
+
+    def drop_after_failed_copy(self, message):
+        """DROP SUBSCRIPTION (and its slot) after a failed copy; the message, completed."""
+        deadline = time.time() + SLOT_RELEASE_TIMEOUT
+        while True:
+            try:
+                self.execute([drop_statement(self.name, True)])
+                return message.rstrip('.') + '; subscription %s was dropped with its slot.' \
+                    % self.name
+            except ExecutionError as e:
+                # the walsender of the closed replication connection may hold the slot a moment
+                if 'is active' in e.msg and time.time() < deadline:
+                    time.sleep(POLL_INTERVAL)
+                    continue
+                return message.rstrip('.') + ('; subscription %s could NOT be dropped (%s): it '
+                                              'stays disabled and marked, and the next run drops '
+                                              'it, empties its tables and copies again.'
+                                              % (self.name, e.msg))
+
+    def recover_interrupted(self, current):
+        """A subscription left by a snapshot copy that never finished: empty its tables, drop it
+        with its slot; the caller then creates it again."""
+        self.lock_copy()
+        tables = self.catalog.local_tables(current['oid'], [])
+        self.warn('Subscription %s was left disabled by a snapshot copy that did not finish: it '
+                  'is dropped with its replication slot, its tables (%s) are emptied, and it is '
+                  'created again.' % (self.name, ', '.join('%s.%s' % t for t in tables) or
+                                      'none'))
+        self.result['recovered'] = dict(tables_emptied=['%s.%s' % t for t in tables])
+        try:
+            self.execute(recovery_statements(self.name, current, tables))
+        except ExecutionError as e:
+            self.fail('Could not drop subscription %s, left by an interrupted snapshot copy: %s'
+                      % (self.name, e.msg))
 
     def planned_slot(self):
         return self.desired['options'].get('slot_name', self.name)

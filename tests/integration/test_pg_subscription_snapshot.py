@@ -87,6 +87,7 @@ def test_snapshot_copy_under_writes_then_replicates(env):
     wait_for(lambda: env.sub_sql('SELECT count(*) FROM orders WHERE id = 5000000')[0][0] == 1,
              timeout=30, what='a row inserted after the run')
     assert env.slots() == [env.name]
+    assert result['subscription']['enabled'] is True and result['subscription']['comment'] is None
 
     again = env.run(initial_copy='snapshot', wait_for_sync=True)
     assert_ok(again, changed=False)
@@ -161,7 +162,7 @@ def test_snapshot_copy_failure_is_undone(env):
     msg = result['msg']
     assert 'violates check constraint "small"' in msg, msg
     assert 'the 1 table(s) already copied were emptied again' in msg, msg
-    assert 'replication slot %s was dropped on the publisher' % env.name in msg, msg
+    assert 'subscription %s was dropped with its slot' % env.name in msg, msg
     assert env.subscriptions() == []
     wait_for(lambda: env.slots() == [], timeout=30, what='the slot to be gone')
     assert env.sub_sql('SELECT (SELECT count(*) FROM a_first), (SELECT count(*) FROM b_second)') \
@@ -220,3 +221,44 @@ def test_snapshot_copy_keeps_what_it_cannot_rebuild(env):
                        "(SELECT indisreplident FROM pg_index WHERE indexrelid = "
                        "'orders_code_key'::regclass), count(*) FROM orders") == \
         [('keep me', True, 500)]
+
+
+def test_interrupted_copy_is_recovered_by_the_next_run(env):
+    """The state a run killed during the copy leaves (the slot, the subscription on it disabled
+    and marked, one table half filled) is emptied, dropped and copied again by the next run;
+    while another session holds the copy lock, a run refuses to touch it."""
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+        COPY_MARKER, LOCK_CLASS)
+    orders_env(env, 1000)
+    env.sub_sql(sql.SQL(
+        "CREATE SUBSCRIPTION {} CONNECTION %s PUBLICATION {} WITH (enabled = false, "
+        "copy_data = false)").format(sql.Identifier(env.name), sql.Identifier(env.publication)),
+        ('host=%s port=%d dbname=%s user=%s password=%s' % (
+            env.pub.host, env.pub.port, env.pubdb, env.pub.user, env.pub.password),))
+    env.sub_sql(sql.SQL('COMMENT ON SUBSCRIPTION {} IS %s').format(sql.Identifier(env.name)),
+                (COPY_MARKER,))
+    env.sub_sql("INSERT INTO orders SELECT g, 1, 'half' || g FROM generate_series(1, 400) g")
+    assert env.slots() == [env.name]
+
+    holder = env.sub.connect(env.subdb)
+    with holder.cursor() as cur:
+        cur.execute('SELECT pg_advisory_lock(%s, hashtext(%s))', (LOCK_CLASS, env.name))
+    try:
+        busy = env.run(initial_copy='snapshot')
+    finally:
+        holder.close()
+    assert busy['failed'] and 'Another run is copying the tables of subscription' in busy['msg']
+    assert env.sub_sql('SELECT count(*) FROM orders')[0][0] == 400
+
+    result = env.run(initial_copy='snapshot', wait_for_sync=True)
+    assert_ok(result, changed=True)
+    assert result['recovered'] == {'tables_emptied': ['public.orders']}
+    assert any('did not finish' in w for w in result.get('warnings', []))
+    assert result['queries'][:2] == ['TRUNCATE "public"."orders"',
+                                     'DROP SUBSCRIPTION "%s"' % env.name]
+    assert result['initial_copy']['tables'][0]['rows'] == 1000
+    assert env.sub_sql(CHECKSUM)[0] == env.pub_sql(CHECKSUM)[0]
+    assert result['subscription']['enabled'] is True and result['subscription']['comment'] is None
+    again = env.run(initial_copy='snapshot')
+    assert_ok(again, changed=False)
+    assert again['recovered'] is None
