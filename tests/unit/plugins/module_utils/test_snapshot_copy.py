@@ -178,7 +178,7 @@ def test_check_copy_options_jobs():
 def test_snapshot_desired_creates_on_the_copied_slot_without_a_copy():
     desired = {'name': 'sub_a', 'options': {'enabled': True}}
     created = sc.snapshot_desired(desired)
-    assert created['options'] == {'enabled': True, 'slot_name': 'sub_a', 'create_slot': False,
+    assert created['options'] == {'enabled': False, 'slot_name': 'sub_a', 'create_slot': False,
                                   'copy_data': False}
     assert desired['options'] == {'enabled': True}  # not changed in place
     assert sc.snapshot_desired({'name': 'Sub A', 'options': {'slot_name': 'ok_1'}})[
