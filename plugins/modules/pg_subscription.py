@@ -266,7 +266,7 @@ options:
         C(COPY (SELECT columns FROM table WHERE row filter) TO STDOUT) streamed into C(COPY
         ... FROM STDIN)). The subscription is created on that slot before the copy, with
         C(copy_data = false), disabled and with a marker as its comment; after the copy it gets
-        its real comment and is enabled: the changes committed after the snapshot arrive
+        its real comment and is enabled - the changes committed after the snapshot arrive
         through the slot, none lost, none applied twice.
       - On the subscriber each table is copied in one transaction that drops its primary key,
         unique constraints and plain indexes, copies the rows and builds them again (kept and
@@ -280,7 +280,7 @@ options:
         O(failover).
       - When the copy fails, the module cancels it, empties again the tables it had filled,
         drops the subscription and the slot, and fails saying so. A run killed during the copy
-        leaves the disabled, marked subscription: the next run (with either O(initial_copy))
+        leaves the disabled, marked subscription; the next run (with either O(initial_copy))
         empties its tables, drops it with its slot and creates it again (RV(recovered)).
         A session advisory lock on the subscriber keeps a second run from doing that while a
         copy is still going on.
@@ -576,7 +576,7 @@ recovered:
   sample: {tables_emptied: [sales.orders]}
 initial_copy:
   description:
-    - With O(initial_copy=snapshot), the copy this run made before creating the subscription:
+    - With O(initial_copy=snapshot), the copy this run made before enabling the subscription -
       the slot, the LSN of its snapshot, and per table the rows copied, the seconds it took,
       how many indexes were dropped and built again, and the indexes kept (with why).
     - Null when no snapshot copy ran (also in check mode).
