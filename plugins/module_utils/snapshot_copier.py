@@ -63,6 +63,7 @@ class SnapshotCopier(object):
         self.redact = redact
         self.slot = None  # created by this run and not yet owned by a subscription
         self.slot_name = None
+        self.publisher_version = None
         self.replication = None
         self.snapshot = None
         self.consistent_lsn = None
@@ -86,6 +87,7 @@ class SnapshotCopier(object):
         conn = self._publisher_connection()
         try:
             check_publisher_version(conn.server_version)
+            self.publisher_version = conn.server_version
             with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 cur.execute(SLOT_EXISTS_QUERY, (slot,))
                 check_slot_free(slot, cur.fetchone())
@@ -119,7 +121,8 @@ class SnapshotCopier(object):
     def plan(self, publications, slot):
         published = self.read_published(publications, slot)
         targets, nonempty = self.read_targets(published)
-        return plan_tables(published, targets, nonempty)
+        return plan_tables(published, targets, nonempty,
+                           self.publisher_version // 10000 == self.version // 10000)
 
     # -- steps 2 and 3 -------------------------------------------------------------------------
     def create_slot(self, slot, jobs, tables):
@@ -301,7 +304,8 @@ class _Worker(object):
             for statement in statements:
                 self.copier.record(render(statement))
             self.copier.results.append(dict(
-                name=plan['name'], rows=rows, seconds=round(time.time() - started, 3),
+                name=plan['name'], rows=rows, format=plan['format'],
+                seconds=round(time.time() - started, 3),
                 indexes_rebuilt=len(plan['rebuilds']), indexes_kept=plan['kept']))
 
 

@@ -62,7 +62,13 @@ class SnapshotCopyError(Exception):
 # publish_via_partition_root) from a plain table or partition; attnames is the published column
 # list (all columns when the publication has none), rowfilter the deparsed WHERE expression.
 PUBLISHED_QUERY = (
-    "SELECT p.pubname, p.schemaname, p.tablename, c.relkind, p.attnames, p.rowfilter "
+    "SELECT p.pubname, p.schemaname, p.tablename, c.relkind, p.attnames, p.rowfilter, "
+    "ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM "
+    "unnest(p.attnames) WITH ORDINALITY AS u(name, ord) JOIN pg_catalog.pg_attribute a "
+    "ON a.attrelid = c.oid AND a.attname = u.name ORDER BY u.ord) AS types, "
+    "ARRAY(SELECT a.atttypid::int FROM "
+    "unnest(p.attnames) WITH ORDINALITY AS u(name, ord) JOIN pg_catalog.pg_attribute a "
+    "ON a.attrelid = c.oid AND a.attname = u.name ORDER BY u.ord) AS type_oids "
     "FROM pg_catalog.pg_publication_tables p "
     "JOIN pg_catalog.pg_namespace n ON n.nspname = p.schemaname "
     "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename "
@@ -120,7 +126,8 @@ def merge_published(rows):
         if entry is None:
             entry = dict(schema=key[0], table=key[1], partitioned=row['relkind'] == 'p',
                          columns=columns, filters=[], unfiltered=False,
-                         publications=[])
+                         publications=[], types=list(row.get('types') or []),
+                         type_oids=list(row.get('type_oids') or []))
             by_key[key] = entry
             tables.append(entry)
         elif entry['columns'] != columns:
@@ -151,6 +158,11 @@ def target_query(version):
         "COALESCE(c.relispartition, false) AS relispartition, "
         "ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid "
         "AND a.attnum > 0 AND NOT a.attisdropped " + generated + " ORDER BY a.attnum) AS columns, "
+        "ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "
+        "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped " + generated + " "
+        "ORDER BY a.attnum) AS types, "
+        "ARRAY(SELECT a.atttypid::int FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid "
+        "AND a.attnum > 0 AND NOT a.attisdropped " + generated + " ORDER BY a.attnum) AS type_oids, "
         "COALESCE((SELECT json_agg(json_build_object("
         "'name', ic.relname, 'schema', ins.nspname, "
         "'definition', pg_catalog.pg_get_indexdef(i.indexrelid), "
@@ -234,7 +246,26 @@ def index_plan(schema, table, indexes, rebuildable=True):
     return drops, rebuilds, kept
 
 
-def copy_out_statement(entry, columns):
+# types of PostgreSQL itself have the same OID on every server (user-defined ones start here)
+FIRST_USER_OID = 16384
+_BINARY = ' (FORMAT binary)'
+
+
+def binary_copyable(entry, target, same_major):
+    """Whether the rows can travel in COPY's binary format (no text output and parsing): the
+    same major version on both sides, and every copied column of the same built-in type
+    (same OID and type modifier) on both."""
+    if not same_major or not entry['types'] or len(entry['types']) != len(entry['columns']):
+        return False
+    have = dict(zip(target['columns'], zip(target.get('types') or [],
+                                           target.get('type_oids') or [])))
+    for name, type_name, oid in zip(entry['columns'], entry['types'], entry['type_oids']):
+        if oid >= FIRST_USER_OID or have.get(name) != (type_name, oid):
+            return False
+    return True
+
+
+def copy_out_statement(entry, columns, binary=False):
     """``COPY (SELECT cols FROM [ONLY] t [WHERE (f1) OR (f2)]) TO STDOUT`` on the publisher."""
     query = sql.SQL('SELECT {} FROM {}{}').format(
         sql.SQL(', ').join(sql.Identifier(c) for c in columns),
@@ -244,22 +275,25 @@ def copy_out_statement(entry, columns):
         # the row filters as the publisher deparses them from its catalog
         query += sql.SQL(' WHERE {}').format(sql.SQL(' OR ').join(
             sql.SQL('({})').format(sql.SQL(f)) for f in entry['filters']))
-    return Statement(sql.SQL('COPY ({}) TO STDOUT').format(query))
+    return Statement(sql.SQL('COPY ({}) TO STDOUT{}').format(
+        query, sql.SQL(_BINARY if binary else '')))
 
 
-def copy_in_statement(entry, columns):
-    return Statement(sql.SQL('COPY {} ({}) FROM STDIN').format(
+def copy_in_statement(entry, columns, binary=False):
+    return Statement(sql.SQL('COPY {} ({}) FROM STDIN{}').format(
         table_ident(entry['schema'], entry['table']),
-        sql.SQL(', ').join(sql.Identifier(c) for c in columns)))
+        sql.SQL(', ').join(sql.Identifier(c) for c in columns),
+        sql.SQL(_BINARY if binary else '')))
 
 
-def plan_tables(published, targets, nonempty):
+def plan_tables(published, targets, nonempty, same_major=False):
     """The copy plan, or SnapshotCopyError listing every problem at once.
 
     ``published``: merge_published(); ``targets``: rows of target_query() in the same order;
-    ``nonempty``: display names of target tables that have rows.
-    Returns [{name, key: (schema, table, partitioned on the subscriber), copy_out, copy_in,
-    drops, rebuilds, kept}].
+    ``nonempty``: display names of target tables that have rows; ``same_major``: both servers
+    run the same major version (binary COPY only then).
+    Returns [{name, key: (schema, table, partitioned on the subscriber), format, copy_out,
+    copy_in, drops, rebuilds, kept}].
     """
     problems = []
     plans = []
@@ -281,10 +315,12 @@ def plan_tables(published, targets, nonempty):
         rebuildable = target['relkind'] == 'r' and not target['relispartition']
         drops, rebuilds, kept = index_plan(entry['schema'], entry['table'], target['indexes'],
                                            rebuildable)
+        binary = binary_copyable(entry, target, same_major)
         plans.append(dict(name=name, key=(entry['schema'], entry['table'],
                                           target['relkind'] == 'p'),
-                          copy_out=copy_out_statement(entry, columns),
-                          copy_in=copy_in_statement(entry, columns), drops=drops,
+                          format='binary' if binary else 'text',
+                          copy_out=copy_out_statement(entry, columns, binary),
+                          copy_in=copy_in_statement(entry, columns, binary), drops=drops,
                           rebuilds=rebuilds, kept=kept))
     if problems:
         raise SnapshotCopyError(

@@ -268,6 +268,9 @@ options:
         C(copy_data = false), disabled and with a marker as its comment; after the copy it gets
         its real comment and is enabled - the changes committed after the snapshot arrive
         through the slot, none lost, none applied twice.
+      - The rows travel in C(COPY)'s binary format when both servers run the same major version
+        and every copied column has the same built-in type on both (no text output and
+        parsing), in text otherwise.
       - On the subscriber each table is copied in one transaction that drops its primary key,
         unique constraints and plain indexes, copies the rows and builds them again (kept and
         maintained instead - named in RV(initial_copy) - are indexes of partitions and
@@ -586,7 +589,8 @@ initial_copy:
     slot: tablesync_orders
     consistent_lsn: 0/1A2B3C8
     tables:
-      - {name: sales.orders, rows: 10000000, seconds: 21.4, indexes_rebuilt: 3, indexes_kept: []}
+      - {name: sales.orders, rows: 10000000, format: binary, seconds: 21.4, indexes_rebuilt: 3,
+         indexes_kept: []}
 tables_added:
   description: Tables the run added to the subscription (created it, changed publications, refresh).
   returned: when O(state) is not V(absent), not in check mode

@@ -249,3 +249,43 @@ def test_check_slot_free():
     with pytest.raises(SnapshotCopyError, match="already exists on the publisher .in use.*"
                                                 "pg_drop_replication_slot\\('s'\\)"):
         sc.check_slot_free('s', {'slot_name': 's', 'active': True})
+
+
+# ---- binary or text ----------------------------------------------------------------------------
+
+def typed_entry(types, oids, columns=('id', 'v')):
+    entry = sc.merge_published([pub_row('t', columns=columns)])[0]
+    entry['types'], entry['type_oids'] = list(types), list(oids)
+    return entry
+
+
+@pytest.mark.parametrize('target_types, target_oids, same_major, expected', [
+    (('bigint', 'text'), (20, 25), True, True),
+    (('bigint', 'text'), (20, 25), False, False),          # another major version
+    (('integer', 'text'), (23, 25), True, False),           # another type
+    (('bigint', 'character varying(5)'), (20, 1043), True, False),
+])
+def test_binary_copyable(target_types, target_oids, same_major, expected):
+    entry = typed_entry(('bigint', 'text'), (20, 25))
+    tgt = dict(target(), types=list(target_types), type_oids=list(target_oids))
+    assert sc.binary_copyable(entry, tgt, same_major) is expected
+
+
+def test_binary_needs_built_in_types_and_a_known_type_for_every_column():
+    user_type = typed_entry(('bigint', 'mood'), (20, 16400))
+    tgt = dict(target(), types=['bigint', 'mood'], type_oids=[20, 16400])
+    assert sc.binary_copyable(user_type, tgt, True) is False
+    untyped = typed_entry((), ())
+    assert sc.binary_copyable(untyped, tgt, True) is False
+
+
+def test_plan_tables_binary_statements():
+    published = sc.merge_published([dict(pub_row('t'), types=['bigint', 'text'],
+                                         type_oids=[20, 25])])
+    tgt = dict(target(), types=['bigint', 'text'], type_oids=[20, 25])
+    [plan] = sc.plan_tables(published, [tgt], set(), same_major=True)
+    assert plan['format'] == 'binary'
+    assert render(plan['copy_out']).endswith(') TO STDOUT (FORMAT binary)')
+    assert render(plan['copy_in']) == 'COPY "public"."t" ("id", "v") FROM STDIN (FORMAT binary)'
+    [plan] = sc.plan_tables(published, [tgt], set(), same_major=False)
+    assert plan['format'] == 'text' and render(plan['copy_in']).endswith('FROM STDIN')
