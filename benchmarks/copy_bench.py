@@ -11,6 +11,8 @@ fresh target database and is timed until the target has all rows and all indexes
   pipe, indexes after   the same pipe into a table without any index, then the primary key and
                         the two indexes built (the physical limit: the fastest plain way to the
                         same end state; the ratios are to this case)
+  pipe, binary          the same in COPY's binary format (for reference: the collection's
+                        snapshot copy uses it when both sides have the same types)
   native subscription   the target table created by hand with its three indexes, then a plain
                         CREATE SUBSCRIPTION, until every table is ready (srsubstate 'r')
   collection            one ansible-playbook run of the collection's modules, as the
@@ -82,6 +84,7 @@ BENCH_SETTINGS = (('shared_buffers', '1GB'), ('max_wal_size', '4GB'),
 CASES = (
     ('pipe_first', 'pipe, indexes first'),
     ('pipe_after', 'pipe, indexes after (baseline)'),
+    ('pipe_binary', 'pipe in binary format, indexes after'),
     ('native', 'native subscription'),
     ('collection', 'collection (initial_copy=snapshot)'),
     ('collection_tablesync', 'collection (initial_copy=tablesync, deferred indexes)'),
@@ -103,11 +106,13 @@ def env_for(cluster):
     return env
 
 
-def pipe(source, target, db):
-    """COPY TO STDOUT | COPY FROM STDIN between the two servers (text format, as psql does)."""
-    producer = subprocess.Popen(psql(source, SOURCE_DB, 'COPY orders TO STDOUT'),
+def pipe(source, target, db, binary=False):
+    """COPY TO STDOUT | COPY FROM STDIN between the two servers (text format, as psql does;
+    or binary)."""
+    fmt = ' (FORMAT binary)' if binary else ''
+    producer = subprocess.Popen(psql(source, SOURCE_DB, 'COPY orders TO STDOUT' + fmt),
                                 stdout=subprocess.PIPE, env=env_for(source))
-    consumer = subprocess.run(psql(target, db, 'COPY orders FROM STDIN'), stdin=producer.stdout,
+    consumer = subprocess.run(psql(target, db, 'COPY orders FROM STDIN' + fmt), stdin=producer.stdout,
                               env=env_for(target), check=True)
     producer.stdout.close()
     if producer.wait() != 0 or consumer.returncode != 0:
@@ -144,10 +149,10 @@ def run_pipe_first(source, target, db):
     return {'total': time.perf_counter() - start}
 
 
-def run_pipe_after(source, target, db):
+def run_pipe_after(source, target, db, binary=False):
     target.execute(TABLE_DDL, dbname=db)
     start = time.perf_counter()
-    pipe(source, target, db)
+    pipe(source, target, db, binary)
     copied = time.perf_counter() - start
     for ddl in (PK_DDL,) + INDEX_DDL:
         target.execute(ddl, dbname=db)
@@ -210,6 +215,7 @@ def run_collection(source, target, db, defer=True, method='snapshot'):
 RUNNERS = {
     'pipe_first': run_pipe_first,
     'pipe_after': run_pipe_after,
+    'pipe_binary': lambda s, t, db: run_pipe_after(s, t, db, binary=True),
     'native': run_native,
     'collection': run_collection,
     'collection_tablesync': lambda s, t, db: run_collection(s, t, db, method='tablesync'),

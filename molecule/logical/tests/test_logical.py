@@ -103,6 +103,13 @@ def test_initial_copy(subs):
         # row filter: only the NL shipments
         assert psql(sub, db, "SELECT string_agg(DISTINCT country, ',') || count(*) FROM sales.shipments") == "NL10"
         assert psql(sub, db, "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'") == "0"
+        # copied by pg_subscription's snapshot copy (logical_subscriber_initial_copy default):
+        # the tables were ready from the start, no table synchronisation worker recorded an LSN
+        assert psql(sub, db, "SELECT count(*) || ':' || count(srsublsn) FROM pg_subscription_rel") == "4:0"
+        # the subscription is enabled, its copy marker replaced (no comment)
+        assert psql(sub, db, "SELECT string_agg(subenabled::text || ':' || "
+                             "coalesce(obj_description(oid, 'pg_subscription'), '-'), ',') "
+                             "FROM pg_subscription WHERE subname = 'tablesync_shop'") == "true:-"
         # not part of any set
         assert psql(sub, db, "SELECT to_regclass('sales.not_synced') IS NULL") == "t"
 
