@@ -89,6 +89,8 @@ def test_snapshot_copy_under_writes_then_replicates(env):
              timeout=30, what='a row inserted after the run')
     assert env.slots() == [env.name]
     assert result['subscription']['enabled'] is True and result['subscription']['comment'] is None
+    # ready from the start: no table synchronisation worker ran (it would record its LSN)
+    assert env.sub_sql('SELECT srsubstate, srsublsn FROM pg_subscription_rel') == [('r', None)]
 
     again = env.run(initial_copy='snapshot', wait_for_sync=True)
     assert_ok(again, changed=False)
