@@ -284,3 +284,57 @@ def test_snapshot_copy_in_text_when_types_differ(env):
     assert [(t['name'], t['format'], t['rows']) for t in result['initial_copy']['tables']] == [
         ('public.a', 'text', 50), ('public.b', 'text', 50)]
     assert env.sub_sql('SELECT sum(id), sum(v) FROM a') == env.pub_sql('SELECT sum(id), sum(v) FROM a')
+
+
+def test_run_killed_during_the_copy_is_recovered_by_the_next(env, tmp_path):
+    """ansible-playbook (and with it the module) killed with SIGKILL while the rows are being
+    copied: the disabled, marked subscription it leaves is found by the next run, which
+    empties the table, drops the subscription with its slot and copies again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from runner import BINDIR, ansible_env
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+        COPY_MARKER)
+
+    for run in (env.pub_sql, env.sub_sql):
+        run('CREATE TABLE big (id bigint PRIMARY KEY, v text)')
+    env.pub_sql("INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g")
+    env.create_publication(sql.Identifier('big'))
+    playbook = tmp_path / 'copy.yml'
+    playbook.write_text(yaml.safe_dump([{
+        'hosts': 'localhost', 'connection': 'local', 'gather_facts': False,
+        'vars': {'ansible_python_interpreter': sys.executable},
+        'tasks': [{'tablesync.postgresql.pg_subscription': env.args(
+            initial_copy='snapshot', copy_jobs=1)}]}]))
+    proc = subprocess.Popen([os.path.join(BINDIR, 'ansible-playbook'), '-i', 'localhost,',
+                             str(playbook)], env=ansible_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def copying():
+        return env.sub.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                             "query LIKE 'COPY %%FROM STDIN%%' AND state = 'active'",
+                             (env.subdb,))[0][0] > 0
+    try:
+        wait_for(copying, timeout=120, interval=0.05, what='the copy to start')
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    wait_for(lambda: not copying(), timeout=60, what='the killed copy to end')
+    assert env.sub_sql("SELECT subenabled, obj_description(oid, 'pg_subscription') "
+                       "FROM pg_subscription WHERE subname = %s", (env.name,)) == \
+        [(False, COPY_MARKER)]
+    # the table's transaction died with the module, or (killed just after) had committed
+    assert env.sub_sql('SELECT count(*) FROM big')[0][0] in (0, 1000000)
+
+    result = env.run(initial_copy='snapshot', wait_for_sync=True, wait_timeout=120)
+    assert_ok(result, changed=True)
+    assert result['recovered'] == {'tables_emptied': ['public.big']}
+    assert result['initial_copy']['tables'][0]['rows'] == 1000000
+    assert env.sub_sql('SELECT count(*), sum(id) FROM big') == env.pub_sql(
+        'SELECT count(*), sum(id) FROM big')
+    wait_for(lambda: env.slots() == [env.name], timeout=30, what='one slot, the subscription\'s')
