@@ -322,7 +322,12 @@ def test_run_killed_during_the_copy_is_recovered_by_the_next(env, tmp_path):
     try:
         wait_for(copying, timeout=120, interval=0.05, what='the copy to start')
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        # the whole tree, the module's process included (it is not always in the group)
+        for pid in [proc.pid] + _descendants(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait(timeout=60)
     wait_for(lambda: not copying(), timeout=60, what='the killed copy to end')
     assert env.sub_sql("SELECT subenabled, obj_description(oid, 'pg_subscription') "
@@ -338,3 +343,25 @@ def test_run_killed_during_the_copy_is_recovered_by_the_next(env, tmp_path):
     assert env.sub_sql('SELECT count(*), sum(id) FROM big') == env.pub_sql(
         'SELECT count(*), sum(id) FROM big')
     wait_for(lambda: env.slots() == [env.name], timeout=30, what='one slot, the subscription\'s')
+
+
+def _descendants(root):
+    """Process ids below ``root`` (from /proc), children before their own children."""
+    import os
+    children = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(')', 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            found.append(child)
+            todo.append(child)
+    return found
