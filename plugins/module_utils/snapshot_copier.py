@@ -129,7 +129,7 @@ class SnapshotCopier(object):
         """Open the workers' sessions, then create ``slot`` exporting its snapshot (the
         replication connection stays open: the snapshot lives as long as it does)."""
         try:
-            for _ in range(max(1, min(jobs, tables)) if tables else 0):
+            for dummy in range(max(1, min(jobs, tables)) if tables else 0):
                 self.workers.append(_Worker(self, self._publisher_connection(),
                                             self.connect_subscriber()))
             self.replication = self._publisher_connection(replication=True)
@@ -137,7 +137,8 @@ class SnapshotCopier(object):
             self.record(command.as_string(self.replication) + ON_PUBLISHER)
             with self.replication.cursor() as cur:
                 cur.execute(command.as_string(self.replication))
-                _, self.consistent_lsn, self.snapshot, _ = cur.fetchone()
+                row = cur.fetchone()
+                self.consistent_lsn, self.snapshot = row[1], row[2]
             self.slot = slot
         except Exception as e:
             self.release()

@@ -35,8 +35,8 @@ PLAIN = dict(name='t_v_idx', schema='public', definition='CREATE INDEX t_v_idx O
 def test_merge_one_entry_per_table_in_order():
     merged = sc.merge_published([pub_row('a'), pub_row('b', pubname='p1'),
                                  pub_row('b', pubname='p2')])
-    assert [(m['table'], m['publications']) for m in merged] == [('a', ['p1']),
-                                                                ('b', ['p1', 'p2'])]
+    assert [(m['table'], m['publications']) for m in merged] == [
+        ('a', ['p1']), ('b', ['p1', 'p2'])]
 
 
 def test_merge_row_filters_are_ored_unless_one_publication_has_none():
