@@ -653,7 +653,8 @@ def test_skip_lsn_skips_the_failing_transaction(env):
                        (env.name,)) == [('0/0',)]
 
 
-def test_on_lost_slot_fail_then_rebuild(env):
+@pytest.mark.parametrize('initial_copy', ['tablesync', 'snapshot'])
+def test_on_lost_slot_fail_then_rebuild(env, initial_copy):
     t = env.create_table('t', rows=20)
     env.create_publication(t)
     assert_ok(env.run(wait_for_sync=True, wait_timeout=120), changed=True)
@@ -674,7 +675,7 @@ def test_on_lost_slot_fail_then_rebuild(env):
     assert_never_shown(failed, env.pub.password)
 
     before = env.catalog_snapshot()
-    checked = env.run(check=True, on_lost_slot='rebuild')
+    checked = env.run(check=True, on_lost_slot='rebuild', initial_copy=initial_copy)
     assert_ok(checked, changed=True)
     assert env.catalog_snapshot() == before and env.count() == 21
     assert checked['rebuilt'] == {'slot': env.name, 'status': 'missing', 'tables_emptied': ['public.t']}
@@ -683,13 +684,17 @@ def test_on_lost_slot_fail_then_rebuild(env):
         'ALTER SUBSCRIPTION "%s" SET (slot_name = NONE)' % env.name,
         'DROP SUBSCRIPTION "%s"' % env.name,
         'TRUNCATE "public"."t"']
-    assert checked['queries'][4].startswith('CREATE SUBSCRIPTION')
+    assert checked['queries'][4].startswith(
+        'CREATE_REPLICATION_SLOT' if initial_copy == 'snapshot' else 'CREATE SUBSCRIPTION')
 
-    rebuilt = env.run(on_lost_slot='rebuild', wait_for_sync=True, wait_timeout=120)
+    rebuilt = env.run(on_lost_slot='rebuild', wait_for_sync=True, wait_timeout=120,
+                      initial_copy=initial_copy)
     assert_ok(rebuilt, changed=True)
+    assert (rebuilt['initial_copy'] is not None) is (initial_copy == 'snapshot')
     assert_never_shown(rebuilt, env.pub.password)
     assert env.count() == 20  # the stray row is gone, every publisher row copied once
     assert env.slots() == [env.name]
-    assert_ok(env.run(on_lost_slot='rebuild', wait_for_sync=True), changed=False)
+    assert_ok(env.run(on_lost_slot='rebuild', wait_for_sync=True, initial_copy=initial_copy),
+              changed=False)
     env.pub_sql("INSERT INTO t VALUES (21, 'replicated again')")
     wait_for(lambda: env.count() == 21, timeout=60, what='replication after the rebuild')
