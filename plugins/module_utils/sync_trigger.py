@@ -3,20 +3,22 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Planner of pg_sync_trigger: triggers + dblink sync of a set of tables to a remote database.
 
-Pure (no database I/O): the module reads the catalog into ``Environment``, ``SetState`` and
-``SourceTable`` objects, builds a ``SetSpec`` from its options and calls ``plan(...)``, which
+Pure (no database I/O): the module reads the catalog into the objects of
+``sync_trigger_state``, builds a ``SetSpec`` from its options and calls ``plan(...)``, which
 returns a ``Plan`` of ``Statement`` objects in the order they must run:
 
-1. one transaction: schema ``tablesync``, dblink, storage tables, routines (replaced when their
-   versioned body differs), foreign server, user mapping, the set's row, then per table: lock
-   and drain where queued changes must be applied first (removed tables, changed keys or
-   targets, a switch from queued to immediate), config rows and triggers, ``verify_target``;
-2. one autocommit statement per table to backfill (its triggers are live and queue changes);
+1. one transaction: the owner role, schema ``tablesync``, dblink, the upgrade of routines v1
+   (their queue applied by themselves first), storage tables, routines (replaced when their
+   versioned body differs), foreign server, the owner's user mapping, the set's row, then per
+   table: lock and drain where queued changes must be applied first (removed tables, changed
+   keys or targets, a switch from queued to immediate), config rows, capture functions and
+   triggers, ``verify_target``;
+2. one transaction per table to backfill (its current rows queued, the table locked);
 3. one transaction switching backfilled tables of an immediate set from queued to immediate
    (tables locked, queue drained first);
-4. the flush (``CALL tablesync.flush``, autocommit) when asked for and there may be a backlog.
+4. the flush (``CALL tablesync.flush``, autocommit) when asked for, or after a backfill.
 
-The SQL bodies are in ``sync_trigger_sql``.
+The SQL bodies are in ``sync_trigger_sql`` and ``sync_trigger_capture``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,14 +26,21 @@ __metaclass__ = type
 
 import csv
 import io
-import re
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
     alter_options_statement, create_options_clause, option_changes)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
-    NameError_, check_identifier, format_qualified, parse_qualified)
+    format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
     Secret, Statement, bind)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_capture import (
+    BackfillStatement, capture_body, capture_name, capture_statement, capture_statements,
+    drop_capture_statement)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_state import (  # noqa: F401 (re-exported)
+    ENABLED_ORIGIN, MODES, OWNER_FORBIDDEN, ROW_TRIGGER_TYPE, TABLE_KINDS, TRUNCATE_TRIGGER_TYPE,
+    ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
+    TableSpec, TriggerState, check_set_name, default_server_name, parse_tables,
+    row_trigger_name, server_options_from_target, truncate_trigger_name)
 from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
 
 try:
@@ -39,49 +48,9 @@ try:
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
 
-MODES = ('queued', 'immediate')
-SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
-# tablesync_<set>_truncate (trigger) must fit PostgreSQL's 63-byte identifiers.
-SET_NAME_MAX = 63 - len('tablesync_') - len('_truncate')
-TABLE_KEYS = ('name', 'target', 'key_columns', 'columns')
-SERVER_OPTION_KEYS = ('host', 'port', 'dbname', 'sslmode', 'sslrootcert', 'connect_timeout',
-                      'application_name')
-TABLE_KINDS = ('r', 'p')
-# pg_trigger.tgtype bits: ROW 1, INSERT 4, DELETE 8, UPDATE 16, TRUNCATE 32 (AFTER: no bit).
-ROW_TRIGGER_TYPE = 1 | 4 | 8 | 16
-TRUNCATE_TRIGGER_TYPE = 32
-ENABLED_ORIGIN = 'O'
-_VERSION_RE = re.compile(r'^%s v(\d+)$' % re.escape(q.MARKER))
-
-
-class PlanError(Exception):
-    """The desired state cannot be reached; ``messages`` name every problem found."""
-
-    def __init__(self, messages):
-        self.messages = [messages] if isinstance(messages, str) else list(messages)
-        super(PlanError, self).__init__('; '.join(self.messages))
-
-
-# ---- names ----------------------------------------------------------------------------------
-
-def check_set_name(name):
-    if not SET_NAME_RE.match(name or '') or len(name) > SET_NAME_MAX:
-        raise PlanError('name %r is not a valid sync set name: lower-case letters, digits and '
-                        'underscores, starting with a letter, at most %d characters (it becomes '
-                        'part of trigger and connection names)' % (name, SET_NAME_MAX))
-    return name
-
-
-def row_trigger_name(set_name):
-    return 'tablesync_%s' % set_name
-
-
-def truncate_trigger_name(set_name):
-    return 'tablesync_%s_truncate' % set_name
-
-
-def default_server_name(set_name):
-    return 'tablesync_%s' % set_name
+# Predefined roles that would let the owner's routines read or write files or run programs.
+OWNER_FORBIDDEN_MEMBERSHIPS = ('pg_read_all_data', 'pg_write_all_data', 'pg_read_server_files',
+                               'pg_write_server_files', 'pg_execute_server_program')
 
 
 def table_ident(schema, name):
@@ -90,263 +59,6 @@ def table_ident(schema, name):
 
 def storage_ident(name):
     return sql.Identifier(q.SCHEMA, name)
-
-
-# ---- desired state --------------------------------------------------------------------------
-
-class TableSpec(object):
-    """One item of ``tables``: source and target as (schema, table), optional key/columns."""
-
-    def __init__(self, source, target=None, key_columns=None, columns=None):
-        self.source = source
-        self.target = target or source
-        self.key_columns = key_columns
-        self.columns = columns
-
-    @property
-    def label(self):
-        return format_qualified(*self.source)
-
-
-def _name_list(value, what, label, errors):
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        errors.append('%s: %s must be a non-empty list of column names' % (label, what))
-        return None
-    try:
-        names = [check_identifier(v, 'column name') for v in value]
-    except NameError_ as e:
-        errors.append('%s: %s' % (label, e))
-        return None
-    if len(set(names)) != len(names):
-        errors.append('%s: %s lists a column more than once' % (label, what))
-    return names
-
-
-def _table_spec(item, errors):
-    if isinstance(item, str):
-        item = {'name': item}
-    if not isinstance(item, dict):
-        errors.append('tables: each item must be a "schema.table" string or a dict, got %r'
-                      % (item,))
-        return None
-    unknown = sorted(set(item) - set(TABLE_KEYS))
-    label = item.get('name')
-    if unknown:
-        errors.append('tables: %s has unknown keys %s (allowed: %s)'
-                      % (label, ', '.join(unknown), ', '.join(TABLE_KEYS)))
-    try:
-        source = parse_qualified(label)
-        target = parse_qualified(item['target']) if item.get('target') is not None else None
-    except NameError_ as e:
-        errors.append('tables: %s' % e)
-        return None
-    if source[0] == q.SCHEMA:
-        errors.append('tables: %s is in schema %s, which holds the sync machinery itself'
-                      % (label, q.SCHEMA))
-    return TableSpec(source, target,
-                     _name_list(item.get('key_columns'), 'key_columns', label, errors),
-                     _name_list(item.get('columns'), 'columns', label, errors))
-
-
-def parse_tables(items):
-    """The ``tables`` option -> list of TableSpec; PlanError naming every bad item."""
-    errors = []
-    specs = []
-    for item in items or ():
-        spec = _table_spec(item, errors)
-        if spec is not None:
-            specs.append(spec)
-    seen = set()
-    for spec in specs:
-        if spec.source in seen:
-            errors.append('tables: %s is listed more than once' % spec.label)
-        seen.add(spec.source)
-    if errors:
-        raise PlanError(errors)
-    return specs
-
-
-def server_options_from_target(target, set_name):
-    """The foreign server options (strings) of a ``target`` dict; None when it names no host
-    or database, i.e. the server is not managed by the module."""
-    if not target or all(target.get(k) is None for k in ('host', 'port', 'dbname')):
-        return None
-    options = {'application_name': 'tablesync_%s' % set_name}
-    for key in SERVER_OPTION_KEYS:
-        if target.get(key) is not None:
-            options[key] = str(target[key])
-    return options
-
-
-class SetSpec(object):
-    """What the task asks for."""
-
-    def __init__(self, name, state='present', tables=(), mode='queued', server=None, target=None,
-                 batch_size=1000, backfill=False, flush=False, force=False, verify_target=True):
-        self.name = check_set_name(name)
-        self.state = state
-        self.tables = list(tables)
-        self.mode = mode
-        self.server = server or default_server_name(name)
-        target = target or {}
-        self.server_options = server_options_from_target(target, name)
-        self.user = target.get('user')
-        self.password = target.get('password')
-        self.batch_size = batch_size
-        self.backfill = backfill
-        self.flush = flush
-        self.force = force
-        self.verify_target = verify_target
-
-    @property
-    def server_managed(self):
-        return self.server_options is not None
-
-
-# ---- current state (filled by the module's catalog reader, or by tests) ---------------------
-
-class RoutineState(object):
-    def __init__(self, name, identity, result, source, definer=False, config=None, comment=None,
-                 public_execute=False):
-        self.name = name
-        self.identity = identity
-        self.result = result
-        self.source = source
-        self.definer = definer
-        self.config = list(config or [])
-        self.comment = comment
-        self.public_execute = public_execute
-
-    @property
-    def key(self):
-        return (self.name, self.identity)
-
-    @property
-    def ours(self):
-        return (self.comment or '').startswith(q.MARKER)
-
-    @property
-    def version(self):
-        match = _VERSION_RE.match(self.comment or '')
-        return int(match.group(1)) if match else None
-
-
-class Environment(object):
-    """Database-wide facts: extension, schema, storage, routines, server and user mapping.
-
-    ``search_path_schema``: the dblink schema (or ``tablesync`` when dblink is to be created) as
-    ``quote_ident()`` prints it; ``mapping``: None (no mapping for the login role) or a dict of
-    its options (None when they are not visible to the login role); ``set_triggers``: the set's
-    triggers on any table, as (schema, table, trigger); ``dblink_servers``: names of foreign
-    servers using dblink_fdw; ``schema_leftovers``: objects in schema tablesync that are not
-    ours (nor dblink's).
-    """
-
-    def __init__(self, role, dblink_schema=None, dblink_available=True, schema_exists=False,
-                 storage=(), commit_trigger=False, routines=(), server=None, mapping=None,
-                 mapping_exists=False, search_path_schema=None, set_triggers=(),
-                 dblink_servers=(), schema_leftovers=0):
-        self.role = role
-        self.dblink_schema = dblink_schema
-        self.dblink_available = dblink_available
-        self.schema_exists = schema_exists
-        self.storage = set(storage)
-        self.commit_trigger = commit_trigger
-        self.routines = dict((r.key, r) for r in routines)
-        self.server = server
-        self.mapping = mapping
-        self.mapping_exists = mapping_exists or mapping is not None
-        self.search_path_schema = search_path_schema or dblink_schema or q.SCHEMA
-        self.set_triggers = [tuple(t) for t in set_triggers]
-        self.dblink_servers = list(dblink_servers)
-        self.schema_leftovers = schema_leftovers
-
-    @property
-    def storage_complete(self):
-        return all(name in self.storage for name, _ddl in q.STORAGE)
-
-    @property
-    def installed_version(self):
-        versions = [r.version for r in self.routines.values() if r.version is not None]
-        return max(versions) if versions else None
-
-
-class TriggerState(object):
-    def __init__(self, name, function_schema, function, args, type_, enabled=ENABLED_ORIGIN):
-        self.name = name
-        self.function_schema = function_schema
-        self.function = function
-        self.args = list(args)
-        self.type = type_
-        self.enabled = enabled
-
-    @property
-    def mode(self):
-        return self.args[1] if len(self.args) > 1 else None
-
-
-class SourceTable(object):
-    def __init__(self, schema, name, exists=True, kind='r', partition=False, primary_key=(),
-                 columns=(), generated=(), triggers=()):
-        self.schema = schema
-        self.name = name
-        self.exists = exists
-        self.kind = kind
-        self.partition = partition
-        self.primary_key = list(primary_key)
-        self.columns = list(columns)
-        self.generated = list(generated)
-        self.triggers = dict((t.name, t) for t in triggers)
-
-    @property
-    def key(self):
-        return (self.schema, self.name)
-
-
-class ConfigTable(object):
-    """A row of tablesync.trigger_tables."""
-
-    FIELDS = ('target_schema', 'target_table', 'key_columns', 'columns')
-
-    def __init__(self, id_, source_schema, source_table, target_schema, target_table, key_columns,
-                 columns, backfilled=False):
-        self.id = id_
-        self.source_schema = source_schema
-        self.source_table = source_table
-        self.target_schema = target_schema
-        self.target_table = target_table
-        self.key_columns = list(key_columns)
-        self.columns = list(columns)
-        self.backfilled = backfilled
-
-    @property
-    def source(self):
-        return (self.source_schema, self.source_table)
-
-    @property
-    def target(self):
-        return (self.target_schema, self.target_table)
-
-    def values(self):
-        return dict((f, getattr(self, f)) for f in self.FIELDS)
-
-    def as_dict(self):
-        return {'name': format_qualified(*self.source), 'target': format_qualified(*self.target),
-                'key_columns': list(self.key_columns), 'columns': list(self.columns),
-                'backfilled': bool(self.backfilled)}
-
-
-class SetState(object):
-    """The set's rows in the storage tables (empty when the storage does not exist)."""
-
-    def __init__(self, row=None, tables=(), backlog=0, other_sets=0, max_table_id=0):
-        self.row = row
-        self.tables = list(tables)
-        self.backlog = backlog
-        self.other_sets = other_sets
-        self.max_table_id = max_table_id
 
 
 # ---- statements that run themselves (see Executor._execute) ---------------------------------
@@ -401,7 +113,7 @@ class UserMappingStatement(Statement):
         cursor.execute(q.SECRET_ARGS_DROP)
 
 
-# ---- infrastructure: schema, dblink, storage, routines --------------------------------------
+# ---- the owner role, schema, dblink, storage, routines --------------------------------------
 
 def check_version_gate(env):
     installed = env.installed_version
@@ -412,22 +124,45 @@ def check_version_gate(env):
                         % (q.SCHEMA, installed, q.VERSION))
 
 
-def routine_statements(env):
+def owner_statements(spec, env):
+    """Create the NOLOGIN owner role, or refuse one that could do more than own the machinery."""
+    if env.owner is None:
+        return [Statement(sql.SQL('CREATE ROLE {} NOLOGIN').format(sql.Identifier(spec.owner)))]
+    problems = [a.upper() for a in OWNER_FORBIDDEN if env.owner.get(a)]
+    problems += ['membership in %s' % m for m in env.owner.get('members') or ()
+                 if m in OWNER_FORBIDDEN_MEMBERSHIPS]
+    if problems:
+        raise PlanError('role %s owns the trigger sync routines, which run for every writer of a '
+                        'synced table, so it must be a plain NOLOGIN role; it has %s: remove '
+                        'that or choose another owner' % (spec.owner, ', '.join(problems)))
+    return []
+
+
+def _owned(kind, target, current_owner, owner):
+    if current_owner == owner:
+        return []
+    return [Statement(sql.SQL('ALTER {} {} OWNER TO {}').format(
+        sql.SQL(kind), target, sql.Identifier(owner)))]
+
+
+def routine_statements(env, owner):
     """Drop obsolete routines, create missing ones, replace those whose definition differs
-    (body, SECURITY DEFINER, settings), revoke PUBLIC's EXECUTE, set the versioned comment."""
+    (body, SECURITY DEFINER, settings), own them, revoke PUBLIC's EXECUTE, set the comment."""
     check_version_gate(env)
     wanted = dict((r.key, r) for r in q.ROUTINES)
     statements = [Statement(sql.SQL('DROP ROUTINE {}({})').format(
         storage_ident(cur.name), sql.SQL(cur.identity)))
         for key, cur in sorted(env.routines.items()) if cur.ours and key not in wanted]
+    schema = env.search_path_schema
     for routine in q.ROUTINES:
         cur = env.routines.get(routine.key)
         if cur is not None and cur.result != routine.result:
             statements.append(Statement(sql.SQL('DROP ROUTINE {}').format(routine.signature())))
             cur = None
-        if cur is None or cur.source != routine.body or cur.definer != routine.definer \
-                or cur.config != routine.settings(env.search_path_schema):
-            statements.append(Statement(routine.create_statement(env.dblink_schema or q.SCHEMA)))
+        if cur is None or cur.source != routine.body(schema) or cur.definer != routine.definer \
+                or cur.config != routine.settings():
+            statements.append(Statement(routine.create_statement(schema)))
+        statements.extend(_owned('ROUTINE', routine.signature(), cur and cur.owner, owner))
         if cur is None or cur.public_execute:
             statements.append(Statement(sql.SQL('REVOKE ALL ON ROUTINE {} FROM PUBLIC').format(
                 routine.signature())))
@@ -437,11 +172,34 @@ def routine_statements(env):
     return statements
 
 
-def infrastructure_statements(env, routines):
-    """Schema, dblink, storage tables, the given routine statements, the commit trigger."""
-    statements = []
+def upgrade_statements(env, set_state, plan):
+    """Routines v1 -> v2: with every synced table locked, the v1 queue is applied by the v1
+    routines (so nothing captured by them is lost or re-read), their triggers dropped and the
+    storage converted; the capture of every set is then rebuilt (see plan_present)."""
+    if not env.upgrading:
+        return []
+    tables = sorted(set((schema, table) for schema, table, _name in env.legacy_triggers))
+    statements = [lock_statement(tables)] if tables else []
+    if set_state.queued:
+        drain = FetchStatement(sql.SQL(
+            'SELECT coalesce(sum(tablesync.drain(s.name)), 0) FROM tablesync.trigger_sets AS s'))
+        plan.drains.append(drain)
+        statements.append(drain)
+    statements.extend(drop_trigger_statement(name, (schema, table))
+                      for schema, table, name in env.legacy_triggers)
+    statements.extend(Statement(sql.SQL(ddl)) for ddl in q.UPGRADE_V1)
+    return statements
+
+
+def infrastructure_statements(spec, env, set_state, plan):
+    """Owner, schema, dblink, v1 upgrade, storage tables, routines, the commit trigger."""
+    owner = spec.owner
+    statements = owner_statements(spec, env)
     if not env.schema_exists:
-        statements.append(Statement(sql.SQL('CREATE SCHEMA {}').format(sql.Identifier(q.SCHEMA))))
+        statements.append(Statement(sql.SQL('CREATE SCHEMA {} AUTHORIZATION {}').format(
+            sql.Identifier(q.SCHEMA), sql.Identifier(owner))))
+    else:
+        statements.extend(_owned('SCHEMA', sql.Identifier(q.SCHEMA), env.schema_owner, owner))
     if env.dblink_schema is None:
         if not env.dblink_available:
             raise PlanError('the dblink extension is not available on this server: install the '
@@ -449,10 +207,17 @@ def infrastructure_statements(env, routines):
                             'RHEL: postgresqlNN-contrib)')
         statements.append(Statement(sql.SQL('CREATE EXTENSION dblink SCHEMA {}').format(
             sql.Identifier(q.SCHEMA))))
-    statements.extend(Statement(sql.SQL(ddl)) for name, ddl in q.STORAGE
-                      if name not in env.storage)
+    statements.extend(upgrade_statements(env, set_state, plan))
+    storage = set(env.storage) - (set([q.COMMITS_TABLE]) if env.upgrading else set())
+    for name, ddl in q.STORAGE:
+        if name not in storage:
+            statements.append(Statement(sql.SQL(ddl)))
+        statements.extend(_owned('TABLE', storage_ident(name),
+                                 env.owners.get(name) if name in storage else None, owner))
+    routines = routine_statements(env, owner)
+    plan.routines_changed = bool(routines)
     statements.extend(routines)
-    if not env.commit_trigger:
+    if not env.commit_trigger or env.upgrading:
         statements.append(Statement(sql.SQL(q.COMMIT_TRIGGER_DDL)))
     return statements
 
@@ -461,63 +226,72 @@ def infrastructure_statements(env, routines):
 
 def server_statements(spec, env):
     server = sql.Identifier(spec.server)
+    grant = [] if env.server_usage and env.server is not None else [Statement(sql.SQL(
+        'GRANT USAGE ON FOREIGN SERVER {} TO {}').format(server, sql.Identifier(spec.owner)))]
     if not spec.server_managed:
         if env.server is None:
             raise PlanError('foreign server %s does not exist: give target (host, port, dbname, '
                             'user, password) so that the module creates it, or name an existing '
                             'server with server' % spec.server)
-        return []
+        return grant
     if env.server is None:
         clause, params = create_options_clause(spec.server_options)
         return [Statement(sql.SQL('CREATE SERVER {} FOREIGN DATA WRAPPER dblink_fdw{}').format(
-            server, clause), params)]
+            server, clause), params)] + grant
     changes = option_changes(env.server.get('options') or {}, spec.server_options)
     statement = alter_options_statement(sql.SQL('ALTER SERVER {}').format(server), changes)
-    return [statement] if statement else []
+    return ([statement] if statement else []) + grant
 
 
-def mapping_target(env, spec):
+def mapping_target(role, spec):
     return sql.SQL('USER MAPPING FOR {} SERVER {}').format(
-        sql.Identifier(env.role), sql.Identifier(spec.server))
+        sql.Identifier(role), sql.Identifier(spec.server))
 
 
 def mapping_statements(spec, env, warnings):
-    """The login role's user mapping: created, or its user/password brought up to date."""
+    """The owner role's user mapping: created, or its user/password brought up to date; the
+    login role's mapping that routines v1 used is dropped from a server the module manages."""
+    statements = []
+    if env.login_mapping and env.role != spec.owner and spec.server_managed:
+        statements.append(Statement(sql.SQL('DROP {}').format(mapping_target(env.role, spec))))
     if spec.user is None:
         if env.server is not None and not env.mapping_exists:
-            raise PlanError('there is no user mapping for role %s on server %s: give target.user '
-                            'and target.password' % (env.role, spec.server))
+            raise PlanError('there is no user mapping for role %s (the owner of the sync '
+                            'routines) on server %s: give target.user and target.password'
+                            % (spec.owner, spec.server))
         if env.server is None:
             raise PlanError('target.user is required to create the user mapping of server %s'
                             % spec.server)
-        return []
+        return statements
     desired = {'user': spec.user}
     if spec.password is not None:
         desired['password'] = Secret(spec.password)
     if not env.mapping_exists:
-        return [UserMappingStatement(env.role, spec.server, _real_options(desired))]
+        return statements + [UserMappingStatement(spec.owner, spec.server,
+                                                  _real_options(desired))]
     if env.mapping is None:
         warnings.append('the options of the user mapping for %s on server %s are not visible to '
-                        'this role; they were left unchanged' % (env.role, spec.server))
-        return []
+                        'this role; they were left unchanged' % (spec.owner, spec.server))
+        return statements
     if spec.password is not None and env.mapping.get('password') != spec.password:
-        return [Statement(sql.SQL('DROP {}').format(mapping_target(env, spec))),
-                UserMappingStatement(env.role, spec.server, _real_options(desired))]
+        return statements + [
+            Statement(sql.SQL('DROP {}').format(mapping_target(spec.owner, spec))),
+            UserMappingStatement(spec.owner, spec.server, _real_options(desired))]
     changes = option_changes(env.mapping, {'user': spec.user}, managed=set())
-    statement = alter_options_statement(sql.SQL('ALTER {}').format(mapping_target(env, spec)),
-                                        changes)
-    return [statement] if statement else []
+    statement = alter_options_statement(sql.SQL('ALTER {}').format(
+        mapping_target(spec.owner, spec)), changes)
+    return statements + ([statement] if statement else [])
 
 
 def replaced_server_statements(spec, env, set_state):
-    """Drop the server (and the login role's mapping) the module created for the set under
-    another name, once the set uses the new one (after the drain, which still used it)."""
+    """Drop the server (and the owner's mapping) the module created for the set under another
+    name, once the set uses the new one (after the drain, which still used it)."""
     row = set_state.row
     if row is None or not row.get('server_managed') or row['server'] == spec.server:
         return []
     old = sql.Identifier(row['server'])
     mapping = sql.SQL('DROP USER MAPPING IF EXISTS FOR {} SERVER {}').format(
-        sql.Identifier(env.role), old)
+        sql.Identifier(spec.owner), old)
     return [Statement(mapping), Statement(sql.SQL('DROP SERVER IF EXISTS {}').format(old))]
 
 
@@ -528,7 +302,7 @@ def _real_options(options):
 # ---- the set's tables ------------------------------------------------------------------------
 
 class ResolvedTable(object):
-    """A TableSpec checked against its source table: the key and synced columns to use."""
+    """A TableSpec checked against its source table: the key (empty: keyless) and columns."""
 
     def __init__(self, spec, source, key_columns, columns):
         self.spec = spec
@@ -545,6 +319,18 @@ class ResolvedTable(object):
         return self.spec.target
 
 
+def _resolve_key(spec, source, label, errors):
+    if spec.key_columns:
+        if set(spec.key_columns) not in [set(k) for k in source.unique_keys]:
+            errors.append('key_columns (%s) of table %s are neither its primary key nor a unique '
+                          'index on NOT NULL columns: two rows could share a key and the target '
+                          'would merge them; name such an index, or leave key_columns out to '
+                          'sync the table by whole-row identity'
+                          % (', '.join(spec.key_columns), label))
+        return list(spec.key_columns)
+    return list(source.primary_key)
+
+
 def _resolve_one(spec, source, errors):
     label = spec.label
     if source is None or not source.exists:
@@ -556,11 +342,7 @@ def _resolve_one(spec, source, errors):
     if source.partition:
         errors.append('%s is a partition: list its partitioned table instead' % label)
         return None
-    key_columns = spec.key_columns or source.primary_key
-    if not key_columns:
-        errors.append('table %s has no primary key: set key_columns to columns that identify a '
-                      'row (they need a primary key or unique index on the target)' % label)
-        return None
+    key_columns = _resolve_key(spec, source, label, errors)
     columns = spec.columns or source.columns
     for what, names in (('key_columns', key_columns), ('columns', columns)):
         generated = [c for c in names if c in source.generated]
@@ -574,7 +356,7 @@ def _resolve_one(spec, source, errors):
     if missing_keys:
         errors.append('columns of table %s must include the key column(s) %s'
                       % (label, ', '.join(missing_keys)))
-    return ResolvedTable(spec, source, list(key_columns), list(columns))
+    return ResolvedTable(spec, source, key_columns, list(columns))
 
 
 def resolve_tables(specs, sources):
@@ -584,10 +366,6 @@ def resolve_tables(specs, sources):
     if errors:
         raise PlanError(errors)
     return resolved
-
-
-def row_trigger_args(set_name, mode, table_id, key_columns):
-    return [set_name, mode, str(table_id)] + list(key_columns)
 
 
 def truncate_trigger_args(set_name, mode, table_id):
@@ -624,20 +402,36 @@ def drain_statement(set_name):
     return FetchStatement(sql.SQL('SELECT tablesync.drain(%s)'), (set_name,))
 
 
-def trigger_statements(set_name, table, current_triggers, table_id, mode, key_columns):
-    """Create, or drop and create, the row and truncate triggers of one table."""
-    statements = []
-    wanted = ((row_trigger_name(set_name), q.CAPTURE_ROW,
-               row_trigger_args(set_name, mode, table_id, key_columns), ROW_TRIGGER_TYPE, True),
+class Capture(object):
+    """What one table's capture needs: its config row, source table and mode."""
+
+    def __init__(self, set_name, config, source, mode):
+        self.set_name = set_name
+        self.config = config
+        self.source = source
+        self.mode = mode
+
+    def body(self):
+        return capture_body(self.set_name, self.mode, self.config.id, self.config.source,
+                            self.config.columns, self.config.key_columns, self.source.outputs)
+
+
+def capture_and_trigger_statements(capture, env, owner, current_triggers):
+    """The capture function and the row and truncate triggers of one table, as needed."""
+    config, set_name = capture.config, capture.set_name
+    statements = capture_statements(config.id, capture.body(),
+                                    env.captures.get(config.id), owner)
+    wanted = ((row_trigger_name(set_name), capture_name(config.id), [], ROW_TRIGGER_TYPE, True),
               (truncate_trigger_name(set_name), q.CAPTURE_TRUNCATE,
-               truncate_trigger_args(set_name, mode, table_id), TRUNCATE_TRIGGER_TYPE, False))
+               truncate_trigger_args(set_name, capture.mode, config.id), TRUNCATE_TRIGGER_TYPE,
+               False))
     for name, function, args, type_, row in wanted:
         current = current_triggers.get(name)
         if trigger_matches(current, function, args, type_):
             continue
         if current is not None:
-            statements.append(drop_trigger_statement(name, table))
-        statements.append(create_trigger_statement(name, table, function, args, row))
+            statements.append(drop_trigger_statement(name, config.source))
+        statements.append(create_trigger_statement(name, config.source, function, args, row))
     return statements
 
 
@@ -659,37 +453,35 @@ def config_statement(current, desired, set_name):
          desired.id))
 
 
-def queued_triggers(set_name, config):
-    """The triggers of a table as the first transaction leaves them for a backfill."""
-    row, truncate = row_trigger_name(set_name), truncate_trigger_name(set_name)
-    row_args = row_trigger_args(set_name, 'queued', config.id, config.key_columns)
-    truncate_args = truncate_trigger_args(set_name, 'queued', config.id)
-    return {row: TriggerState(row, q.SCHEMA, q.CAPTURE_ROW, row_args, ROW_TRIGGER_TYPE),
-            truncate: TriggerState(truncate, q.SCHEMA, q.CAPTURE_TRUNCATE, truncate_args,
-                                   TRUNCATE_TRIGGER_TYPE)}
-
-
 class TableChange(object):
     """The plan for one listed table."""
 
-    def __init__(self, resolved, current, desired, set_name, mode, backfill):
+    def __init__(self, resolved, current, desired, spec, env, upgrading):
         self.resolved = resolved
         self.current = current
         self.desired = desired
-        self.needs_backfill = backfill and not desired.backfilled
-        self.trigger_mode = 'queued' if self.needs_backfill else mode
-        triggers = resolved.source_table.triggers
-        self.trigger_statements = trigger_statements(
-            set_name, resolved.source, triggers, desired.id, self.trigger_mode,
-            desired.key_columns)
-        self.config_statement = config_statement(current, desired, set_name)
+        self.needs_backfill = spec.backfill and not desired.backfilled
+        self.trigger_mode = 'queued' if self.needs_backfill else spec.mode
+        triggers = dict(resolved.source_table.triggers)
+        if upgrading:
+            triggers.pop(row_trigger_name(spec.name), None)  # dropped by the upgrade
+        source = resolved.source_table
+        self.trigger_statements = capture_and_trigger_statements(
+            Capture(spec.name, desired, source, self.trigger_mode), env, spec.owner, triggers)
+        self.config_statement = config_statement(current, desired, spec.name)
         self.final_statements = []
-        if self.needs_backfill and mode != self.trigger_mode:
-            self.final_statements = trigger_statements(
-                set_name, resolved.source, queued_triggers(set_name, desired), desired.id, mode,
-                desired.key_columns)
-        row = triggers.get(row_trigger_name(set_name))
-        switching = row is not None and row.mode == 'queued' and self.trigger_mode == 'immediate'
+        if self.needs_backfill and spec.mode != self.trigger_mode:
+            final = Capture(spec.name, desired, source, spec.mode)
+            truncate = truncate_trigger_name(spec.name)
+            self.final_statements = [
+                capture_statement(desired.id, final.body()),
+                drop_trigger_statement(truncate, desired.source),
+                create_trigger_statement(truncate, desired.source, q.CAPTURE_TRUNCATE,
+                                         truncate_trigger_args(spec.name, spec.mode, desired.id),
+                                         False)]
+        truncate_now = triggers.get(truncate_trigger_name(spec.name))
+        switching = (truncate_now is not None and truncate_now.mode == 'queued'
+                     and self.trigger_mode == 'immediate')
         moved = current is not None and (current.key_columns != desired.key_columns
                                          or current.target != desired.target)
         self.needs_drain = bool(self.trigger_statements and switching) or moved
@@ -705,7 +497,7 @@ def desired_config(resolved, current, table_id):
                        backfilled=bool(current and current.backfilled))
 
 
-def table_changes(spec, resolved_tables, set_state):
+def table_changes(spec, resolved_tables, set_state, env):
     by_source = dict((c.source, c) for c in set_state.tables)
     next_id = set_state.max_table_id + 1
     changes = []
@@ -716,8 +508,27 @@ def table_changes(spec, resolved_tables, set_state):
         else:
             table_id = current.id
         changes.append(TableChange(resolved, current, desired_config(resolved, current, table_id),
-                                   spec.name, spec.mode, spec.backfill))
+                                   spec, env, env.upgrading))
     return changes
+
+
+def other_sets_statements(spec, env, set_state, sources):
+    """On an upgrade, the capture of every table of the other sets is rebuilt as well."""
+    if not env.upgrading:
+        return []
+    statements = []
+    for config in set_state.other_tables:
+        source = sources.get(config.source)
+        if source is None or not source.exists:
+            raise PlanError('table %s of sync set %s no longer exists: the upgrade of the trigger '
+                            'routines needs every synced table; remove it from its set first'
+                            % (format_qualified(*config.source), config.set_name))
+        triggers = dict((n, t) for n, t in source.triggers.items()
+                        if n != row_trigger_name(config.set_name))
+        statements.extend(capture_and_trigger_statements(
+            Capture(config.set_name, config, source, config.mode), env, spec.owner,
+            triggers))
+    return statements
 
 
 def set_row_statement(spec, set_state):
@@ -748,9 +559,11 @@ def removed_tables(spec, resolved_tables, set_state, env):
 
 def removal_statements(configs, triggered, env):
     triggered = set(triggered)
+    legacy = set(env.legacy_triggers) if env.upgrading else set()
     statements = [drop_trigger_statement(name, (schema, table))
                   for schema, table, name in sorted(env.set_triggers)
-                  if (schema, table) in triggered]
+                  if (schema, table) in triggered and (schema, table, name) not in legacy]
+    statements.extend(drop_capture_statement(c.id) for c in configs)
     if configs:
         statements.append(Statement(sql.SQL(
             'DELETE FROM tablesync.trigger_tables WHERE id = ANY (%s::integer[])'),
@@ -766,11 +579,6 @@ def discard_statement(set_name, table_ids=None):
                              'AND table_id = ANY (%s::integer[])'), (set_name, sorted(table_ids)))
 
 
-def backfill_statement(set_name, table_id):
-    return FetchStatement(sql.SQL('SELECT tablesync.backfill(%s, %s)'), (set_name, table_id),
-                          autocommit=True)
-
-
 def flush_statement(set_name):
     return FetchStatement(sql.SQL('CALL tablesync.flush(%s)'), (set_name,), autocommit=True)
 
@@ -784,7 +592,7 @@ def verify_statement(set_name):
 class Plan(object):
     def __init__(self):
         self.statements = []
-        self.backfills = []  # (label, FetchStatement)
+        self.backfills = []  # (label, BackfillStatement)
         self.flush = None
         self.drains = []
         self.warnings = []
@@ -821,11 +629,9 @@ def _drain_statements(spec, set_state, changes, configs, triggered, plan):
     return statements
 
 
-def _main_transaction(spec, env, set_state, changes, configs, triggered, plan):
+def _main_transaction(spec, env, set_state, sources, changes, configs, triggered, plan):
     statements = plan.statements
-    routines = routine_statements(env)
-    plan.routines_changed = bool(routines)
-    statements.extend(infrastructure_statements(env, routines))
+    statements.extend(infrastructure_statements(spec, env, set_state, plan))
     target = server_statements(spec, env) + mapping_statements(spec, env, plan.warnings)
     statements.extend(target)
     set_row = set_row_statement(spec, set_state)
@@ -837,6 +643,7 @@ def _main_transaction(spec, env, set_state, changes, configs, triggered, plan):
         if change.config_statement is not None:
             statements.append(change.config_statement)
         statements.extend(change.trigger_statements)
+    statements.extend(other_sets_statements(spec, env, set_state, sources))
     statements.extend(replaced_server_statements(spec, env, set_state))
     tables_changed = any(c.changed for c in changes)
     if spec.verify_target and changes and (tables_changed or target or set_row is not None):
@@ -855,21 +662,28 @@ def _switch_transaction(spec, changes, plan):
         plan.statements.extend(change.final_statements)
 
 
+def _backfills(spec, changes, plan):
+    for change in changes:
+        if not change.needs_backfill:
+            continue
+        source = change.resolved.source_table
+        statement = BackfillStatement(spec.name, change.desired.id, change.resolved.source,
+                                      source.kind == 'p', change.desired.columns, source.outputs)
+        plan.backfills.append((format_qualified(*change.resolved.source), statement))
+        plan.statements.append(statement)
+
+
 def plan_present(spec, env, set_state, sources):
     resolved = resolve_tables(spec.tables, sources)
     plan = Plan()
     plan.before = public_state(spec.name, set_state.row, set_state.tables)
-    changes = table_changes(spec, resolved, set_state)
+    changes = table_changes(spec, resolved, set_state, env)
     configs, triggered = removed_tables(spec, resolved, set_state, env)
-    _main_transaction(spec, env, set_state, changes, configs, triggered, plan)
-    for change in changes:
-        if change.needs_backfill:
-            statement = backfill_statement(spec.name, change.desired.id)
-            plan.backfills.append((format_qualified(*change.resolved.source), statement))
-            plan.statements.append(statement)
+    _main_transaction(spec, env, set_state, sources, changes, configs, triggered, plan)
+    _backfills(spec, changes, plan)
     _switch_transaction(spec, changes, plan)
     may_have_backlog = set_state.backlog > 0 or plan.backfills
-    if spec.flush and may_have_backlog:
+    if (spec.flush and may_have_backlog) or (plan.backfills and spec.mode == 'queued'):
         plan.flush = flush_statement(spec.name)
         plan.statements.append(plan.flush)
     row = {'mode': spec.mode, 'server': spec.server, 'server_managed': spec.server_managed,
@@ -886,7 +700,7 @@ def plan_present(spec, env, set_state, sources):
     return plan
 
 
-def teardown_statements(env, server_dropped):
+def teardown_statements(env, server_dropped, dropped_captures=()):
     """Everything in schema tablesync, when no set is left."""
     def drop_tables(names):
         return [Statement(sql.SQL('DROP TABLE {}').format(storage_ident(name)))
@@ -897,6 +711,8 @@ def teardown_statements(env, server_dropped):
     statements.extend(Statement(sql.SQL('DROP ROUTINE {}({})').format(
         storage_ident(r.name), sql.SQL(r.identity)))
         for _key, r in sorted(env.routines.items()) if r.ours)
+    statements.extend(drop_capture_statement(table_id) for table_id in sorted(env.captures)
+                      if table_id not in dropped_captures)
     statements.extend(drop_tables(name for name, _ddl in reversed(q.STORAGE)
                                   if name != q.COMMITS_TABLE))
     dblink_here = env.dblink_schema == q.SCHEMA
@@ -908,14 +724,15 @@ def teardown_statements(env, server_dropped):
     return statements
 
 
-def plan_absent(spec, env, set_state):
+def plan_absent(spec, env, set_state, sources=None):
     plan = Plan()
     row = set_state.row
     plan.before = public_state(spec.name, row, set_state.tables)
     statements = plan.statements
     if row is not None:
         if not spec.force:
-            statements.extend(infrastructure_statements(env, routine_statements(env)))
+            statements.extend(infrastructure_statements(spec, env, set_state, plan))
+            statements.extend(other_sets_statements(spec, env, set_state, sources or {}))
         tables = sorted(set((schema, table) for schema, table, _name in env.set_triggers))
         if tables:
             statements.append(lock_statement(tables))
@@ -925,8 +742,11 @@ def plan_absent(spec, env, set_state):
             drain = drain_statement(spec.name)
             plan.drains.append(drain)
             statements.append(drain)
+    legacy = set(env.legacy_triggers) if env.upgrading and not spec.force else set()
     statements.extend(drop_trigger_statement(name, (schema, table))
-                      for schema, table, name in sorted(env.set_triggers))
+                      for schema, table, name in sorted(env.set_triggers)
+                      if (schema, table, name) not in legacy)
+    statements.extend(drop_capture_statement(c.id) for c in set_state.tables)
     if set_state.tables:
         statements.append(Statement(sql.SQL(
             'DELETE FROM tablesync.trigger_tables WHERE set_name = %s'), (spec.name,)))
@@ -936,12 +756,17 @@ def plan_absent(spec, env, set_state):
                                     (spec.name,)))
         if row.get('server_managed') and env.server is not None:
             if env.mapping_exists:
-                statements.append(Statement(sql.SQL('DROP {}').format(mapping_target(env, spec))))
+                statements.append(Statement(sql.SQL('DROP {}').format(
+                    mapping_target(spec.owner, spec))))
+            if env.login_mapping and env.role != spec.owner:
+                statements.append(Statement(sql.SQL('DROP {}').format(
+                    mapping_target(env.role, spec))))
             statements.append(Statement(sql.SQL('DROP SERVER {}').format(
                 sql.Identifier(row['server']))))
             server_dropped = row['server']
     if env.storage and set_state.other_sets == 0:
-        statements.extend(teardown_statements(env, server_dropped))
+        statements.extend(teardown_statements(env, server_dropped,
+                                              set(c.id for c in set_state.tables)))
         plan.torn_down = True
     return plan
 
@@ -949,5 +774,5 @@ def plan_absent(spec, env, set_state):
 def plan(spec, env, set_state, sources=None):
     """Statements for a SetSpec; raises PlanError before anything runs."""
     if spec.state == 'absent':
-        return plan_absent(spec, env, set_state)
+        return plan_absent(spec, env, set_state, sources)
     return plan_present(spec, env, set_state, sources or {})

@@ -383,6 +383,18 @@ MINIMUM_VERSION = 120000
 ENVIRONMENT_QUERY = '''
 SELECT current_user AS role,
        e.nspname AS dblink_schema,
+       (SELECT pg_catalog.json_build_object(
+                   'superuser', r.rolsuper, 'login', r.rolcanlogin, 'createrole', r.rolcreaterole,
+                   'createdb', r.rolcreatedb, 'replication', r.rolreplication,
+                   'bypassrls', r.rolbypassrls,
+                   'members', ARRAY(SELECT g.rolname FROM pg_catalog.pg_auth_members AS m
+                                      JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
+                                     WHERE m.member = r.oid))
+          FROM pg_catalog.pg_roles AS r WHERE r.rolname = %(owner)s) AS owner,
+       pg_catalog.pg_get_userbyid(ns.nspowner) AS schema_owner,
+       (SELECT pg_catalog.json_object_agg(c.relname, pg_catalog.pg_get_userbyid(c.relowner))
+          FROM pg_catalog.pg_class AS c
+         WHERE c.relnamespace = ns.oid AND c.relkind = 'r') AS owners,
        EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions
                 WHERE name = 'dblink') AS dblink_available,
        ns.oid IS NOT NULL AS schema_exists,
@@ -398,6 +410,7 @@ SELECT current_user AS role,
                    'identity', pg_catalog.pg_get_function_identity_arguments(p.oid),
                    'result', pg_catalog.pg_get_function_result(p.oid),
                    'source', p.prosrc, 'definer', p.prosecdef, 'config', p.proconfig,
+                   'owner', pg_catalog.pg_get_userbyid(p.proowner),
                    'comment', pg_catalog.obj_description(p.oid, 'pg_proc'),
                    'public_execute', p.proacl IS NULL OR EXISTS (
                        SELECT 1 FROM pg_catalog.aclexplode(p.proacl) AS a
@@ -413,9 +426,22 @@ SELECT current_user AS role,
           JOIN pg_catalog.pg_foreign_data_wrapper AS w ON w.oid = s.srvfdw
          WHERE s.srvname = %(server)s) AS server,
        EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings AS um
-                WHERE um.srvname = %(server)s AND um.usename = current_user) AS mapping_exists,
+                WHERE um.srvname = %(server)s AND um.usename = %(owner)s) AS mapping_exists,
        (SELECT um.umoptions FROM pg_catalog.pg_user_mappings AS um
-         WHERE um.srvname = %(server)s AND um.usename = current_user) AS mapping_options,
+         WHERE um.srvname = %(server)s AND um.usename = %(owner)s) AS mapping_options,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings AS um
+                WHERE um.srvname = %(server)s AND um.usename = current_user) AS login_mapping,
+       coalesce((SELECT pg_catalog.has_server_privilege(r.oid, s.oid, 'USAGE')
+                   FROM pg_catalog.pg_roles AS r, pg_catalog.pg_foreign_server AS s
+                  WHERE r.rolname = %(owner)s AND s.srvname = %(server)s), false) AS server_usage,
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, c.relname, t.tgname)
+                                   ORDER BY n.nspname, c.relname, t.tgname)
+          FROM pg_catalog.pg_trigger AS t
+          JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+          JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+          JOIN pg_catalog.pg_proc AS p ON p.oid = t.tgfoid
+         WHERE p.pronamespace = ns.oid AND p.proname = 'capture_row'
+           AND NOT c.relispartition) AS legacy_triggers,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, c.relname, t.tgname)
                                    ORDER BY n.nspname, c.relname, t.tgname)
           FROM pg_catalog.pg_trigger AS t
@@ -462,6 +488,23 @@ SELECT req.nspname AS schema, req.relname AS name, c.oid IS NOT NULL AS exists, 
        ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                 AND a.attgenerated <> '' ORDER BY a.attnum) AS generated,
+       (SELECT pg_catalog.json_object_agg(a.attname, pg_catalog.json_build_array(fn.nspname, f.proname))
+          FROM pg_catalog.pg_attribute AS a
+          JOIN pg_catalog.pg_type AS ty ON ty.oid = a.atttypid
+          JOIN pg_catalog.pg_proc AS f ON f.oid = ty.typoutput
+          JOIN pg_catalog.pg_namespace AS fn ON fn.oid = f.pronamespace
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS outputs,
+       (SELECT pg_catalog.json_agg(k.names ORDER BY k.names)
+          FROM pg_catalog.pg_index AS i,
+               LATERAL (SELECT pg_catalog.array_agg(a.attname::text ORDER BY x.position) AS names,
+                               pg_catalog.bool_and(a.attnotnull) AS not_null
+                          FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[])
+                               WITH ORDINALITY AS x(attnum, position)
+                          JOIN pg_catalog.pg_attribute AS a
+                            ON a.attrelid = i.indrelid AND a.attnum = x.attnum
+                         WHERE x.position <= i.indnkeyatts) AS k
+         WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL
+           AND i.indexprs IS NULL AND k.not_null) AS unique_keys,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
                    'name', t.tgname, 'function_schema', pn.nspname, 'function', p.proname,
                    'args', pg_catalog.encode(t.tgargs, 'hex'), 'type', t.tgtype,
@@ -486,7 +529,16 @@ SELECT (SELECT pg_catalog.row_to_json(s) FROM tablesync.trigger_sets AS s
           FROM tablesync.trigger_tables AS t WHERE t.set_name = %(set)s) AS tables,
        (SELECT count(*) FROM tablesync.trigger_changes AS c WHERE c.set_name = %(set)s) AS backlog,
        (SELECT count(*) FROM tablesync.trigger_sets AS s WHERE s.name <> %(set)s) AS other_sets,
-       (SELECT coalesce(max(t.id), 0) FROM tablesync.trigger_tables AS t) AS max_table_id
+       (SELECT coalesce(max(t.id), 0) FROM tablesync.trigger_tables AS t) AS max_table_id,
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+                   'id', t.id, 'set_name', t.set_name, 'mode', s.mode,
+                   'source_schema', t.source_schema, 'source_table', t.source_table,
+                   'target_schema', t.target_schema, 'target_table', t.target_table,
+                   'key_columns', t.key_columns, 'columns', t.columns) ORDER BY t.id)
+          FROM tablesync.trigger_tables AS t
+          JOIN tablesync.trigger_sets AS s ON s.name = t.set_name
+         WHERE t.set_name <> %(set)s) AS other_tables,
+       (SELECT count(*) FROM tablesync.trigger_changes) AS queued
 '''
 
 BACKLOG_QUERY = '''
@@ -519,6 +571,7 @@ class SyncTriggerCatalog(object):
 
     def environment(self):
         params = dict(self._trigger_names(), schema=q.SCHEMA, server=self.spec.server,
+                      owner=self.spec.owner,
                       commits=q.COMMITS_TABLE, commit_trigger=q.COMMIT_TRIGGER,
                       own_relations=[name for name, _ddl in q.STORAGE] + [q.CHANGES_SEQUENCE],
                       marker_like=q.MARKER.replace('_', '\\_') + '%')
@@ -535,18 +588,24 @@ class SyncTriggerCatalog(object):
             dblink_available=row['dblink_available'], schema_exists=row['schema_exists'],
             storage=row['storage'], commit_trigger=row['commit_trigger'],
             routines=[RoutineState(r['name'], r['identity'], r['result'], r['source'],
-                                   r['definer'], r['config'], r['comment'], r['public_execute'])
+                                   r['definer'], r['config'], r['comment'], r['public_execute'],
+                                   r['owner'])
                       for r in row['routines'] or ()],
             server=server, mapping=mapping, mapping_exists=row['mapping_exists'],
             search_path_schema=row['search_path_schema'], set_triggers=row['set_triggers'] or (),
-            dblink_servers=row['dblink_servers'], schema_leftovers=row['schema_leftovers'])
+            dblink_servers=row['dblink_servers'], schema_leftovers=row['schema_leftovers'],
+            owner=row['owner'], schema_owner=row['schema_owner'], owners=row['owners'],
+            server_usage=row['server_usage'], login_mapping=row['login_mapping'],
+            legacy_triggers=row['legacy_triggers'] or ())
 
-    def sources(self, table_specs):
-        if not table_specs:
+    def sources(self, names, set_name=None):
+        """SourceTables of (schema, table) pairs, with the triggers of ``set_name`` (default:
+        this set)."""
+        if not names:
             return {}
-        params = dict(self._trigger_names(),
-                      schemas=[t.source[0] for t in table_specs],
-                      names=[t.source[1] for t in table_specs])
+        trigger_names = {'row_trigger': row_trigger_name(set_name or self.spec.name),
+                         'truncate_trigger': truncate_trigger_name(set_name or self.spec.name)}
+        params = dict(trigger_names, schemas=[n[0] for n in names], names=[n[1] for n in names])
         result = {}
         for row in self._fetch(TABLES_QUERY, params):
             triggers = [TriggerState(t['name'], t['function_schema'], t['function'],
@@ -554,7 +613,9 @@ class SyncTriggerCatalog(object):
                         for t in row['triggers'] or ()]
             result[(row['schema'], row['name'])] = SourceTable(
                 row['schema'], row['name'], row['exists'], row['kind'], row['partition'],
-                row['primary_key'], row['columns'], row['generated'], triggers)
+                row['primary_key'], row['columns'], row['generated'], triggers,
+                dict((k, tuple(v)) for k, v in (row['outputs'] or {}).items()),
+                row['unique_keys'] or ())
         return result
 
     def set_state(self, env):
@@ -565,8 +626,12 @@ class SyncTriggerCatalog(object):
                               t['target_table'], t['key_columns'], t['columns'],
                               t['backfilled_at'] is not None)
                   for t in row['tables'] or ()]
+        others = [ConfigTable(t['id'], t['source_schema'], t['source_table'], t['target_schema'],
+                              t['target_table'], t['key_columns'], t['columns'],
+                              set_name=t['set_name'], mode=t['mode'])
+                  for t in row['other_tables'] or ()]
         return SetState(row['row'], tables, row['backlog'], row['other_sets'],
-                        row['max_table_id'])
+                        row['max_table_id'], others, row['queued'])
 
     def backlog(self):
         return self._fetch(BACKLOG_QUERY, {'set': self.spec.name})[0]['count']
@@ -597,6 +662,7 @@ def argument_spec():
         flush=dict(type='bool', default=False),
         force=dict(type='bool', default=False),
         verify_target=dict(type='bool', default=True),
+        owner=dict(type='str', default=q.OWNER_DEFAULT),
     )
     return spec
 
@@ -611,7 +677,7 @@ def spec_from_params(params):
                    mode=params['mode'], server=params['server'], target=params['target'],
                    batch_size=params['batch_size'], backfill=params['backfill'],
                    flush=params['flush'], force=params['force'],
-                   verify_target=params['verify_target'])
+                   verify_target=params['verify_target'], owner=params['owner'])
 
 
 def read_plan(module, conn, spec):
@@ -622,7 +688,13 @@ def read_plan(module, conn, spec):
             cur.execute('SET TRANSACTION READ ONLY')
         env = catalog.environment()
         set_state = catalog.set_state(env)
-        sources = catalog.sources(spec.tables)
+        sources = catalog.sources([t.source for t in spec.tables])
+        if env.upgrading:  # one query per other set, whatever its number of tables
+            by_set = {}
+            for config in set_state.other_tables:
+                by_set.setdefault(config.set_name, []).append(config.source)
+            for set_name, names in sorted(by_set.items()):
+                sources.update(catalog.sources(names, set_name))
         the_plan = plan(spec, env, set_state, sources)
     except PlanError as e:
         module.fail_json(msg='; '.join(e.messages))
@@ -666,6 +738,9 @@ def run(module):
         module.fail_json(msg='tables is required (a non-empty list) with state=present')
     conn = connect(module)
     require_version(module, conn, MINIMUM_VERSION, 'pg_sync_trigger')
+    with conn.cursor() as cur:  # every name below is resolved in pg_catalog or qualified
+        cur.execute('SET search_path = pg_catalog, pg_temp')
+    conn.commit()
     catalog, env, the_plan = read_plan(module, conn, spec)
 
     executor = Executor(conn, module.check_mode)

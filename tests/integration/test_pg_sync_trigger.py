@@ -175,8 +175,12 @@ def test_hostile_names_key_columns_and_no_primary_key(publisher, subscriber):
     subscriber.execute('CREATE UNIQUE INDEX ON public.nokey (code)', dbname=db)
     source_name = '"%s"."%s"' % (schema.replace('"', '""'), table)
 
-    refused = run(sync_args(publisher, subscriber, db, 'names', [source_name, 'public.nokey']))
-    assert refused.get('failed') and 'public.nokey has no primary key' in refused['msg'], refused
+    refused = run(sync_args(publisher, subscriber, db, 'names',
+                            [source_name, {'name': 'public.nokey', 'key_columns': ['code']}]))
+    assert refused.get('failed') and 'key_columns (code) of table public.nokey are neither' \
+        in refused['msg'], refused
+    assert publisher.query("SELECT to_regnamespace('tablesync')", dbname=db) == [(None,)]
+    publisher.execute('CREATE UNIQUE INDEX ON public.nokey (code)', dbname=db)
 
     args = sync_args(publisher, subscriber, db, 'names',
                      [source_name, {'name': 'public.nokey', 'key_columns': ['code']}],

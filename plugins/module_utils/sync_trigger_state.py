@@ -1,0 +1,366 @@
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What pg_sync_trigger's planner compares: the desired set (``SetSpec``) and the current state
+read from the catalog (``Environment``, ``SourceTable``, ``SetState``), as plain objects.
+
+The module's catalog reader fills the state objects; unit tests build them by hand.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import re
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+    NameError_, check_identifier, format_qualified, parse_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_capture import (
+    CAPTURE_NAME_RE)
+from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
+
+MODES = ('queued', 'immediate')
+SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
+# tablesync_<set>_truncate (trigger) and tablesync_<set>_<8 hex> (dblink connection) must fit
+# PostgreSQL's 63-byte identifiers.
+SET_NAME_MAX = 63 - len('tablesync_') - len('_truncate')
+TABLE_KEYS = ('name', 'target', 'key_columns', 'columns')
+SERVER_OPTION_KEYS = ('host', 'port', 'dbname', 'sslmode', 'sslrootcert', 'connect_timeout',
+                      'application_name')
+TABLE_KINDS = ('r', 'p')
+# pg_trigger.tgtype bits: ROW 1, INSERT 4, DELETE 8, UPDATE 16, TRUNCATE 32 (AFTER: no bit).
+ROW_TRIGGER_TYPE = 1 | 4 | 8 | 16
+TRUNCATE_TRIGGER_TYPE = 32
+ENABLED_ORIGIN = 'O'
+# Role attributes the owner of the sync schema must not have: its routines run as it for
+# every writer of a synced table.
+OWNER_FORBIDDEN = ('superuser', 'login', 'createrole', 'createdb', 'replication', 'bypassrls')
+_VERSION_RE = re.compile(r'^%s v(\d+)$' % re.escape(q.MARKER))
+
+
+class PlanError(Exception):
+    """The desired state cannot be reached; ``messages`` name every problem found."""
+
+    def __init__(self, messages):
+        self.messages = [messages] if isinstance(messages, str) else list(messages)
+        super(PlanError, self).__init__('; '.join(self.messages))
+
+
+# ---- names ----------------------------------------------------------------------------------
+
+def check_set_name(name):
+    if not SET_NAME_RE.match(name or '') or len(name) > SET_NAME_MAX:
+        raise PlanError('name %r is not a valid sync set name: lower-case letters, digits and '
+                        'underscores, starting with a letter, at most %d characters (it becomes '
+                        'part of trigger and connection names)' % (name, SET_NAME_MAX))
+    return name
+
+
+def row_trigger_name(set_name):
+    return 'tablesync_%s' % set_name
+
+
+def truncate_trigger_name(set_name):
+    return 'tablesync_%s_truncate' % set_name
+
+
+def default_server_name(set_name):
+    return 'tablesync_%s' % set_name
+
+
+# ---- desired state --------------------------------------------------------------------------
+
+class TableSpec(object):
+    """One item of ``tables``: source and target as (schema, table), optional key/columns."""
+
+    def __init__(self, source, target=None, key_columns=None, columns=None):
+        self.source = source
+        self.target = target or source
+        self.key_columns = key_columns
+        self.columns = columns
+
+    @property
+    def label(self):
+        return format_qualified(*self.source)
+
+
+def _name_list(value, what, label, errors):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        errors.append('%s: %s must be a non-empty list of column names' % (label, what))
+        return None
+    try:
+        names = [check_identifier(v, 'column name') for v in value]
+    except NameError_ as e:
+        errors.append('%s: %s' % (label, e))
+        return None
+    if len(set(names)) != len(names):
+        errors.append('%s: %s lists a column more than once' % (label, what))
+    return names
+
+
+def _table_spec(item, errors):
+    if isinstance(item, str):
+        item = {'name': item}
+    if not isinstance(item, dict):
+        errors.append('tables: each item must be a "schema.table" string or a dict, got %r'
+                      % (item,))
+        return None
+    unknown = sorted(set(item) - set(TABLE_KEYS))
+    label = item.get('name')
+    if unknown:
+        errors.append('tables: %s has unknown keys %s (allowed: %s)'
+                      % (label, ', '.join(unknown), ', '.join(TABLE_KEYS)))
+    try:
+        source = parse_qualified(label)
+        target = parse_qualified(item['target']) if item.get('target') is not None else None
+    except NameError_ as e:
+        errors.append('tables: %s' % e)
+        return None
+    if source[0] == q.SCHEMA:
+        errors.append('tables: %s is in schema %s, which holds the sync machinery itself'
+                      % (label, q.SCHEMA))
+    return TableSpec(source, target,
+                     _name_list(item.get('key_columns'), 'key_columns', label, errors),
+                     _name_list(item.get('columns'), 'columns', label, errors))
+
+
+def parse_tables(items):
+    """The ``tables`` option -> list of TableSpec; PlanError naming every bad item."""
+    errors = []
+    specs = []
+    for item in items or ():
+        spec = _table_spec(item, errors)
+        if spec is not None:
+            specs.append(spec)
+    seen = set()
+    for spec in specs:
+        if spec.source in seen:
+            errors.append('tables: %s is listed more than once' % spec.label)
+        seen.add(spec.source)
+    if errors:
+        raise PlanError(errors)
+    return specs
+
+
+def server_options_from_target(target, set_name):
+    """The foreign server options (strings) of a ``target`` dict; None when it names no host
+    or database, i.e. the server is not managed by the module."""
+    if not target or all(target.get(k) is None for k in ('host', 'port', 'dbname')):
+        return None
+    options = {'application_name': 'tablesync_%s' % set_name}
+    for key in SERVER_OPTION_KEYS:
+        if target.get(key) is not None:
+            options[key] = str(target[key])
+    return options
+
+
+
+class SetSpec(object):
+    """What the task asks for."""
+
+    def __init__(self, name, state='present', tables=(), mode='queued', server=None, target=None,
+                 batch_size=1000, backfill=False, flush=False, force=False, verify_target=True,
+                 owner=q.OWNER_DEFAULT):
+        self.name = check_set_name(name)
+        self.state = state
+        self.tables = list(tables)
+        self.mode = mode
+        self.server = server or default_server_name(name)
+        target = target or {}
+        self.server_options = server_options_from_target(target, name)
+        self.user = target.get('user')
+        self.password = target.get('password')
+        self.batch_size = batch_size
+        self.backfill = backfill
+        self.flush = flush
+        self.force = force
+        self.verify_target = verify_target
+        self.owner = owner
+
+    @property
+    def server_managed(self):
+        return self.server_options is not None
+
+
+# ---- current state (filled by the module's catalog reader, or by tests) ---------------------
+
+class RoutineState(object):
+    def __init__(self, name, identity, result, source, definer=False, config=None, comment=None,
+                 public_execute=False, owner=None):
+        self.name = name
+        self.identity = identity
+        self.result = result
+        self.source = source
+        self.definer = definer
+        self.config = list(config or [])
+        self.comment = comment
+        self.public_execute = public_execute
+        self.owner = owner
+
+    @property
+    def key(self):
+        return (self.name, self.identity)
+
+    @property
+    def ours(self):
+        return (self.comment or '').startswith(q.MARKER)
+
+    @property
+    def capture_id(self):
+        """The table id of a per-table capture function (None for the shared routines)."""
+        match = CAPTURE_NAME_RE.match(self.name)
+        return int(match.group(1)) if match and self.identity == '' else None
+
+    @property
+    def version(self):
+        match = _VERSION_RE.match(self.comment or '')
+        return int(match.group(1)) if match else None
+
+
+class Environment(object):
+    """Database-wide facts: owner role, extension, schema, storage, routines, server, mapping.
+
+    ``dblink_schema``: where dblink is (None: to be created in ``tablesync``), as
+    ``quote_ident()`` prints it in ``search_path_schema``; ``owner``: None (the owner role does
+    not exist) or a dict of its attributes (``OWNER_FORBIDDEN`` keys); ``mapping``: None (the
+    owner role has no mapping) or a dict of its options; ``login_mapping``: whether the login
+    role still has a mapping on the server (routines v1 used it); ``set_triggers``: the set's
+    triggers on any table, as (schema, table, trigger); ``legacy_triggers``: row triggers of any
+    set that call the v1 ``capture_row``; ``dblink_servers``: foreign servers using dblink_fdw;
+    ``schema_leftovers``: objects in schema tablesync that are not ours (nor dblink's);
+    ``owners``: storage table name -> owner; ``server_usage``: whether the owner role may use
+    the server.
+    """
+
+    def __init__(self, role, dblink_schema=None, dblink_available=True, schema_exists=False,
+                 storage=(), commit_trigger=False, routines=(), server=None, mapping=None,
+                 mapping_exists=False, search_path_schema=None, set_triggers=(),
+                 dblink_servers=(), schema_leftovers=0, owner=None, schema_owner=None,
+                 owners=None, server_usage=False, login_mapping=False, legacy_triggers=()):
+        self.role = role
+        self.dblink_schema = dblink_schema
+        self.dblink_available = dblink_available
+        self.schema_exists = schema_exists
+        self.storage = set(storage)
+        self.commit_trigger = commit_trigger
+        routines = list(routines)
+        self.routines = dict((r.key, r) for r in routines if r.capture_id is None)
+        self.captures = dict((r.capture_id, r) for r in routines if r.capture_id is not None)
+        self.server = server
+        self.mapping = mapping
+        self.mapping_exists = mapping_exists or mapping is not None
+        self.search_path_schema = search_path_schema or dblink_schema or q.SCHEMA
+        self.set_triggers = [tuple(t) for t in set_triggers]
+        self.dblink_servers = list(dblink_servers)
+        self.schema_leftovers = schema_leftovers
+        self.owner = owner
+        self.schema_owner = schema_owner
+        self.owners = dict(owners or {})
+        self.server_usage = server_usage
+        self.login_mapping = login_mapping
+        self.legacy_triggers = [tuple(t) for t in legacy_triggers]
+
+    @property
+    def storage_complete(self):
+        return all(name in self.storage for name, _ddl in q.STORAGE)
+
+    @property
+    def installed_version(self):
+        versions = [r.version for r in self.routines.values() if r.version is not None]
+        return max(versions) if versions else None
+
+    @property
+    def upgrading(self):
+        """Routines v1 (jsonb capture) are installed: the storage and every set move to v2."""
+        installed = self.installed_version
+        return installed is not None and installed < 2
+
+
+class TriggerState(object):
+    def __init__(self, name, function_schema, function, args, type_, enabled=ENABLED_ORIGIN):
+        self.name = name
+        self.function_schema = function_schema
+        self.function = function
+        self.args = list(args)
+        self.type = type_
+        self.enabled = enabled
+
+    @property
+    def mode(self):
+        return self.args[1] if len(self.args) > 1 else None
+
+
+class SourceTable(object):
+    """A source table: ``outputs`` maps each column to its type's output function (schema,
+    name); ``unique_keys``: column lists of its primary key and unique indexes on NOT NULL
+    columns (no expressions, no predicate)."""
+
+    def __init__(self, schema, name, exists=True, kind='r', partition=False, primary_key=(),
+                 columns=(), generated=(), triggers=(), outputs=None, unique_keys=()):
+        self.schema = schema
+        self.name = name
+        self.exists = exists
+        self.kind = kind
+        self.partition = partition
+        self.primary_key = list(primary_key)
+        self.columns = list(columns)
+        self.generated = list(generated)
+        self.triggers = dict((t.name, t) for t in triggers)
+        self.outputs = dict(outputs or {})
+        self.unique_keys = [list(k) for k in unique_keys]
+
+    @property
+    def key(self):
+        return (self.schema, self.name)
+
+
+class ConfigTable(object):
+    """A row of tablesync.trigger_tables (``key_columns`` empty: keyless)."""
+
+    FIELDS = ('target_schema', 'target_table', 'key_columns', 'columns')
+
+    def __init__(self, id_, source_schema, source_table, target_schema, target_table, key_columns,
+                 columns, backfilled=False, set_name=None, mode=None):
+        self.id = id_
+        self.source_schema = source_schema
+        self.source_table = source_table
+        self.target_schema = target_schema
+        self.target_table = target_table
+        self.key_columns = list(key_columns)
+        self.columns = list(columns)
+        self.backfilled = backfilled
+        self.set_name = set_name
+        self.mode = mode
+
+    @property
+    def source(self):
+        return (self.source_schema, self.source_table)
+
+    @property
+    def target(self):
+        return (self.target_schema, self.target_table)
+
+    def values(self):
+        return dict((f, getattr(self, f)) for f in self.FIELDS)
+
+    def as_dict(self):
+        return {'name': format_qualified(*self.source), 'target': format_qualified(*self.target),
+                'key_columns': list(self.key_columns), 'columns': list(self.columns),
+                'keyless': not self.key_columns, 'backfilled': bool(self.backfilled)}
+
+
+class SetState(object):
+    """The set's rows in the storage tables (empty when the storage does not exist);
+    ``other_tables``: ConfigTables of the other sets (with set_name and mode; their capture is
+    rebuilt by an upgrade); ``queued``: changes queued by all sets."""
+
+    def __init__(self, row=None, tables=(), backlog=0, other_sets=0, max_table_id=0,
+                 other_tables=(), queued=0):
+        self.row = row
+        self.tables = list(tables)
+        self.backlog = backlog
+        self.other_sets = other_sets
+        self.max_table_id = max_table_id
+        self.other_tables = list(other_tables)
+        self.queued = queued
