@@ -598,7 +598,7 @@ BEGIN
   IF pg_catalog.cardinality(v_failed) OPERATOR(pg_catalog.>) 0 THEN
     RAISE EXCEPTION 'tablesync: the flush of sync set(s) % failed; their changes stay queued: %',
       pg_catalog.array_to_string(v_failed, ', '), pg_catalog.array_to_string(v_errors, '; ')
-      USING HINT = 'tablesync.trigger_sets.last_error has the cause (pg_sync_info and check.yml show it).';
+      USING HINT := 'tablesync.trigger_sets.last_error has the cause (pg_sync_info and check.yml show it).';
   END IF;
 END
 ''')

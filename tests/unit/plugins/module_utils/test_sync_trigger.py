@@ -6,7 +6,16 @@ import pytest
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger as st
 from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_capture as cap
 from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+    Statement)
+
+OWNER = q.OWNER_DEFAULT
+OUTPUTS = {'id': ('pg_catalog', 'int4out'), 'v': ('pg_catalog', 'textout'),
+           'a': ('pg_catalog', 'int4out'), 'b': ('pg_catalog', 'int4out'),
+           'c': ('pg_catalog', 'textout'), 'd': ('pg_catalog', 'textout'),
+           'total': ('pg_catalog', 'numeric_out')}
 
 PASSWORD = "pa'ss,wo\"rd\nline2"
 TARGET = {'host': 'db2', 'port': 5432, 'dbname': 'reporting', 'user': 'writer',
@@ -26,9 +35,12 @@ def spec(tables=('public.t',), **kw):
     return st.SetSpec('s1', tables=st.parse_tables(list(tables)), **kw)
 
 
-def installed_routines(schema='tablesync'):
-    return [st.RoutineState(r.name, r.identity, r.result, r.body, r.definer, r.settings(schema),
-                            q.COMMENT) for r in q.ROUTINES]
+def installed_routines(schema='tablesync', mode='queued'):
+    shared = [st.RoutineState(r.name, r.identity, r.result, r.body(schema), r.definer,
+                              r.settings(), q.COMMENT, False, OWNER) for r in q.ROUTINES]
+    body = cap.capture_body('s1', mode, 1, ('public', 't'), ['id', 'v'], ['id'], OUTPUTS)
+    return shared + [st.RoutineState('capture_1', '', 'trigger', body, True, q.pinned_settings(),
+                                     cap.capture_comment(1), False, OWNER)]
 
 
 def environment(installed=True, **kw):
@@ -39,7 +51,9 @@ def environment(installed=True, **kw):
         base = dict(
             role='postgres', dblink_schema='tablesync', schema_exists=True,
             storage=[name for name, _ddl in q.STORAGE], commit_trigger=True,
-            routines=installed_routines(),
+            routines=installed_routines(mode=kw.pop('mode', 'queued')), owner={},
+            schema_owner=OWNER, owners=dict((name, OWNER) for name, _ddl in q.STORAGE),
+            server_usage=True,
             server={'fdw': 'dblink_fdw', 'options': st.server_options_from_target(TARGET, 's1')},
             mapping={'user': 'writer', 'password': PASSWORD},
             set_triggers=[('public', 't', 'tablesync_s1'), ('public', 't', 'tablesync_s1_truncate')],
@@ -48,9 +62,9 @@ def environment(installed=True, **kw):
     return st.Environment(**base)
 
 
-def triggers(mode='queued', table_id=1, keys=('id',)):
-    return [st.TriggerState('tablesync_s1', 'tablesync', 'capture_row',
-                            ['s1', mode, str(table_id)] + list(keys), st.ROW_TRIGGER_TYPE),
+def triggers(mode='queued', table_id=1):
+    return [st.TriggerState('tablesync_s1', 'tablesync', 'capture_%d' % table_id, [],
+                            st.ROW_TRIGGER_TYPE),
             st.TriggerState('tablesync_s1_truncate', 'tablesync', 'capture_truncate',
                             ['s1', mode, str(table_id)], st.TRUNCATE_TRIGGER_TYPE)]
 
@@ -58,6 +72,8 @@ def triggers(mode='queued', table_id=1, keys=('id',)):
 def source(name='t', schema='public', installed=True, mode='queued', **kw):
     kw.setdefault('primary_key', ['id'])
     kw.setdefault('columns', ['id', 'v'])
+    kw.setdefault('outputs', OUTPUTS)
+    kw.setdefault('unique_keys', [kw['primary_key']] if kw['primary_key'] else [])
     return st.SourceTable(schema, name, triggers=triggers(mode) if installed else (), **kw)
 
 
@@ -70,6 +86,10 @@ def set_state(installed=True, mode='queued', backlog=0, tables=None, **kw):
         tables = [st.ConfigTable(1, 'public', 't', 'public', 't', ['id'], ['id', 'v'])]
     return st.SetState(row, tables, backlog=backlog, max_table_id=max([0] + [t.id for t in tables]),
                        **kw)
+
+
+def render_query(query):
+    return render(Statement(query))
 
 
 def shown(the_plan):
@@ -125,33 +145,43 @@ def test_fresh_install_in_order_with_masked_password():
     the_plan = plan(spec(), environment(installed=False), set_state(installed=False),
                     {('public', 't'): source(installed=False)})
     text = shown(the_plan)
-    assert text[0] == 'CREATE SCHEMA "tablesync"'
-    assert text[1] == 'CREATE EXTENSION dblink SCHEMA "tablesync"'
-    assert [t.split(' (')[0] for t in text[2:6]] == [
+    assert text[0] == 'CREATE ROLE "%s" NOLOGIN' % OWNER
+    assert text[1] == 'CREATE SCHEMA "tablesync" AUTHORIZATION "%s"' % OWNER
+    assert text[2] == 'CREATE EXTENSION dblink SCHEMA "tablesync"'
+    assert [t.split(' (')[0] for t in text[3:11:2]] == [
         'CREATE TABLE tablesync.trigger_sets', 'CREATE TABLE tablesync.trigger_tables',
         'CREATE TABLE tablesync.trigger_changes', 'CREATE TABLE tablesync.trigger_commits']
+    assert text[4] == 'ALTER TABLE "tablesync"."trigger_sets" OWNER TO "%s"' % OWNER
     creates = [t for t in text if t.startswith('CREATE OR REPLACE')]
-    assert len(creates) == len(q.ROUTINES)
+    assert len(creates) == len(q.ROUTINES) + 1  # and the table's capture function
     assert sum(t.startswith('REVOKE ALL ON ROUTINE') for t in text) == len(q.ROUTINES)
-    tail = text[-8:]
-    assert tail[0].startswith('CREATE CONSTRAINT TRIGGER commit_immediate')
+    assert sum(t.startswith('ALTER ROUTINE') and t.endswith('OWNER TO "%s"' % OWNER)
+               for t in text) == len(q.ROUTINES)
+    start = text.index([t for t in text if t.startswith('CREATE CONSTRAINT TRIGGER')][0])
+    tail = text[start:]
     assert tail[1] == ('CREATE SERVER "tablesync_s1" FOREIGN DATA WRAPPER dblink_fdw OPTIONS '
                        '("application_name" \'tablesync_s1\', "host" \'db2\', "port" \'5432\', '
                        '"dbname" \'reporting\')')
-    assert tail[2] == ('CREATE USER MAPPING FOR "postgres" SERVER "tablesync_s1" OPTIONS '
-                       '("user" \'writer\', "password" \'********\')')
-    assert tail[3].startswith('INSERT INTO tablesync.trigger_sets')
-    assert tail[4] == ("INSERT INTO tablesync.trigger_tables (id, set_name, source_schema, "
+    assert tail[2] == 'GRANT USAGE ON FOREIGN SERVER "tablesync_s1" TO "%s"' % OWNER
+    assert tail[3] == ('CREATE USER MAPPING FOR "%s" SERVER "tablesync_s1" OPTIONS '
+                       '("user" \'writer\', "password" \'********\')' % OWNER)
+    assert tail[4].startswith('INSERT INTO tablesync.trigger_sets')
+    assert tail[5] == ("INSERT INTO tablesync.trigger_tables (id, set_name, source_schema, "
                        "source_table, target_schema, target_table, key_columns, columns) VALUES "
                        "(1, 's1', 'public', 't', 'public', 't', ARRAY['id']::text[], "
                        "ARRAY['id', 'v']::text[])")
-    assert tail[5] == ('CREATE TRIGGER "tablesync_s1" AFTER INSERT OR UPDATE OR DELETE ON '
-                       '"public"."t" FOR EACH ROW EXECUTE FUNCTION "tablesync"."capture_row"'
-                       "('s1', 'queued', '1', 'id')")
-    assert tail[6] == ('CREATE TRIGGER "tablesync_s1_truncate" AFTER TRUNCATE ON "public"."t" '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION "tablesync"."capture_truncate"'
-                       "('s1', 'queued', '1')")
-    assert tail[7] == "SELECT tablesync.verify_target('s1')"
+    assert tail[6].startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_1"() RETURNS '
+                              'trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '
+                              'pg_catalog, pg_temp SET "DateStyle" = \'ISO, YMD\'')
+    assert tail[7] == 'ALTER FUNCTION "tablesync"."capture_1"() OWNER TO "%s"' % OWNER
+    assert tail[8] == 'REVOKE ALL ON FUNCTION "tablesync"."capture_1"() FROM PUBLIC'
+    assert tail[9].startswith('COMMENT ON FUNCTION "tablesync"."capture_1"()')
+    assert tail[10] == ('CREATE TRIGGER "tablesync_s1" AFTER INSERT OR UPDATE OR DELETE ON '
+                        '"public"."t" FOR EACH ROW EXECUTE FUNCTION "tablesync"."capture_1"()')
+    assert tail[11] == ('CREATE TRIGGER "tablesync_s1_truncate" AFTER TRUNCATE ON "public"."t" '
+                        'FOR EACH STATEMENT EXECUTE FUNCTION "tablesync"."capture_truncate"'
+                        "('s1', 'queued', '1')")
+    assert tail[12:] == ["SELECT tablesync.verify_target('s1')"]
     assert all(PASSWORD not in t for t in text)
     assert the_plan.after['tables'][0]['key_columns'] == ['id'] and the_plan.before == {}
     assert not any(s.autocommit for s in the_plan.statements)
@@ -169,16 +199,33 @@ def test_flush_only_when_something_is_queued():
     assert the_plan.flush.autocommit
 
 
-def test_existing_dblink_elsewhere_is_used_in_search_path():
+def test_existing_dblink_elsewhere_is_qualified_and_never_on_the_search_path():
     env = environment(installed=False, dblink_schema='Ext Schema',
                       search_path_schema='"Ext Schema"')
     text = shown(plan(spec(), env, set_state(installed=False),
                       {('public', 't'): source(installed=False)}))
     assert not any(t.startswith('CREATE EXTENSION') for t in text)
-    drain = [t for t in text if '"drain"(p_set text) RETURNS bigint' in t][0]
-    assert 'SECURITY DEFINER SET search_path = pg_catalog, "Ext Schema", pg_temp' in drain
-    capture = [t for t in text if '"capture_row"() RETURNS trigger' in t][0]
-    assert 'SECURITY DEFINER AS' in capture  # per row: qualified body instead of SET
+    apply = [t for t in text if '"_apply_entries"(p_set text' in t][0]
+    assert 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp' in apply
+    assert '"Ext Schema".dblink_exec(v_conn, v_sql)' in apply
+    assert '@dblink@' not in ''.join(text)
+
+
+def test_existing_owner_role_with_powers_is_refused():
+    for owner in ({'login': True}, {'superuser': True}, {'createrole': True, 'bypassrls': True},
+                  {'members': ['pg_execute_server_program']}):
+        with pytest.raises(st.PlanError, match='must be a plain NOLOGIN role'):
+            plan(spec(), environment(owner=owner), set_state())
+    assert shown(plan(spec(), environment(owner={'members': ['pg_monitor']}), set_state())) == []
+
+
+def test_objects_of_another_owner_are_given_to_the_owner_role():
+    env = environment(schema_owner='postgres', owners={'trigger_sets': 'postgres'},
+                      server_usage=False)
+    text = shown(plan(spec(), env, set_state()))
+    assert text[0] == 'ALTER SCHEMA "tablesync" OWNER TO "%s"' % OWNER
+    assert 'ALTER TABLE "tablesync"."trigger_changes" OWNER TO "%s"' % OWNER in text
+    assert 'GRANT USAGE ON FOREIGN SERVER "tablesync_s1" TO "%s"' % OWNER in text
 
 
 def test_missing_dblink_package_is_a_clear_error():
@@ -199,15 +246,22 @@ def _routines_with(name, **changes):
 
 
 def test_outdated_body_is_replaced_and_comment_updated():
-    old = _routines_with('capture_row', source='-- tablesync.postgresql sync_trigger v0\nBEGIN END',
+    old = _routines_with('drain', source='-- tablesync.postgresql sync_trigger v0\nBEGIN END',
                          comment='tablesync.postgresql sync_trigger v0')
     the_plan = plan(spec(), environment(routines=old), set_state())
     text = shown(the_plan)
     assert len(text) == 2 and the_plan.routines_changed
-    assert text[0].startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_row"() RETURNS '
-                              'trigger LANGUAGE plpgsql SECURITY DEFINER')
-    assert text[1] == ('COMMENT ON ROUTINE "tablesync"."capture_row"() IS '
-                       "'tablesync.postgresql sync_trigger v1'")
+    assert text[0].startswith('CREATE OR REPLACE FUNCTION "tablesync"."drain"(p_set text) RETURNS '
+                              'bigint LANGUAGE plpgsql SECURITY DEFINER')
+    assert text[1] == ('COMMENT ON ROUTINE "tablesync"."drain"(p_set text) IS '
+                       "'tablesync.postgresql sync_trigger v2'")
+
+
+def test_changed_capture_body_is_replaced():
+    routines = _routines_with('capture_1', source='-- old\nBEGIN END')
+    text = shown(plan(spec(), environment(routines=routines), set_state()))
+    assert text[0].startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_1"()')
+    assert text[1:] == ["SELECT tablesync.verify_target('s1')"]
 
 
 def test_changed_settings_or_security_are_replaced():
@@ -225,20 +279,20 @@ def test_public_execute_is_revoked():
 
 
 def test_changed_result_type_drops_first_and_obsolete_routines_go():
-    routines = _routines_with('_segments', result='SETOF record')
+    routines = _routines_with('_backlog_ends', result='SETOF record')
     routines.append(st.RoutineState('old_helper', 'p_x integer', 'void', 'BEGIN END',
-                                    comment='tablesync.postgresql sync_trigger v1'))
+                                    comment='tablesync.postgresql sync_trigger v2'))
     routines.append(st.RoutineState('dba_own', '', 'void', 'BEGIN END', comment='mine'))
     text = shown(plan(spec(), environment(routines=routines), set_state()))
     assert text[0] == 'DROP ROUTINE "tablesync"."old_helper"(p_x integer)'
-    assert text[1] == 'DROP ROUTINE "tablesync"."_segments"(p_ids bigint[])'
-    assert text[2].startswith('CREATE OR REPLACE FUNCTION "tablesync"."_segments"')
+    assert text[1] == 'DROP ROUTINE "tablesync"."_backlog_ends"(p_set text)'
+    assert text[2].startswith('CREATE OR REPLACE FUNCTION "tablesync"."_backlog_ends"')
     assert not any('dba_own' in t for t in text)
 
 
 def test_newer_routines_are_never_downgraded():
     newer = _routines_with('flush', comment='tablesync.postgresql sync_trigger v%d' % (q.VERSION + 1))
-    with pytest.raises(st.PlanError, match=r'newer tablesync.postgresql \(sync_trigger v2\).*ships v1'):
+    with pytest.raises(st.PlanError, match=r'newer tablesync.postgresql \(sync_trigger v3\).*ships v2'):
         plan(spec(), environment(routines=newer), set_state())
 
 
@@ -262,16 +316,28 @@ def test_unqualified_names_are_found():
     assert unqualified_names("x := pg_catalog.to_jsonb(NEW) OPERATOR(pg_catalog.=) '-- a = b'") == []
 
 
-def test_every_body_carries_the_version_and_builds_sql_without_concatenation():
+def test_every_body_carries_the_version_and_no_secret():
     for routine in q.ROUTINES:
-        assert routine.body.startswith(q.HEADER)
-        assert 'sync_trigger v%d' % q.VERSION in routine.body
-        assert '||' not in routine.body, routine.name
-        assert 'password' not in routine.body.lower()
-        if routine.definer and not routine.pinned:
-            assert routine.settings('x') == [] and not unqualified_names(routine.body)
+        body = routine.body('tablesync')
+        assert body.startswith(q.HEADER)
+        assert 'sync_trigger v%d' % q.VERSION in body
+        assert 'password' not in body.lower()
+        assert 'to_jsonb' not in body and 'to_json(' not in body
+        if not routine.definer:  # cannot pin search_path: everything qualified
+            assert routine.settings() == []
+            if routine.language == 'plpgsql':
+                assert not unqualified_names(body), routine.name
     assert q.COMMENT == 'tablesync.postgresql sync_trigger v%d' % q.VERSION
     assert len(set(r.key for r in q.ROUTINES)) == len(q.ROUTINES)
+    assert [r.name for r in q.ROUTINES if not r.definer and r.language == 'plpgsql'] == ['flush']
+
+
+def test_definer_routines_pin_search_path_and_every_text_form_setting():
+    assert q.pinned_settings() == [
+        'search_path=pg_catalog, pg_temp', 'DateStyle=ISO, YMD', 'IntervalStyle=postgres',
+        'TimeZone=UTC', 'extra_float_digits=3', 'bytea_output=hex', 'lc_monetary=C']
+    assert "SET DateStyle = 'ISO, YMD'" in q.remote_settings_sql()
+    assert q.remote_settings_sql().endswith('; BEGIN')
 
 
 # ---- server and user mapping ----------------------------------------------------------------
@@ -287,17 +353,23 @@ def test_changed_server_options_are_altered():
 def test_changed_password_recreates_the_mapping_masked():
     the_plan = plan(spec(target=dict(TARGET, password='new')), environment(), set_state())
     text = shown(the_plan)
-    assert text[:2] == ['DROP USER MAPPING FOR "postgres" SERVER "tablesync_s1"',
-                        'CREATE USER MAPPING FOR "postgres" SERVER "tablesync_s1" OPTIONS '
-                        '("user" \'writer\', "password" \'********\')']
+    assert text[:2] == ['DROP USER MAPPING FOR "%s" SERVER "tablesync_s1"' % OWNER,
+                        'CREATE USER MAPPING FOR "%s" SERVER "tablesync_s1" OPTIONS '
+                        '("user" \'writer\', "password" \'********\')' % OWNER]
     assert isinstance(the_plan.statements[1], st.UserMappingStatement)
+
+
+def test_login_mapping_of_routines_v1_is_dropped():
+    text = shown(plan(spec(), environment(login_mapping=True), set_state()))
+    assert text[0] == 'DROP USER MAPPING FOR "postgres" SERVER "tablesync_s1"'
 
 
 def test_changed_user_only_is_altered_and_unset_password_kept():
     target = dict(TARGET, user='other')
     del target['password']
     text = shown(plan(spec(target=target), environment(), set_state()))
-    assert text[0] == 'ALTER USER MAPPING FOR "postgres" SERVER "tablesync_s1" OPTIONS (SET "user" \'other\')'
+    assert text[0] == ('ALTER USER MAPPING FOR "%s" SERVER "tablesync_s1" OPTIONS '
+                       '(SET "user" \'other\')' % OWNER)
 
 
 def test_existing_server_without_target():
@@ -307,7 +379,7 @@ def test_existing_server_without_target():
     assert shown(plan(spec(target=None), env, row)) == []
     with pytest.raises(st.PlanError, match='foreign server tablesync_s1 does not exist'):
         plan(spec(target=None), environment(server=None, mapping=None), row)
-    with pytest.raises(st.PlanError, match='no user mapping for role postgres'):
+    with pytest.raises(st.PlanError, match='no user mapping for role %s' % OWNER):
         plan(spec(target=None), environment(mapping=None, mapping_exists=False), row)
 
 
@@ -359,13 +431,23 @@ def test_fetch_statement_keeps_its_result():
 
 # ---- tables ---------------------------------------------------------------------------------
 
-def test_table_without_primary_key_is_refused_unless_key_columns():
+def test_table_without_primary_key_is_synced_keyless():
     sources = {('public', 't'): source(installed=False, primary_key=[])}
-    with pytest.raises(st.PlanError, match='public.t has no primary key: set key_columns'):
-        plan(spec(), environment(installed=False), set_state(installed=False), sources)
-    text = shown(plan(spec([{'name': 'public.t', 'key_columns': ['v']}]),
-                      environment(installed=False), set_state(installed=False), sources))
-    assert any("capture_row\"('s1', 'queued', '1', 'v')" in t for t in text)
+    the_plan = plan(spec(), environment(installed=False), set_state(installed=False), sources)
+    assert the_plan.after['tables'][0]['keyless'] is True
+    assert the_plan.after['tables'][0]['key_columns'] == []
+    capture = [t for t in shown(the_plan) if '"capture_1"() RETURNS trigger' in t][0]
+    assert 'keyless' in capture
+
+
+def test_key_columns_must_be_a_unique_not_null_index():
+    sources = {('public', 't'): source(installed=False, primary_key=[], unique_keys=[['v']])}
+    with pytest.raises(st.PlanError, match=r'key_columns \(id\) of table public.t are neither'):
+        plan(spec([{'name': 'public.t', 'key_columns': ['id']}]), environment(installed=False),
+             set_state(installed=False), sources)
+    the_plan = plan(spec([{'name': 'public.t', 'key_columns': ['v']}]),
+                    environment(installed=False), set_state(installed=False), sources)
+    assert the_plan.after['tables'][0]['key_columns'] == ['v']
 
 
 def test_table_problems_are_reported_together():
@@ -385,26 +467,29 @@ def test_table_problems_are_reported_together():
     assert 'columns of table public.g must include the key column(s) nope' in messages
 
 
-def test_composite_key_and_column_subset():
+def test_composite_key_and_column_subset_capture_only_synced_columns():
     sources = {('public', 't'): source(installed=False, primary_key=['a', 'b'],
                                        columns=['a', 'b', 'c', 'd'])}
     the_plan = plan(spec([{'name': 'public.t', 'columns': ['a', 'b', 'd']}]),
                     environment(installed=False), set_state(installed=False), sources)
     text = shown(the_plan)
-    assert any("capture_row\"('s1', 'queued', '1', 'a', 'b')" in t for t in text)
     assert any("ARRAY['a', 'b']::text[], ARRAY['a', 'b', 'd']::text[]" in t for t in text)
+    capture = [t for t in text if '"capture_1"() RETURNS trigger' in t][0]
+    assert '."c"' not in capture and 'NEW."d"' in capture and 'OLD."b"' in capture
+    assert 'OLD."d"' not in capture  # the old row's key only
 
 
 def test_queued_to_immediate_drains_under_lock():
     the_plan = plan(spec(mode='immediate'), environment(), set_state())
-    assert shown(the_plan) == [
+    text = shown(the_plan)
+    assert text[:3] == [
         "UPDATE tablesync.trigger_sets SET server = 'tablesync_s1', server_managed = true, "
         "mode = 'immediate', batch_size = 1000 WHERE name = 's1'",
         'LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
-        "SELECT tablesync.drain('s1')",
-        'DROP TRIGGER "tablesync_s1" ON "public"."t"',
-        'CREATE TRIGGER "tablesync_s1" AFTER INSERT OR UPDATE OR DELETE ON "public"."t" FOR EACH '
-        "ROW EXECUTE FUNCTION \"tablesync\".\"capture_row\"('s1', 'immediate', '1', 'id')",
+        "SELECT tablesync.drain('s1')"]
+    assert text[3].startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_1"()')
+    assert 'tablesync._register_commit' in text[3]
+    assert text[4:] == [
         'DROP TRIGGER "tablesync_s1_truncate" ON "public"."t"',
         'CREATE TRIGGER "tablesync_s1_truncate" AFTER TRUNCATE ON "public"."t" FOR EACH STATEMENT '
         "EXECUTE FUNCTION \"tablesync\".\"capture_truncate\"('s1', 'immediate', '1')",
@@ -413,14 +498,16 @@ def test_queued_to_immediate_drains_under_lock():
 
 
 def test_immediate_to_queued_needs_no_drain():
-    text = shown(plan(spec(), environment(), set_state(mode='immediate'),
+    text = shown(plan(spec(), environment(mode='immediate'), set_state(mode='immediate'),
                       {('public', 't'): source(mode='immediate')}))
     assert not any('drain' in t or t.startswith('LOCK') for t in text)
-    assert sum(t.startswith('CREATE TRIGGER') for t in text) == 2
+    assert sum(t.startswith('CREATE TRIGGER') for t in text) == 1
+    assert sum(t.startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_1"') for t in text) == 1
 
 
 def test_changed_key_drains_before_the_new_key_is_used():
-    sources = {('public', 't'): source(primary_key=['id'], columns=['id', 'v'])}
+    sources = {('public', 't'): source(primary_key=['id'], columns=['id', 'v'],
+                                       unique_keys=[['id'], ['v']])}
     text = shown(plan(spec([{'name': 'public.t', 'key_columns': ['v']}]), environment(),
                       set_state(), sources))
     assert text[:2] == ['LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
@@ -444,8 +531,7 @@ def test_disabled_trigger_is_recreated():
     text = shown(plan(spec(), environment(), set_state(), {('public', 't'): current}))
     assert text[:2] == ['DROP TRIGGER "tablesync_s1" ON "public"."t"',
                         'CREATE TRIGGER "tablesync_s1" AFTER INSERT OR UPDATE OR DELETE ON '
-                        '"public"."t" FOR EACH ROW EXECUTE FUNCTION "tablesync"."capture_row"'
-                        "('s1', 'queued', '1', 'id')"]
+                        '"public"."t" FOR EACH ROW EXECUTE FUNCTION "tablesync"."capture_1"()']
 
 
 def test_new_table_gets_next_id_and_removed_table_drains():
@@ -454,12 +540,14 @@ def test_new_table_gets_next_id_and_removed_table_drains():
     state = set_state(tables=[st.ConfigTable(4, 'public', 'old', 'public', 'old', ['id'], ['id'])])
     sources = {('public', 't'): source(installed=False)}
     text = shown(plan(spec(), env, state, sources))
-    assert text[:5] == ['LOCK TABLE "public"."old" IN SHARE ROW EXCLUSIVE MODE',
+    assert text[:6] == ['LOCK TABLE "public"."old" IN SHARE ROW EXCLUSIVE MODE',
                         "SELECT tablesync.drain('s1')",
                         'DROP TRIGGER "tablesync_s1" ON "public"."old"',
                         'DROP TRIGGER "tablesync_s1_truncate" ON "public"."old"',
+                        'DROP FUNCTION IF EXISTS "tablesync"."capture_4"()',
                         'DELETE FROM tablesync.trigger_tables WHERE id = ANY (ARRAY[4]::integer[])']
-    assert "VALUES (5, 's1', 'public', 't'" in text[5]
+    assert "VALUES (5, 's1', 'public', 't'" in text[6]
+    assert text[7].startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_5"()')
 
 
 def test_removed_table_with_force_discards_its_changes():
@@ -468,6 +556,7 @@ def test_removed_table_with_force_discards_its_changes():
     text = shown(plan(spec(force=True), environment(), state))
     assert text == ["DELETE FROM tablesync.trigger_changes WHERE set_name = 's1' AND table_id = "
                     "ANY (ARRAY[2]::integer[])",
+                    'DROP FUNCTION IF EXISTS "tablesync"."capture_2"()',
                     'DELETE FROM tablesync.trigger_tables WHERE id = ANY (ARRAY[2]::integer[])']
 
 
@@ -475,15 +564,22 @@ def test_backfill_once_then_switch_to_immediate():
     the_plan = plan(spec(mode='immediate', backfill=True), environment(installed=False),
                     set_state(installed=False), {('public', 't'): source(installed=False)})
     text = shown(the_plan)
-    start = text.index("SELECT tablesync.backfill('s1', 1)")
-    assert "capture_row\"('s1', 'queued', '1', 'id')" in text[start - 3]
+    start = [i for i, s in enumerate(the_plan.statements)
+             if isinstance(s, cap.BackfillStatement)][0]
+    backfill = text[start]
+    assert backfill.startswith('SET LOCAL "DateStyle" = \'ISO, YMD\'')
+    assert 'LOCK TABLE "public"."t" IN SHARE MODE' in backfill
+    assert ("DELETE FROM tablesync.trigger_changes WHERE set_name = 's1' AND table_id = 1"
+            in backfill)
+    assert ('SELECT \'s1\', 1, \'I\', ARRAY[pg_catalog.textin("pg_catalog"."int4out"(s."id")), '
+            'pg_catalog.textin("pg_catalog"."textout"(s."v"))]::pg_catalog.text[] FROM ONLY '
+            '"public"."t" AS s') in backfill
     assert the_plan.statements[start].autocommit
-    assert text[start + 1:] == [
-        'LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
-        "SELECT tablesync.drain('s1')",
-        'DROP TRIGGER "tablesync_s1" ON "public"."t"',
-        'CREATE TRIGGER "tablesync_s1" AFTER INSERT OR UPDATE OR DELETE ON "public"."t" FOR EACH '
-        "ROW EXECUTE FUNCTION \"tablesync\".\"capture_row\"('s1', 'immediate', '1', 'id')",
+    assert 'tablesync._register_commit' not in text[start - 4]  # queued while copying
+    assert text[start + 1:start + 3] == ['LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
+                                         "SELECT tablesync.drain('s1')"]
+    assert 'tablesync._register_commit' in text[start + 3]
+    assert text[start + 4:] == [
         'DROP TRIGGER "tablesync_s1_truncate" ON "public"."t"',
         'CREATE TRIGGER "tablesync_s1_truncate" AFTER TRUNCATE ON "public"."t" FOR EACH STATEMENT '
         "EXECUTE FUNCTION \"tablesync\".\"capture_truncate\"('s1', 'immediate', '1')"]
@@ -495,15 +591,43 @@ def test_backfilled_table_is_not_copied_again_and_flush_follows_backfill():
     state = set_state()
     state.tables[0].backfilled = True
     assert shown(plan(spec(backfill=True, flush=True), environment(), state)) == []
-    fresh = plan(spec(backfill=True, flush=True), environment(), set_state())
-    assert shown(fresh) == ["SELECT tablesync.backfill('s1', 1)", "CALL tablesync.flush('s1')"]
+    fresh = plan(spec(backfill=True), environment(), set_state())
+    assert isinstance(fresh.statements[0], cap.BackfillStatement)
+    assert shown(fresh)[1:] == ["CALL tablesync.flush('s1')"]
+
+
+def test_backfill_statement_runs_in_its_own_transaction_and_counts_rows():
+    class Cursor(object):
+        def __init__(self, fail_at=None):
+            self.calls = []
+            self.rowcount = 7
+            self.fail_at = fail_at
+
+        def execute(self, query):
+            text = query if isinstance(query, str) else render_query(query)
+            self.calls.append(text)
+            if self.fail_at and self.fail_at in text:
+                raise RuntimeError('boom')
+
+    statement = cap.BackfillStatement('s1', 3, ('public', 't'), True, ['id'], OUTPUTS)
+    cursor = Cursor()
+    statement.execute(cursor)
+    assert cursor.calls[0] == 'BEGIN' and cursor.calls[-1] == 'COMMIT'
+    assert statement.result == 7
+    assert any('FROM "public"."t" AS s' in c for c in cursor.calls)  # partitioned: no ONLY
+    failing = Cursor(fail_at='LOCK TABLE')
+    with pytest.raises(RuntimeError):
+        statement.execute(failing)
+    assert failing.calls[-1] == 'ROLLBACK'
 
 
 @pytest.mark.parametrize('name', HOSTILE)
 def test_hostile_names_are_always_quoted(name):
     table = {'name': '"%s"."%s"' % (name.replace('"', '""'), name.replace('"', '""')),
              'target': '"%s"."t"' % name.replace('"', '""'), 'key_columns': [name]}
-    sources = {(name, name): st.SourceTable(name, name, columns=[name, 'v'])}
+    sources = {(name, name): st.SourceTable(
+        name, name, columns=[name, 'v'], unique_keys=[[name]],
+        outputs={name: (name, name), 'v': ('pg_catalog', 'textout')})}
     the_plan = plan(spec([table], server=name), environment(installed=False),
                     set_state(installed=False), sources)
     text = shown(the_plan)
@@ -511,10 +635,12 @@ def test_hostile_names_are_always_quoted(name):
     literal = "'%s'" % name.replace("'", "''")
     assert any(t.startswith('CREATE SERVER %s FOREIGN DATA WRAPPER' % ident) for t in text)
     assert ('CREATE TRIGGER "tablesync_s1" AFTER INSERT OR UPDATE OR DELETE ON %s.%s FOR EACH ROW '
-            "EXECUTE FUNCTION \"tablesync\".\"capture_row\"('s1', 'queued', '1', %s)"
-            % (ident, ident, literal)) in text
+            'EXECUTE FUNCTION "tablesync"."capture_1"()' % (ident, ident)) in text
     assert any("VALUES (1, 's1', %s, %s, %s, 't', ARRAY[%s]::text[]" % (literal, literal, literal,
                                                                         literal) in t for t in text)
+    body = cap.capture_body('s1', 'queued', 1, (name, name), [name, 'v'], [name],
+                            {name: (name, name), 'v': ('pg_catalog', 'textout')})
+    assert 'pg_catalog.textin(%s.%s(NEW.%s))' % (ident, ident, ident) in body
 
 
 # ---- removal --------------------------------------------------------------------------------
@@ -522,15 +648,16 @@ def test_hostile_names_are_always_quoted(name):
 def test_absent_drains_drops_and_tears_down_the_last_set():
     the_plan = st.plan(spec(state='absent'), environment(), set_state())
     text = shown(the_plan)
-    assert text[:4] == ['LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
+    assert text[:5] == ['LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
                         "SELECT tablesync.drain('s1')",
                         'DROP TRIGGER "tablesync_s1" ON "public"."t"',
-                        'DROP TRIGGER "tablesync_s1_truncate" ON "public"."t"']
-    assert text[4:8] == ["DELETE FROM tablesync.trigger_tables WHERE set_name = 's1'",
+                        'DROP TRIGGER "tablesync_s1_truncate" ON "public"."t"',
+                        'DROP FUNCTION IF EXISTS "tablesync"."capture_1"()']
+    assert text[5:9] == ["DELETE FROM tablesync.trigger_tables WHERE set_name = 's1'",
                          "DELETE FROM tablesync.trigger_sets WHERE name = 's1'",
-                         'DROP USER MAPPING FOR "postgres" SERVER "tablesync_s1"',
+                         'DROP USER MAPPING FOR "%s" SERVER "tablesync_s1"' % OWNER,
                          'DROP SERVER "tablesync_s1"']
-    assert text[8] == 'DROP TABLE "tablesync"."trigger_commits"'
+    assert text[9] == 'DROP TABLE "tablesync"."trigger_commits"'
     assert sum(t.startswith('DROP ROUTINE') for t in text) == len(q.ROUTINES)
     assert text[-5:] == ['DROP TABLE "tablesync"."trigger_changes"',
                          'DROP TABLE "tablesync"."trigger_tables"',
@@ -566,7 +693,51 @@ def test_renamed_server_replaces_the_one_the_module_created():
     env = environment(server=None, mapping=None, mapping_exists=False)
     text = shown(plan(spec(server='new_srv'), env, set_state()))
     assert text[0].startswith('CREATE SERVER "new_srv" FOREIGN DATA WRAPPER dblink_fdw')
-    assert text[1].startswith('CREATE USER MAPPING FOR "postgres" SERVER "new_srv"')
-    assert text[-3:] == ['DROP USER MAPPING IF EXISTS FOR "postgres" SERVER "tablesync_s1"',
+    assert text[1] == 'GRANT USAGE ON FOREIGN SERVER "new_srv" TO "%s"' % OWNER
+    assert text[2].startswith('CREATE USER MAPPING FOR "%s" SERVER "new_srv"' % OWNER)
+    assert text[-3:] == ['DROP USER MAPPING IF EXISTS FOR "%s" SERVER "tablesync_s1"' % OWNER,
                          'DROP SERVER IF EXISTS "tablesync_s1"',
                          "SELECT tablesync.verify_target('s1')"]
+
+
+# ---- upgrade from routines v1 ----------------------------------------------------------------
+
+def test_upgrade_from_v1_applies_the_old_queue_then_rebuilds_every_set():
+    v1 = [st.RoutineState('capture_row', '', 'trigger', 'x', True, [],
+                          'tablesync.postgresql sync_trigger v1', False, 'postgres'),
+          st.RoutineState('drain', 'p_set text', 'bigint', 'x', True, [],
+                          'tablesync.postgresql sync_trigger v1', False, 'postgres')]
+    legacy = [('public', 't', 'tablesync_s1'), ('other', 'u', 'tablesync_s2')]
+    env = environment(routines=v1, legacy_triggers=legacy, schema_owner='postgres')
+    other = st.ConfigTable(2, 'other', 'u', 'other', 'u', [], ['id'], set_name='s2',
+                           mode='immediate')
+    state = set_state(other_tables=[other], queued=5)
+    sources = {('public', 't'): source(), ('other', 'u'): source('u', 'other', primary_key=[],
+                                                                   columns=['id'])}
+    the_plan = plan(spec(), env, state, sources)
+    text = shown(the_plan)
+    start = text.index('LOCK TABLE "other"."u", "public"."t" IN SHARE ROW EXCLUSIVE MODE')
+    assert text[start + 1] == ('SELECT coalesce(sum(tablesync.drain(s.name)), 0) FROM '
+                               'tablesync.trigger_sets AS s')
+    assert text[start + 2:start + 4] == ['DROP TRIGGER "tablesync_s1" ON "public"."t"',
+                                         'DROP TRIGGER "tablesync_s2" ON "other"."u"']
+    assert text[start + 4].startswith('ALTER TABLE tablesync.trigger_sets ADD COLUMN')
+    assert 'DROP ROUTINE "tablesync"."capture_row"()' in text
+    assert text.index('DROP ROUTINE "tablesync"."capture_row"()') > start + 3
+    assert any(t.startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_2"()')
+               and 'keyless' in t and '_register_commit' in t for t in text)
+    assert ('CREATE TRIGGER "tablesync_s2" AFTER INSERT OR UPDATE OR DELETE ON "other"."u" FOR '
+            'EACH ROW EXECUTE FUNCTION "tablesync"."capture_2"()') in text
+    assert ('CREATE TRIGGER "tablesync_s1" AFTER INSERT OR UPDATE OR DELETE ON "public"."t" FOR '
+            'EACH ROW EXECUTE FUNCTION "tablesync"."capture_1"()') in text
+    assert 'CREATE CONSTRAINT TRIGGER commit_immediate' in ' '.join(text)
+    assert len(the_plan.drains) == 1
+
+
+def test_upgrade_needs_every_synced_table():
+    v1 = [st.RoutineState('drain', 'p_set text', 'bigint', 'x', True, [],
+                          'tablesync.postgresql sync_trigger v1')]
+    other = st.ConfigTable(2, 'other', 'u', 'other', 'u', [], ['id'], set_name='s2',
+                           mode='queued')
+    with pytest.raises(st.PlanError, match='table other.u of sync set s2 no longer exists'):
+        plan(spec(), environment(routines=v1), set_state(other_tables=[other]))

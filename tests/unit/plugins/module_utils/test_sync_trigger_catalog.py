@@ -37,7 +37,8 @@ def _plan_with_backfill():
     from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger as st
     the_plan = st.Plan()
     first = st.verify_statement('s1')
-    backfill = st.backfill_statement('s1', 1)
+    backfill = st.BackfillStatement('s1', 1, ('public', 't'), False, ['id'],
+                                    {'id': ('pg_catalog', 'int4out')})
     drain = st.drain_statement('s1')
     the_plan.statements = [first, backfill, drain]
     the_plan.backfills = [('public.t', backfill)]
