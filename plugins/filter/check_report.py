@@ -335,6 +335,10 @@ def _trigger_row(row, item, hostvars, t):
     if _over(queue.get('depth'), t['max_queue_depth']):
         row['breaches'].append('%s: %d changes queued (threshold %s)'
                                % (label, queue['depth'], t['max_queue_depth']))
+    if queue.get('last_error'):
+        row['breaches'].append('%s: the flush fails at change %s and retries (%s errors so far): %s'
+                               % (label, queue.get('failed_change'), queue.get('flush_errors'),
+                                  queue['last_error']))
 
 
 def _fdw_row(row, item, target, hostvars):

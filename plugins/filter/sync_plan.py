@@ -75,7 +75,35 @@ def _endpoint_errors(label, what, endpoint, inventory):
     db = endpoint.get('database')
     if not isinstance(db, string_types) or not db:
         errors.append('%s: %s.database is required' % (label, what))
+    elif not safe_database_name(db):
+        errors.append('%s: %s.database %r is not a usable database name: at most 63 bytes, no '
+                      'control characters (such as a newline), double quotes, backslashes or '
+                      'percent signs (it is written into pg_hba.conf lines, systemd units and '
+                      'SQL files)' % (label, what, db))
     return errors
+
+
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f"\\%]')
+_HOST_LABEL = re.compile(r'^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
+
+
+def safe_database_name(name):
+    """A database name that can be written into config files without escaping problems."""
+    return (isinstance(name, string_types) and 0 < len(name.encode('utf-8')) <= 63
+            and not _UNSAFE_NAME.search(name))
+
+
+def valid_address(address):
+    """An IP address, a CIDR network or a DNS host name (what a pg_hba.conf line takes)."""
+    text = str(address)
+    try:
+        ipaddress.ip_network(text, strict=False)
+        return True
+    except ValueError:
+        pass
+    if len(text) > 253 or text.endswith('.'):
+        return False
+    return all(_HOST_LABEL.match(part) for part in text.split('.'))
 
 
 def _table_entry(label, entry):
@@ -336,7 +364,11 @@ def sync_hosts(hostvars, hosts):
         except (TypeError, ValueError):
             raise AnsibleFilterError('tablesync_port of %s must be a port number, got %r'
                                      % (host, port))
-        out[host] = {'address': _address_of(hv), 'port': port}
+        address = _address_of(hv)
+        if address is not None and not valid_address(address):
+            raise AnsibleFilterError('tablesync_address of %s must be an IP address, a CIDR '
+                                     'network or a host name, got %r' % (host, address))
+        out[host] = {'address': address, 'port': port}
     return out
 
 

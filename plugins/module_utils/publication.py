@@ -117,12 +117,19 @@ def _skip_quoted(text, start, quote, backslash_escapes=False):
                            % ('string literal' if quote == "'" else 'quoted identifier', text))
 
 
+def _ident_char(ch, dollar=True):
+    """Whether PostgreSQL's lexer takes ch as part of an identifier: ASCII letters, digits, _,
+    $ (not first), and every character outside ASCII (bytes >= 0x80 in the server's lexer)."""
+    return (ord(ch) >= 0x80 or ('a' <= ch.lower() <= 'z') or ch.isdigit() and ch.isascii()
+            or ch == '_' or (dollar and ch == '$'))
+
+
 def _dollar_tag(text, i):
     """The dollar-quote tag (``$$``, ``$body$``) starting at i, or None."""
-    if i > 0 and (text[i - 1].isalnum() or text[i - 1] in '_$'):
-        return None  # a $ inside an identifier such as a$b
+    if i > 0 and _ident_char(text[i - 1]):
+        return None  # a $ inside an identifier such as a$b or €$x
     j = i + 1
-    while j < len(text) and (text[j].isalnum() or text[j] == '_'):
+    while j < len(text) and _ident_char(text[j], dollar=False):
         j += 1
     if j < len(text) and text[j] == '$' and not text[i + 1:j][:1].isdigit():
         return text[i:j + 1]
@@ -167,7 +174,7 @@ def check_row_filter(text, standard_conforming_strings=True):
         ch = text[i]
         if ch == "'":
             escapes = not standard_conforming_strings or (
-                i > 0 and text[i - 1] in 'eE' and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] in '_$')))
+                i > 0 and text[i - 1] in 'eE' and (i < 2 or not _ident_char(text[i - 2])))
             i = _skip_quoted(text, i, "'", escapes)
             continue
         if ch == '"':

@@ -293,7 +293,11 @@ _TRIGGER_QUEUES = Section(
      _queue('oldest_entry_time', 'q.oldest_ts'),
      _queue('newest_entry_time', 'q.newest_ts'),
      _queue('oldest_entry_age_seconds', 'COALESCE(%s, 0)' % _age('q.oldest_ts')),
-     Field('last_flush_time', 'NULL::timestamptz', [])],
+     Field('last_flush_time', 'NULL::timestamptz', []),
+     Field('last_error', 't.last_error', [Column(_trigger(SETS_TABLE), 'last_error')]),
+     Field('last_error_time', 't.last_error_at', [Column(_trigger(SETS_TABLE), 'last_error_at')]),
+     Field('failed_change', 't.failed_change', [Column(_trigger(SETS_TABLE), 'failed_change')]),
+     Field('flush_errors', 't.error_count', [Column(_trigger(SETS_TABLE), 'error_count')])],
     order_by='t.name', optional=True)
 
 # ---- foreign servers ----------------------------------------------------------------------

@@ -72,8 +72,11 @@ class RoleState(object):
     none; ``password_readable``: False when login_user may not read pg_authid."""
 
     def __init__(self, exists=False, superuser=False, login=False, replication=False,
-                 connection_limit=-1, password=None, password_readable=True, oid=None):
+                 connection_limit=-1, password=None, password_readable=True, oid=None,
+                 powers=(), memberships=()):
         self.exists = exists
+        self.powers = [p for p in POWERS if p in powers]
+        self.memberships = sorted(memberships)
         self.superuser = superuser
         self.login = login
         self.replication = replication
@@ -110,6 +113,15 @@ class DesiredRole(object):
 
 # ---- role ---------------------------------------------------------------------------------------
 
+# Attributes a sync role never keeps (an existing role is stripped of them), as pg_roles names
+# them and as ALTER ROLE removes them.
+POWERS = ('createrole', 'createdb', 'bypassrls')
+NO_POWER = {'createrole': 'NOCREATEROLE', 'createdb': 'NOCREATEDB', 'bypassrls': 'NOBYPASSRLS'}
+# Predefined roles whose membership gives far more than the synced tables; membership in any
+# superuser role is revoked as well (SET ROLE would make the sync role a superuser).
+DANGEROUS_MEMBERSHIPS = ('pg_read_all_data', 'pg_write_all_data', 'pg_read_server_files',
+                         'pg_write_server_files', 'pg_execute_server_program')
+
 def refuse_superuser(desired, current):
     if current.superuser:
         raise SyncRoleError('Role %s is a superuser; this module manages least-privilege sync '
@@ -142,7 +154,17 @@ def _attribute_options(desired, current):
             and desired.connection_limit != (current.connection_limit if current.exists else -1):
         fragments.append(sql.SQL('CONNECTION LIMIT %s'))
         params.append(desired.connection_limit)
+    if current.exists:
+        fragments.extend(sql.SQL(NO_POWER[p]) for p in current.powers)
     return fragments, params
+
+
+def revoke_memberships(desired, current):
+    """REVOKE of the memberships a sync role must not have (see DANGEROUS_MEMBERSHIPS)."""
+    if not current.exists:
+        return []
+    return [Statement(sql.SQL('REVOKE {} FROM {}').format(
+        sql.Identifier(role), sql.Identifier(desired.name))) for role in current.memberships]
 
 
 def plan_role(desired, current, verifier=None):
@@ -155,11 +177,12 @@ def plan_role(desired, current, verifier=None):
         verifier = verifier or build_verifier(desired.password)
         fragments.append(sql.SQL('PASSWORD %s'))
         params.append(Secret(verifier, sensitive=[desired.password]))
+    revokes = revoke_memberships(desired, current)
     if current.exists and not fragments:
-        return []
+        return revokes
     command = 'ALTER ROLE {} WITH ' if current.exists else 'CREATE ROLE {} WITH '
     query = sql.SQL(command).format(sql.Identifier(desired.name)) + sql.SQL(' ').join(fragments)
-    return [Statement(query, params)]
+    return [Statement(query, params)] + revokes
 
 
 def role_after(desired, current):
@@ -172,6 +195,8 @@ def role_after(desired, current):
         replication=desired.replication,
         connection_limit=desired.connection_limit if desired.connection_limit is not None
         else (current.connection_limit if current.exists else -1),
+        removed_powers=list(current.powers) if current.exists else [],
+        removed_memberships=list(current.memberships) if current.exists else [],
     )
 
 
@@ -179,7 +204,8 @@ def role_before(name, current):
     if not current.exists:
         return dict(name=name, exists=False)
     return dict(name=name, exists=True, superuser=current.superuser, login=current.login,
-                replication=current.replication, connection_limit=current.connection_limit)
+                replication=current.replication, connection_limit=current.connection_limit,
+                powers=list(current.powers), memberships=list(current.memberships))
 
 
 def password_state(current):

@@ -25,7 +25,11 @@ description:
     privilege it holds there revoked. One C(GRANT) or C(REVOKE) statement covers all tables
     that get the same privileges, and the catalog is read in a fixed number of queries whatever
     the number of tables.
-  - Superuser is never granted, and existing superusers are refused.
+  - Superuser is never granted, and existing superusers are refused. An existing role is
+    stripped of C(CREATEROLE), C(CREATEDB) and C(BYPASSRLS) and of its membership in superuser
+    roles and in C(pg_read_all_data), C(pg_write_all_data), C(pg_read_server_files),
+    C(pg_write_server_files) and C(pg_execute_server_program); the diff and RV(queries) show
+    what was removed.
 author:
   - tablesync maintainers (@tablesync)
 extends_documentation_fragment:
@@ -263,12 +267,11 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.connection im
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role import (
-    DEPENDENCY_KINDS, Dependency, DesiredRole, RoleState, SequenceState, SyncRoleError,
-    TableState, blockers_message, desired_privileges, granted_sequences, granted_tables,
-    held_sequences,
-    missing_tables, password_state, password_update_needed, plan_drop, plan_privileges,
-    plan_role, plan_sequence_privileges, refuse_superuser, role_after, role_before,
-    usage_needed)
+    DANGEROUS_MEMBERSHIPS, DEPENDENCY_KINDS, Dependency, DesiredRole, RoleState, SequenceState,
+    SyncRoleError, TableState, blockers_message, desired_privileges, granted_sequences,
+    granted_tables, held_sequences, missing_tables, password_state, password_update_needed,
+    plan_drop, plan_privileges, plan_role, plan_sequence_privileges, refuse_superuser,
+    role_after, role_before, usage_needed)
 
 try:
     import psycopg2
@@ -281,7 +284,15 @@ TABLE_KINDS = "('r', 'p', 'v', 'm', 'f')"
 TABLE_AND_SEQUENCE_KINDS = "('r', 'p', 'v', 'm', 'f', 'S')"
 
 ROLE_QUERY = '''
-SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolreplication, r.rolconnlimit, r.rolpassword
+SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolreplication, r.rolconnlimit, r.rolpassword,
+       ARRAY(SELECT p.name FROM (VALUES ('createrole', r.rolcreaterole),
+                                        ('createdb', r.rolcreatedb),
+                                        ('bypassrls', r.rolbypassrls)) AS p(name, held)
+              WHERE p.held) AS powers,
+       ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members AS m
+               JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
+              WHERE m.member = r.oid
+                AND (g.rolsuper OR g.rolname = ANY (%(dangerous)s))) AS memberships
 FROM {catalog} r WHERE r.rolname = %(name)s
 '''
 
@@ -405,12 +416,13 @@ class SyncRoleCatalog(object):
     def read_role(self):
         """RoleState; the stored password only when login_user may read pg_authid."""
         readable = True
+        params = {'name': self.name, 'dangerous': list(DANGEROUS_MEMBERSHIPS)}
         try:
-            rows = self._query(self._role_query('pg_authid'), {'name': self.name})
+            rows = self._query(self._role_query('pg_authid'), params)
         except psycopg2.errors.InsufficientPrivilege:
             self.conn.rollback()
             readable = False
-            rows = self._query(self._role_query('pg_roles'), {'name': self.name})
+            rows = self._query(self._role_query('pg_roles'), params)
         if not rows:
             return RoleState(exists=False, password_readable=readable)
         row = rows[0]
@@ -418,7 +430,8 @@ class SyncRoleCatalog(object):
                          login=row['rolcanlogin'], replication=row['rolreplication'],
                          connection_limit=row['rolconnlimit'],
                          password=row['rolpassword'] if readable else None,
-                         password_readable=readable)
+                         password_readable=readable, powers=row['powers'],
+                         memberships=row['memberships'])
 
     def _by_key(self, query, kinds, wanted, state, fields):
         """One query (``query`` with the held-privileges CTE for relations of ``kinds``) about

@@ -17,24 +17,43 @@ description:
     C(INSERT), C(UPDATE), C(DELETE) and C(TRUNCATE) of a set of tables to tables of a remote
     database (the target), through the C(dblink) extension. One task handles all tables of a
     sync set.
-  - The target is reached through a foreign server (C(dblink_fdw)) and the login role's user
-    mapping, created from O(target) or already present (O(server)). Connections use the server
-    name, so no password is part of any function body (C(pg_proc)), of any statement the
-    triggers run (C(pg_stat_activity)), or of the server log; the module itself sends the
-    mapping's password by C(COPY), never in a statement's text.
-  - Rows travel as C(jsonb) and are rebuilt on the target with the target table's column types
-    (C(jsonb_populate_recordset)); inserts and updates are upserts
-    (C(INSERT ... ON CONFLICT ... DO UPDATE) on the key), so applying a change twice is harmless. NULLs,
-    text with quotes and backslashes, numeric, timestamptz, jsonb, bytea, arrays, enums and any
-    other type with a text form arrive unchanged.
-  - All SQL sent to the target is built with the C(format) function and C(%I)/C(%L) in PL/pgSQL routines
-    installed in the schema C(tablesync) of the source database. Their bodies carry a version;
-    a run after an upgrade of the collection replaces them, and the module refuses to downgrade
+  - The target is reached through a foreign server (C(dblink_fdw)) and the user mapping of
+    the owner role O(owner), created from O(target) or already present (O(server)). Connections
+    use the server name, so no password is part of any function body (C(pg_proc)), of any
+    statement the triggers run (C(pg_stat_activity)), or of the server log; the module itself
+    sends the mapping's password by C(COPY), never in a statement's text.
+  - B(Exact values.) Each table gets its own capture function C(tablesync.capture_<id>) that
+    queues the synced columns only, each as its type's own text form (the type's output
+    function, called directly) under pinned settings (C(DateStyle), C(IntervalStyle),
+    C(TimeZone), C(extra_float_digits), C(bytea_output), C(lc_monetary)); the target session
+    reads them back under the same settings with each column type's input function. So every
+    type with text input and output arrives unchanged whatever the writing session's settings,
+    including jsonb C(null), arrays with bounds and NULL elements, json with its exact text,
+    numeric and float special values, C(-0), infinities, composites, domains, enums, ranges,
+    money, xml, geometric types and TOASTed values.
+  - B(Identity.) A row is identified by its key (the primary key, or O(tables[].key_columns)
+    naming a unique index on NOT NULL columns) compared by value on the target, so one row has
+    one identity whatever the session; inserts and updates are upserts on it. A table without
+    a primary key is synced by B(whole-row identity) (as C(REPLICA IDENTITY FULL)); an UPDATE or
+    DELETE changes exactly one target row whose synced columns have the old values, compared as
+    text forms (so types without equality, such as json or point, work; duplicates are handled
+    one for one; each such change scans the target table).
+  - B(Order.) The changes are applied on the target in the order they were queued, one
+    statement each (consecutive inserts of a table share one), so several changes of one row in
+    one flush, key updates and TRUNCATE apply as on the source; a flush never fails on changes
+    the source accepted. A genuine target-side error (a constraint only the target has, a
+    missing column) stops that set's flush with a message naming the set, table, changes and
+    statement, is recorded in C(tablesync.trigger_sets) (shown by M(tablesync.postgresql.pg_sync_info),
+    C(check.yml) and the metrics), is retried by every later flush, and leaves other sets flowing.
+  - B(Least privilege.) The schema C(tablesync), its tables and routines belong to O(owner), a
+    NOLOGIN role that is not a superuser; routines that run as it pin C(search_path) and call no
+    user-definable code (no casts, no C(to_jsonb)); nobody else may execute them or read the
+    queue. Each remote call opens a new dblink connection under an unguessable name and closes
+    it, so no session can reuse, skip or redirect it. See C(docs/security.md).
+  - Routine bodies carry a version; a run after an upgrade of the collection replaces them
+    (routines v1, which captured rows as jsonb, are upgraded in one transaction; their queue is
+    applied by them first, every set's capture is rebuilt), and the module refuses to downgrade
     routines installed by a newer collection.
-  - A row is identified by the table's primary key (composite keys supported) or by
-    C(key_columns); the target table needs a primary key or unique index on exactly these
-    columns. Before anything is committed the module checks over dblink that every target table
-    exists, has the synced columns and that key (see O(verify_target)).
 extends_documentation_fragment:
   - tablesync.postgresql.connection
 attributes:
@@ -70,9 +89,10 @@ options:
       - Each item is a string C(schema.table) (taken literally, case and spaces preserved; no
         schema means C(public); quote a part containing a dot with double quotes) or a
         dictionary with C(name) (as the string), C(target) (the target table, default the same
-        name), C(key_columns) (columns that identify a row; default the primary key; required
-        for a table without one) and C(columns) (the columns to sync; default all columns except
-        generated ones; must include the key columns).
+        name), C(key_columns) (columns that identify a row, the primary key or a unique index on
+        NOT NULL columns; default the primary key; a table without one is synced by whole-row
+        identity) and C(columns) (the columns to sync, the only ones that ever leave the source;
+        default all columns except generated ones; must include the key columns).
       - List parent tables before child tables when the target has foreign keys between them
         (backfills run in list order).
     type: list
@@ -101,10 +121,11 @@ options:
       - How to reach the target database. With C(host), C(port) or C(dbname), the module creates
         (or updates) the foreign server O(server) with these options; without them O(server) must
         exist.
-      - With C(user), the module creates (or updates) the user mapping of the login role (see
-        O(login_user), O(session_role)) on that server; without it the mapping must exist. The
-        routines run as their owner (the login role of the first run), through that mapping.
-      - dblink lets only superusers connect without a password.
+      - With C(user), the module creates (or updates) the user mapping of the owner role
+        O(owner) on that server and grants it USAGE on the server; without it the mapping must
+        exist. The routines run as O(owner), through that mapping.
+      - The owner is not a superuser, so dblink requires the target to authenticate it with the
+        password (C(scram-sha-256) or C(md5) in the target's C(pg_hba.conf), not C(trust)).
     type: dict
     suboptions:
       host:
@@ -143,21 +164,33 @@ options:
     description:
       - Name of the foreign server (taken literally). Default C(tablesync_<name>).
       - When a set moves to another server name, the server the module had created for it
-        (and the login role's mapping) is dropped.
+        (and the owner's mapping) is dropped.
     type: str
+  owner:
+    description:
+      - The role that owns the schema C(tablesync), its tables and routines, and whose user
+        mapping reaches the target. Created C(NOLOGIN) when missing (the login role needs
+        C(CREATEROLE) for that). An existing role with C(LOGIN), C(SUPERUSER), C(CREATEROLE),
+        C(CREATEDB), C(REPLICATION), C(BYPASSRLS) or membership in a role that reads or writes
+        server files or runs programs is refused.
+      - One owner per database; every set of the database uses it.
+    type: str
+    default: tablesync_trigger
   batch_size:
     description:
-      - Changes per remote transaction of a flush, rows per remote statement of a backfill.
+      - Changes per remote transaction of a flush (a backfill's rows are flushed the same way).
     type: int
     default: 1000
   backfill:
     description:
       - Copy the rows already in each table that has not been backfilled yet, once, after its
         triggers are live (queued, also in immediate mode, which is switched on afterwards).
-      - The copy runs while the set's flushes wait, and the changes made meanwhile are queued and
-        applied after it in order; upserts make the overlap harmless, so no row is missed or
-        duplicated however the writes interleave with the copy.
-      - Rows that exist only on the target are not removed.
+      - Per table, in one transaction with the table locked against writes (C(SHARE) mode,
+        readers go on, writers wait while its rows are read), the table's queued changes are
+        replaced by a C(TRUNCATE) of the target table followed by every row; the changes made
+        afterwards follow in order. The target table then equals the source (keyless tables and
+        duplicate rows included; rows that existed only on the target are removed). The queued
+        rows are then flushed; until the flush ends the target table is incomplete.
     type: bool
     default: false
   flush:
@@ -190,16 +223,14 @@ notes:
   - The flush must run outside a transaction block (C(CALL) in autocommit mode, as C(psql -c)
     does). Concurrent flushes of one set wait for each other; the C(trigger_source) role runs it
     from a systemd timer.
-  - C(json) columns arrive as equal JSON, not byte-identical text (key order and whitespace are
-    normalized on the way), as in a C(jsonb) column.
-  - A backfill or flush applies changes to one table per remote statement, in the order they
-    were made; cross-table foreign keys on the target must be satisfiable in that order. Other
-    unique constraints on the target may reject changes that swap values between rows.
-  - In immediate mode every source session that writes to the set keeps one dblink connection
-    to the target open (named C(tablesync_<name>)); size the target's C(max_connections) for the
-    source's writing sessions.
-  - Floats arrive exactly with PostgreSQL's default C(extra_float_digits) (1 or more); a source
-    configured with 0 or less sends them rounded to 15 digits.
+  - A flush applies the changes in the order they were queued; cross-table foreign keys on the
+    target must be satisfiable in that order. Other unique constraints on the target may reject
+    changes that swap values between rows (the flush then stops with the error and retries).
+  - In immediate mode each committing transaction opens one dblink connection to the target and
+    closes it before the commit returns (a few milliseconds per transaction); size the target's
+    C(max_connections) for the source's concurrently committing sessions.
+  - The owner of a synced table may drop or disable its triggers (it owns the table); nothing
+    else a table, type or database owner or a writer can do runs code as O(owner).
 seealso:
   - module: tablesync.postgresql.pg_sync_role
   - module: tablesync.postgresql.pg_target_tables
@@ -219,6 +250,8 @@ EXAMPLES = r'''
         target: reporting.order_lines
       - name: public.events
         key_columns: [event_uuid]
+      - name: public.audit_log  # no primary key: synced by whole-row identity
+        columns: [at, actor, action]
     target:
       host: reporting.example.com
       port: 5432
@@ -267,7 +300,7 @@ queries:
       OPTIONS ("user" 'tablesync_writer', "password" '********')
     - >-
       CREATE TRIGGER "tablesync_shop_reporting" AFTER INSERT OR UPDATE OR DELETE ON "sales"."orders"
-      FOR EACH ROW EXECUTE FUNCTION "tablesync"."capture_row"('shop_reporting', 'queued', '1', 'id')
+      FOR EACH ROW EXECUTE FUNCTION "tablesync"."capture_1"()
 exists:
   description: Whether the set exists after the task (in check mode, would exist).
   returned: always
@@ -305,9 +338,12 @@ sync_set:
           description: Target table, C(schema.table).
           type: str
         key_columns:
-          description: Columns identifying a row.
+          description: Columns identifying a row (empty for a keyless table).
           type: list
           elements: str
+        keyless:
+          description: Whether rows are identified by all their synced columns.
+          type: bool
         columns:
           description: Columns synced.
           type: list
@@ -347,7 +383,7 @@ routines_version:
     are installed).
   returned: always
   type: int
-  sample: 1
+  sample: 2
 diff:
   description: The set before and after (as in RV(sync_set)).
   returned: always

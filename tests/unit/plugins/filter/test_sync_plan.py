@@ -152,6 +152,30 @@ def test_sync_hosts_address_precedence():
         sync_hosts({'a': {'tablesync_port': 'x'}}, ['a'])
 
 
+@pytest.mark.parametrize('address', ['10.0.0.1\nhost all all 0.0.0.0/0 trust', '10.0.0.1 trust',
+                                     'a..b', '-bad.example.org', 'x' * 64, 'db;rm', ''])
+def test_sync_hosts_refuses_addresses_that_are_not_ip_cidr_or_host_names(address):
+    if address == '':
+        assert sync_hosts({'a': {'tablesync_address': address}}, ['a'])['a']['address'] is None
+        return
+    with pytest.raises(AnsibleFilterError, match='tablesync_address of a must be an IP'):
+        sync_hosts({'a': {'tablesync_address': address}}, ['a'])
+
+
+@pytest.mark.parametrize('address', ['10.0.0.0/8', '2001:db8::1', 'db-1.example.org', 'pub'])
+def test_sync_hosts_accepts_ip_cidr_and_host_names(address):
+    assert sync_hosts({'a': {'tablesync_address': address}}, ['a'])['a']['address'] == address
+
+
+@pytest.mark.parametrize('database', ['shop\nExecStartPre=+/bin/sh', 'a"b', 'a%b', 'a\\b',
+                                      'x' * 64])
+def test_unsafe_database_names_are_refused(database):
+    sets = copy.deepcopy(SETS)
+    sets[0]['source']['database'] = database
+    errors = sync_model_errors(sets, INVENTORY)
+    assert any('is not a usable database name' in e for e in errors), errors
+
+
 def test_publisher_part():
     plan = sync_plan(SETS, 'pub', HOSTS)
     assert [s['name'] for s in plan['publisher_sets']] == ['orders', 'stock', 'old']

@@ -153,6 +153,9 @@ class TestRowFilterLexer(object):
         'a > 1 -- a comment; with ) inside\n',
         'a /* nested /* ; ) */ comment */ > 1',
         'a$b > 1',
+        '"\u00e9t\u00e9" > 1 AND \u00e9t\u00e9$x > 2',
+        "b = $tag$ ; ) $tag$",
+        "b = $\u00e9t\u00e9$ ; ) $\u00e9t\u00e9$",
     ])
     def test_single_expressions_accepted(self, text):
         assert check_row_filter(text) == text
@@ -167,6 +170,12 @@ class TestRowFilterLexer(object):
         ('a /* x', 'unterminated /* comment'),
         ('a > 1 -- trailing', 'must not end the row filter'),
         ('a > 1\x00', 'NUL'),
+        # PostgreSQL lexes a $ or an E after a non-ASCII character as part of an identifier
+        # (issue 13, finding 6): these are not a dollar quote nor an E'' string
+        ('a\u20ac$x$ = 1); COPY t TO PROGRAM $$id$$; --$x$', 'closes a parenthesis'),
+        ('a\u20ac$x$ = 1 OR true; SELECT 1 --$x$\n', 'contains ";"'),
+        ("x\u20acE'\\' ; SELECT 1; --'", 'contains ";"'),
+        ("\u00e9E'\\' ) ; SELECT 1 --'", 'closes a parenthesis'),
     ])
     def test_other_text_refused(self, text, message):
         with pytest.raises(PublicationError) as e:

@@ -12,7 +12,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role imp
     READ_PRIVILEGES, WRITE_PRIVILEGES, Dependency, DesiredRole, RoleState, SequenceState,
     SyncRoleError, TableState, blockers_message, check_role_name, desired_privileges,
     granted_sequences, granted_tables, missing_tables, password_update_needed, plan_drop,
-    plan_privileges, plan_role, plan_sequence_privileges, privilege_changes,
+    plan_privileges, plan_role, plan_sequence_privileges, privilege_changes, role_after,
     sequence_privilege_changes, usage_needed)
 
 PASSWORD = 'S3cret-pässword'
@@ -166,6 +166,20 @@ def test_create_without_password_or_login():
     assert render(plan_role(desired(password=None, login=False, replication=False),
                             RoleState(exists=False))[0]) \
         == 'CREATE ROLE "sync" WITH NOLOGIN NOREPLICATION'
+
+
+def test_existing_role_is_stripped_of_powers_and_dangerous_memberships():
+    current = existing(powers=['bypassrls', 'createdb', 'createrole'],
+                       memberships=['pg_read_all_data', 'admins'])
+    shown = [render(s) for s in plan_role(desired(), current)]
+    assert shown == ['ALTER ROLE "sync" WITH NOCREATEROLE NOCREATEDB NOBYPASSRLS',
+                     'REVOKE "admins" FROM "sync"', 'REVOKE "pg_read_all_data" FROM "sync"']
+    after = role_after(desired(), current)
+    assert after['removed_powers'] == ['createrole', 'createdb', 'bypassrls']
+    assert after['removed_memberships'] == ['admins', 'pg_read_all_data']
+    only_membership = [render(s) for s in plan_role(desired(), existing(
+        memberships=['pg_execute_server_program']))]
+    assert only_membership == ['REVOKE "pg_execute_server_program" FROM "sync"']
 
 
 def test_no_op_when_everything_matches():
