@@ -497,6 +497,9 @@ def ensure_present(module, catalog, executor, desired, current, wanted, managed)
                     'to set it only when the role is created.' % desired.name)
     password_changes = password_update_needed(desired, current)
     statements = plan_role(desired, current)
+    if current.memberships:  # schema USAGE may have come from a membership being revoked
+        for table in tables.values():
+            table.schema_usage = False
     if managed:
         statements += plan_privileges(desired.name, wanted, tables)
     mode = module.params['sequences']

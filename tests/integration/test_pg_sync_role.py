@@ -98,7 +98,7 @@ def test_create_login_and_select_only_listed_tables(pg):
     ]
     assert first['role'] == {
         'name': name, 'exists': True, 'superuser': False, 'login': True, 'replication': True,
-        'connection_limit': -1, 'database': DB,
+        'connection_limit': -1, 'database': DB, 'removed_powers': [], 'removed_memberships': [],
         'select_tables': ['Odd "Schema".;Mixed Täble', 's.a'],
         'insert_update_delete_tables': ['s.w']}
     assert second['changed'] is False and second['queries'] == []
@@ -238,6 +238,25 @@ def test_superusers_are_refused(pg):
         result = run_role(pg, 'postgres', args=dict(state=state))
         assert result.get('failed') and 'superuser' in result['msg']
     assert pg.query("SELECT rolsuper FROM pg_roles WHERE rolname = 'postgres'") == [(True,)]
+
+
+def test_existing_role_is_stripped_of_what_a_sync_role_must_not_have(pg):
+    """Issue 13 finding 7: an existing role with powers is made least-privilege and the task
+    says what was removed."""
+    name = role_name()
+    pg.execute('CREATE ROLE "%s" LOGIN CREATEROLE CREATEDB BYPASSRLS IN ROLE pg_read_all_data, '
+               'pg_execute_server_program' % name)
+    result = run_role(pg, name, args=dict(select_tables=['s.a']))
+    assert result['changed'] and not result.get('failed'), result
+    assert result['role']['removed_powers'] == ['createrole', 'createdb', 'bypassrls']
+    assert result['role']['removed_memberships'] == ['pg_execute_server_program',
+                                                     'pg_read_all_data']
+    assert pg.query('SELECT rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE '
+                    'rolname = %s', (name,)) == [(False, False, False)]
+    assert pg.query('SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member '
+                    'WHERE r.rolname = %s', (name,)) == [(0,)]
+    again = run_role(pg, name, args=dict(select_tables=["s.a"]))
+    assert again["changed"] is False, again["queries"]
 
 
 def test_absent_revokes_then_drops(pg):
