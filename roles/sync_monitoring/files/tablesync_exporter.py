@@ -67,6 +67,10 @@ FAMILIES = (
      'Changes of a trigger sync set queued and not yet applied on the target.'),
     ('tablesync_trigger_queue_oldest_age_seconds', 'gauge',
      'Age of the oldest queued change of a trigger sync set (0 when the queue is empty).'),
+    ('tablesync_trigger_flush_failing', 'gauge',
+     '1 while the flush of a trigger sync set fails (its last batch hit an error), else 0.'),
+    ('tablesync_trigger_flush_errors_total', 'counter',
+     'Failed flush batches of a trigger sync set since it was created.'),
 )
 FAMILY_NAMES = tuple(f[0] for f in FAMILIES)
 
@@ -116,7 +120,10 @@ WAL_OLD = 'NULL::bigint AS safe_wal_size, NULL::text AS wal_status'
 QUEUES_SQL = """
 SELECT t.name, COALESCE(q.depth, 0) AS depth,
        COALESCE(GREATEST(0, pg_catalog.date_part('epoch', pg_catalog.now() - q.oldest_ts)), 0)::float8
-         AS oldest_age_seconds
+         AS oldest_age_seconds,
+       CASE WHEN (pg_catalog.to_jsonb(t) ->> 'last_error') IS NULL THEN 0 ELSE 1 END
+         AS flush_failing,
+       COALESCE((pg_catalog.to_jsonb(t) ->> 'error_count')::bigint, 0) AS flush_errors
   FROM tablesync.trigger_sets t
   LEFT JOIN (SELECT c.set_name, pg_catalog.count(*) AS depth, pg_catalog.min(c.ts) AS oldest_ts
                FROM tablesync.trigger_changes c GROUP BY c.set_name) q ON q.set_name = t.name
@@ -216,6 +223,8 @@ def add_database(metrics, database, data):
         metrics.add('tablesync_trigger_queue_depth', labels, queue.get('depth'))
         metrics.add('tablesync_trigger_queue_oldest_age_seconds', labels,
                     queue.get('oldest_age_seconds'))
+        metrics.add('tablesync_trigger_flush_failing', labels, queue.get('flush_failing', 0))
+        metrics.add('tablesync_trigger_flush_errors_total', labels, queue.get('flush_errors', 0))
 
 
 def add_slots(metrics, slots):
@@ -284,8 +293,11 @@ def _rows(cur, query, params=None):
 
 def read_database(psycopg2, config, database, want_slots):
     """(data, slots or None) of one database, in one read-only transaction."""
+    # search_path pinned: no name in the queries below can resolve to an object that a database
+    # or schema owner created (the queries also qualify everything).
     kwargs = dict(dbname=database, connect_timeout=int(config.get('connect_timeout', 5)),
-                  application_name='tablesync-exporter')
+                  application_name='tablesync-exporter',
+                  options='-c search_path=pg_catalog,pg_temp -c default_transaction_read_only=on')
     for key in ('host', 'port', 'user'):
         if config.get(key) not in (None, ''):
             kwargs[key] = config[key]
