@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
 
 VERSION = 2
 SCHEMA = 'tablesync'
-OWNER_DEFAULT = 'tablesync_trigger'
+OWNER_DEFAULT = 'tablesync_trigger_owner'
 MARKER = 'tablesync.postgresql sync_trigger'
 COMMENT = '%s v%d' % (MARKER, VERSION)
 HEADER = '-- %s v%d (installed by the Ansible collection; do not edit)\n' % (MARKER, VERSION)

@@ -175,7 +175,7 @@ options:
         server files or runs programs is refused.
       - One owner per database; every set of the database uses it.
     type: str
-    default: tablesync_trigger
+    default: tablesync_trigger_owner
   batch_size:
     description:
       - Changes per remote transaction of a flush (a backfill's rows are flushed the same way).

@@ -179,7 +179,7 @@ def test_machinery_is_owned_by_a_nologin_role_and_closed_to_public(publisher, su
     make_pair(publisher, subscriber, db, 'CREATE TABLE t (id int PRIMARY KEY)')
     assert not run(sync_args(publisher, subscriber, db, 'own', ['public.t'])).get('failed')
     owner = publisher.query("SELECT rolsuper, rolcanlogin, rolcreaterole, rolbypassrls FROM "
-                            "pg_roles WHERE rolname = 'tablesync_trigger'")
+                            "pg_roles WHERE rolname = 'tablesync_trigger_owner'")
     assert owner == [(False, False, False, False)]
     owners = publisher.query(
         "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n "
@@ -187,7 +187,7 @@ def test_machinery_is_owned_by_a_nologin_role_and_closed_to_public(publisher, su
         "UNION SELECT DISTINCT pg_get_userbyid(p.proowner) FROM pg_proc p JOIN pg_namespace n "
         "ON n.oid = p.pronamespace WHERE n.nspname = 'tablesync' AND NOT EXISTS (SELECT 1 FROM "
         "pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')", dbname=db)
-    assert owners == [('tablesync_trigger',)]
+    assert owners == [('tablesync_trigger_owner',)]
     public = publisher.query(
         "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE n.nspname = 'tablesync' AND has_function_privilege('public', p.oid, 'EXECUTE') "
