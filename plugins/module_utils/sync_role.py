@@ -73,8 +73,9 @@ class RoleState(object):
 
     def __init__(self, exists=False, superuser=False, login=False, replication=False,
                  connection_limit=-1, password=None, password_readable=True, oid=None,
-                 powers=(), memberships=()):
+                 powers=(), memberships=(), monitoring=()):
         self.exists = exists
+        self.monitoring = sorted(monitoring)
         self.powers = [p for p in POWERS if p in powers]
         self.memberships = sorted(memberships)
         self.superuser = superuser
@@ -102,8 +103,14 @@ class DesiredRole(object):
     """What the task asks for. ``connection_limit`` None: not managed."""
 
     def __init__(self, name, login=True, replication=False, connection_limit=None,
-                 password=None, update_password='always'):
+                 password=None, update_password='always', member_of=None):
         self.name = check_role_name(name)
+        if member_of is not None:
+            bad = sorted(set(member_of) - set(MONITORING_ROLES))
+            if bad:
+                raise SyncRoleError('member_of may name only %s, not %s'
+                                    % (', '.join(MONITORING_ROLES), ', '.join(bad)))
+        self.member_of = None if member_of is None else sorted(set(member_of))
         self.login = login
         self.replication = replication
         self.connection_limit = connection_limit
@@ -121,6 +128,9 @@ NO_POWER = {'createrole': 'NOCREATEROLE', 'createdb': 'NOCREATEDB', 'bypassrls':
 # superuser role is revoked as well (SET ROLE would make the sync role a superuser).
 DANGEROUS_MEMBERSHIPS = ('pg_read_all_data', 'pg_write_all_data', 'pg_read_server_files',
                          'pg_write_server_files', 'pg_execute_server_program')
+# The only roles ``member_of`` may name: monitoring without access to table data.
+MONITORING_ROLES = ('pg_monitor', 'pg_read_all_settings', 'pg_read_all_stats',
+                    'pg_stat_scan_tables')
 
 def refuse_superuser(desired, current):
     if current.superuser:
@@ -160,11 +170,20 @@ def _attribute_options(desired, current):
 
 
 def revoke_memberships(desired, current):
-    """REVOKE of the memberships a sync role must not have (see DANGEROUS_MEMBERSHIPS)."""
-    if not current.exists:
-        return []
-    return [Statement(sql.SQL('REVOKE {} FROM {}').format(
-        sql.Identifier(role), sql.Identifier(desired.name))) for role in current.memberships]
+    """REVOKE of the memberships a sync role must not have (see DANGEROUS_MEMBERSHIPS), and
+    GRANT/REVOKE of the monitoring roles of ``member_of`` (when given)."""
+    held = current.monitoring if current.exists else []
+    statements = [Statement(sql.SQL('REVOKE {} FROM {}').format(
+        sql.Identifier(role), sql.Identifier(desired.name)))
+        for role in (current.memberships if current.exists else [])]
+    if desired.member_of is not None:
+        statements += [Statement(sql.SQL('GRANT {} TO {}').format(
+            sql.Identifier(role), sql.Identifier(desired.name)))
+            for role in desired.member_of if role not in held]
+        statements += [Statement(sql.SQL('REVOKE {} FROM {}').format(
+            sql.Identifier(role), sql.Identifier(desired.name)))
+            for role in held if role not in desired.member_of]
+    return statements
 
 
 def plan_role(desired, current, verifier=None):
@@ -197,6 +216,8 @@ def role_after(desired, current):
         else (current.connection_limit if current.exists else -1),
         removed_powers=list(current.powers) if current.exists else [],
         removed_memberships=list(current.memberships) if current.exists else [],
+        member_of=desired.member_of if desired.member_of is not None
+        else (list(current.monitoring) if current.exists else []),
     )
 
 
@@ -205,7 +226,8 @@ def role_before(name, current):
         return dict(name=name, exists=False)
     return dict(name=name, exists=True, superuser=current.superuser, login=current.login,
                 replication=current.replication, connection_limit=current.connection_limit,
-                powers=list(current.powers), memberships=list(current.memberships))
+                powers=list(current.powers), memberships=list(current.memberships),
+                member_of=list(current.monitoring))
 
 
 def password_state(current):

@@ -166,6 +166,9 @@ def routine_statements(env, owner):
         if cur is None or cur.public_execute:
             statements.append(Statement(sql.SQL('REVOKE ALL ON ROUTINE {} FROM PUBLIC').format(
                 routine.signature())))
+        if routine.name in q.MONITORED and (cur is None or not cur.monitor_execute):
+            statements.append(Statement(sql.SQL('GRANT EXECUTE ON ROUTINE {} TO {}').format(
+                routine.signature(), sql.Identifier(q.MONITOR_ROLE))))
         if cur is None or cur.comment != q.COMMENT:
             statements.append(Statement(sql.SQL('COMMENT ON ROUTINE {} IS %s').format(
                 routine.signature()), (q.COMMENT,)))
@@ -200,6 +203,9 @@ def infrastructure_statements(spec, env, set_state, plan):
             sql.Identifier(q.SCHEMA), sql.Identifier(owner))))
     else:
         statements.extend(_owned('SCHEMA', sql.Identifier(q.SCHEMA), env.schema_owner, owner))
+    if not env.monitor_usage:  # to call queue_status(); no table or other routine is granted
+        statements.append(Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
+            sql.Identifier(q.SCHEMA), sql.Identifier(q.MONITOR_ROLE))))
     if env.dblink_schema is None:
         if not env.dblink_available:
             raise PlanError('the dblink extension is not available on this server: install the '

@@ -551,6 +551,23 @@ _LAST_ERROR = Routine('_last_error', 'p_set text', 'p_set text', 'text', 'sql', 
 SELECT s.last_error FROM tablesync.trigger_sets AS s WHERE s.name = p_set
 ''', definer=True, attributes='STABLE')
 
+_QUEUE_STATUS = Routine(
+    'queue_status', '', '',
+    'TABLE(name text, mode text, depth bigint, oldest_ts timestamp with time zone, '
+    'last_error_at timestamp with time zone, failed boolean, error_count bigint)', 'sql', '''
+-- What monitoring needs, without the queue's rows: EXECUTE is granted to pg_monitor (the
+-- exporter's role), the queue itself stays readable by its owner only.
+SELECT s.name, s.mode, coalesce(q.depth, 0), q.oldest_ts, s.last_error_at,
+       s.last_error IS NOT NULL, s.error_count
+  FROM tablesync.trigger_sets AS s
+  LEFT JOIN (SELECT c.set_name, count(*) AS depth, min(c.ts) AS oldest_ts
+               FROM tablesync.trigger_changes AS c GROUP BY c.set_name) AS q
+    ON q.set_name = s.name
+ ORDER BY s.name
+''', definer=True, attributes='STABLE')
+MONITOR_ROLE = 'pg_monitor'
+MONITORED = ('queue_status',)
+
 _BACKLOG_ENDS = Routine('_backlog_ends', 'p_set text', 'p_set text',
                         'TABLE(o_set text, o_last_id bigint)', 'plpgsql', '''
 -- The sets with queued changes (all, or only p_set) and their last change id.
@@ -705,7 +722,7 @@ END
 ROUTINES = (
     _FAILURE_HINT, _QUOTED_LIST, _TUPLE, _PICK, _MATCH_SQL, _REMOTE_CLOSE, _REMOTE_OPEN,
     _APPLY_ENTRIES, _REGISTER_COMMIT, _CAPTURE_TRUNCATE, _COMMIT_IMMEDIATE, _FLUSH_BATCH,
-    _FLUSH_STEP, _LAST_ERROR, _BACKLOG_ENDS, _FLUSH, _DRAIN, _VERIFY_TARGET,
+    _FLUSH_STEP, _LAST_ERROR, _QUEUE_STATUS, _BACKLOG_ENDS, _FLUSH, _DRAIN, _VERIFY_TARGET,
 )
 
 CAPTURE_TRUNCATE = _CAPTURE_TRUNCATE.name

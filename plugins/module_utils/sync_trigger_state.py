@@ -187,7 +187,7 @@ class SetSpec(object):
 
 class RoutineState(object):
     def __init__(self, name, identity, result, source, definer=False, config=None, comment=None,
-                 public_execute=False, owner=None):
+                 public_execute=False, owner=None, monitor_execute=False):
         self.name = name
         self.identity = identity
         self.result = result
@@ -197,6 +197,7 @@ class RoutineState(object):
         self.comment = comment
         self.public_execute = public_execute
         self.owner = owner
+        self.monitor_execute = monitor_execute
 
     @property
     def key(self):
@@ -237,7 +238,8 @@ class Environment(object):
                  storage=(), commit_trigger=False, routines=(), server=None, mapping=None,
                  mapping_exists=False, search_path_schema=None, set_triggers=(),
                  dblink_servers=(), schema_leftovers=0, owner=None, schema_owner=None,
-                 owners=None, server_usage=False, login_mapping=False, legacy_triggers=()):
+                 owners=None, server_usage=False, login_mapping=False, legacy_triggers=(),
+                 monitor_usage=False):
         self.role = role
         self.dblink_schema = dblink_schema
         self.dblink_available = dblink_available
@@ -260,6 +262,7 @@ class Environment(object):
         self.server_usage = server_usage
         self.login_mapping = login_mapping
         self.legacy_triggers = [tuple(t) for t in legacy_triggers]
+        self.monitor_usage = monitor_usage
 
     @property
     def storage_complete(self):

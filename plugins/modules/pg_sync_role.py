@@ -109,6 +109,15 @@ options:
       - When unset, sequence privileges are left alone.
     type: str
     choices: [select, update]
+  member_of:
+    description:
+      - Monitoring roles the role is a member of, exactly (missing ones granted, others of this
+        list revoked), for example the exporter of the C(sync_monitoring) role. Only roles that
+        read statistics and settings, never table data, may be named. When unset, these
+        memberships are left alone.
+    type: list
+    elements: str
+    choices: [pg_monitor, pg_read_all_settings, pg_read_all_stats, pg_stat_scan_tables]
   login_user:
     description:
       - Role to connect as. Defaults to C(PGUSER) from the environment, else C(postgres).
@@ -206,6 +215,23 @@ role:
       description: Connection limit, -1 for none.
       type: int
       returned: when the role exists
+    member_of:
+      description: Monitoring roles (O(member_of)) the role is a member of.
+      type: list
+      elements: str
+      returned: when the role exists
+    removed_powers:
+      description: Attributes the task removed from an existing role (C(createrole),
+        C(createdb), C(bypassrls)).
+      type: list
+      elements: str
+      returned: when the role exists
+    removed_memberships:
+      description: Memberships the task revoked from an existing role (superuser roles and the
+        predefined roles that read or write all data or server files or run programs).
+      type: list
+      elements: str
+      returned: when the role exists
     database:
       description: The database whose tables are listed (O(login_db)).
       type: str
@@ -267,8 +293,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.connection im
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role import (
-    DANGEROUS_MEMBERSHIPS, DEPENDENCY_KINDS, Dependency, DesiredRole, RoleState, SequenceState,
-    SyncRoleError, TableState, blockers_message, desired_privileges, granted_sequences,
+    DANGEROUS_MEMBERSHIPS, DEPENDENCY_KINDS, MONITORING_ROLES, Dependency, DesiredRole,
+    RoleState, SequenceState, SyncRoleError, TableState, blockers_message, desired_privileges, granted_sequences,
     granted_tables, held_sequences, missing_tables, password_state, password_update_needed,
     plan_drop, plan_privileges, plan_role, plan_sequence_privileges, refuse_superuser,
     role_after, role_before, usage_needed)
@@ -292,7 +318,10 @@ SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolreplication, r.rolconnlimit, r.rol
        ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members AS m
                JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
               WHERE m.member = r.oid
-                AND (g.rolsuper OR g.rolname = ANY (%(dangerous)s))) AS memberships
+                AND (g.rolsuper OR g.rolname = ANY (%(dangerous)s))) AS memberships,
+       ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members AS m
+               JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
+              WHERE m.member = r.oid AND g.rolname = ANY (%(monitoring)s)) AS monitoring
 FROM {catalog} r WHERE r.rolname = %(name)s
 '''
 
@@ -416,7 +445,8 @@ class SyncRoleCatalog(object):
     def read_role(self):
         """RoleState; the stored password only when login_user may read pg_authid."""
         readable = True
-        params = {'name': self.name, 'dangerous': list(DANGEROUS_MEMBERSHIPS)}
+        params = {'name': self.name, 'dangerous': list(DANGEROUS_MEMBERSHIPS),
+                  'monitoring': list(MONITORING_ROLES)}
         try:
             rows = self._query(self._role_query('pg_authid'), params)
         except psycopg2.errors.InsufficientPrivilege:
@@ -431,7 +461,7 @@ class SyncRoleCatalog(object):
                          connection_limit=row['rolconnlimit'],
                          password=row['rolpassword'] if readable else None,
                          password_readable=readable, powers=row['powers'],
-                         memberships=row['memberships'])
+                         memberships=row['memberships'], monitoring=row['monitoring'])
 
     def _by_key(self, query, kinds, wanted, state, fields):
         """One query (``query`` with the held-privileges CTE for relations of ``kinds``) about
@@ -558,6 +588,7 @@ def argument_spec():
         select_tables=dict(type='list', elements='str'),
         insert_update_delete_tables=dict(type='list', elements='str'),
         sequences=dict(type='str', choices=['select', 'update']),
+        member_of=dict(type='list', elements='str', choices=list(MONITORING_ROLES)),
     )
     return spec
 
@@ -572,7 +603,8 @@ def desired_from_params(module):
                               replication=params['replication'],
                               connection_limit=params['connection_limit'],
                               password=params['password'],
-                              update_password=params['update_password'])
+                              update_password=params['update_password'],
+                              member_of=params['member_of'])
         wanted = desired_privileges(params['select_tables'],
                                     params['insert_update_delete_tables'])
     except SyncRoleError as e:

@@ -428,6 +428,8 @@ SELECT current_user AS role,
                                      WHERE m.member = r.oid))
           FROM pg_catalog.pg_roles AS r WHERE r.rolname = %(owner)s) AS owner,
        pg_catalog.pg_get_userbyid(ns.nspowner) AS schema_owner,
+       coalesce(pg_catalog.has_schema_privilege('pg_monitor', ns.oid, 'USAGE'), false)
+         AS monitor_usage,
        (SELECT pg_catalog.json_object_agg(c.relname, pg_catalog.pg_get_userbyid(c.relowner))
           FROM pg_catalog.pg_class AS c
          WHERE c.relnamespace = ns.oid AND c.relkind = 'r') AS owners,
@@ -450,7 +452,11 @@ SELECT current_user AS role,
                    'comment', pg_catalog.obj_description(p.oid, 'pg_proc'),
                    'public_execute', p.proacl IS NULL OR EXISTS (
                        SELECT 1 FROM pg_catalog.aclexplode(p.proacl) AS a
-                        WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'))
+                        WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),
+                   'monitor_execute', EXISTS (
+                       SELECT 1 FROM pg_catalog.aclexplode(p.proacl) AS a
+                        JOIN pg_catalog.pg_roles AS m ON m.oid = a.grantee
+                        WHERE m.rolname = 'pg_monitor' AND a.privilege_type = 'EXECUTE'))
                    ORDER BY p.proname)
           FROM pg_catalog.pg_proc AS p
          WHERE p.pronamespace = ns.oid
@@ -625,14 +631,14 @@ class SyncTriggerCatalog(object):
             storage=row['storage'], commit_trigger=row['commit_trigger'],
             routines=[RoutineState(r['name'], r['identity'], r['result'], r['source'],
                                    r['definer'], r['config'], r['comment'], r['public_execute'],
-                                   r['owner'])
+                                   r['owner'], r['monitor_execute'])
                       for r in row['routines'] or ()],
             server=server, mapping=mapping, mapping_exists=row['mapping_exists'],
             search_path_schema=row['search_path_schema'], set_triggers=row['set_triggers'] or (),
             dblink_servers=row['dblink_servers'], schema_leftovers=row['schema_leftovers'],
             owner=row['owner'], schema_owner=row['schema_owner'], owners=row['owners'],
             server_usage=row['server_usage'], login_mapping=row['login_mapping'],
-            legacy_triggers=row['legacy_triggers'] or ())
+            legacy_triggers=row['legacy_triggers'] or (), monitor_usage=row['monitor_usage'])
 
     def sources(self, names, set_name=None):
         """SourceTables of (schema, table) pairs, with the triggers of ``set_name`` (default:

@@ -99,6 +99,7 @@ def test_create_login_and_select_only_listed_tables(pg):
     assert first['role'] == {
         'name': name, 'exists': True, 'superuser': False, 'login': True, 'replication': True,
         'connection_limit': -1, 'database': DB, 'removed_powers': [], 'removed_memberships': [],
+        'member_of': [],
         'select_tables': ['Odd "Schema".;Mixed Täble', 's.a'],
         'insert_update_delete_tables': ['s.w']}
     assert second['changed'] is False and second['queries'] == []
@@ -257,6 +258,18 @@ def test_existing_role_is_stripped_of_what_a_sync_role_must_not_have(pg):
                     'WHERE r.rolname = %s', (name,)) == [(0,)]
     again = run_role(pg, name, args=dict(select_tables=["s.a"]))
     assert again["changed"] is False, again["queries"]
+
+
+def test_member_of_monitoring_roles_only(pg):
+    name = role_name()
+    first = run_role(pg, name, args=dict(member_of=['pg_monitor']))
+    assert first['changed'] and first['role']['member_of'] == ['pg_monitor'], first
+    assert 'GRANT "pg_monitor" TO "%s"' % name in first['queries']
+    assert run_role(pg, name, args=dict(member_of=['pg_monitor']))['changed'] is False
+    refused = run_role(pg, name, args=dict(member_of=['pg_read_all_data']))
+    assert refused.get('failed') and 'pg_read_all_data' in refused['msg']
+    dropped = run_role(pg, name, args=dict(member_of=[]))
+    assert dropped['queries'] == ['REVOKE "pg_monitor" FROM "%s"' % name]
 
 
 def test_absent_revokes_then_drops(pg):

@@ -117,19 +117,30 @@ CURRENT_LSN = ('CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last
 WAL_13 = 'r.safe_wal_size, r.wal_status'
 WAL_OLD = 'NULL::bigint AS safe_wal_size, NULL::text AS wal_status'
 
+# Routines v2 of pg_sync_trigger offer the figures through a function that pg_monitor may call
+# (the queue itself is readable by its owner only); older ones only to a superuser, directly.
 QUEUES_SQL = """
-SELECT t.name, COALESCE(q.depth, 0) AS depth,
+SELECT q.name, q.depth,
        COALESCE(GREATEST(0, pg_catalog.date_part('epoch', pg_catalog.now() - q.oldest_ts)), 0)::float8
          AS oldest_age_seconds,
-       CASE WHEN (pg_catalog.to_jsonb(t) ->> 'last_error') IS NULL THEN 0 ELSE 1 END
-         AS flush_failing,
-       COALESCE((pg_catalog.to_jsonb(t) ->> 'error_count')::bigint, 0) AS flush_errors
+       CASE WHEN q.failed THEN 1 ELSE 0 END AS flush_failing, q.error_count AS flush_errors
+  FROM tablesync.queue_status() AS q
+ ORDER BY q.name
+"""
+QUEUES_SQL_V1 = """
+SELECT t.name, COALESCE(q.depth, 0) AS depth,
+       COALESCE(GREATEST(0, pg_catalog.date_part('epoch', pg_catalog.now() - q.oldest_ts)), 0)::float8
+         AS oldest_age_seconds, 0 AS flush_failing, 0 AS flush_errors
   FROM tablesync.trigger_sets t
   LEFT JOIN (SELECT c.set_name, pg_catalog.count(*) AS depth, pg_catalog.min(c.ts) AS oldest_ts
                FROM tablesync.trigger_changes c GROUP BY c.set_name) q ON q.set_name = t.name
  ORDER BY t.name
 """
-HAS_QUEUES_SQL = "SELECT pg_catalog.to_regclass('tablesync.trigger_changes') IS NOT NULL"
+HAS_QUEUES_SQL = """
+SELECT CASE WHEN pg_catalog.to_regprocedure('tablesync.queue_status()') IS NOT NULL THEN 2
+            WHEN pg_catalog.to_regclass('tablesync.trigger_changes') IS NOT NULL THEN 1
+            ELSE 0 END
+"""
 
 
 # ---- pure formatting (unit-tested) ------------------------------------------------------------
@@ -310,7 +321,9 @@ def read_database(psycopg2, config, database, want_slots):
             data = {'subscriptions': _rows(cur, SUBSCRIPTIONS_SQL.format(
                 stats=STATS_15 if version >= 150000 else STATS_OLD), {'prefix': prefix})}
             cur.execute(HAS_QUEUES_SQL)
-            data['trigger_queues'] = _rows(cur, QUEUES_SQL) if cur.fetchone()[0] else []
+            queues = cur.fetchone()[0]
+            data['trigger_queues'] = (_rows(cur, QUEUES_SQL) if queues == 2 else
+                                      _rows(cur, QUEUES_SQL_V1) if queues == 1 else [])
             slots = None
             if want_slots:
                 slots = _rows(cur, SLOTS_SQL.format(lsn=CURRENT_LSN, wal=WAL_13 if version >= 130000

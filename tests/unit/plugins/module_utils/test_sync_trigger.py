@@ -37,7 +37,8 @@ def spec(tables=('public.t',), **kw):
 
 def installed_routines(schema='tablesync', mode='queued'):
     shared = [st.RoutineState(r.name, r.identity, r.result, r.body(schema), r.definer,
-                              r.settings(), q.COMMENT, False, OWNER) for r in q.ROUTINES]
+                              r.settings(), q.COMMENT, False, OWNER, r.name in q.MONITORED)
+              for r in q.ROUTINES]
     body = cap.capture_body('s1', mode, 1, ('public', 't'), ['id', 'v'], ['id'], OUTPUTS)
     return shared + [st.RoutineState('capture_1', '', 'trigger', body, True, q.pinned_settings(),
                                      cap.capture_comment(1), False, OWNER)]
@@ -53,7 +54,7 @@ def environment(installed=True, **kw):
             storage=[name for name, _ddl in q.STORAGE], commit_trigger=True,
             routines=installed_routines(mode=kw.pop('mode', 'queued')), owner={},
             schema_owner=OWNER, owners=dict((name, OWNER) for name, _ddl in q.STORAGE),
-            server_usage=True,
+            server_usage=True, monitor_usage=True,
             server={'fdw': 'dblink_fdw', 'options': st.server_options_from_target(TARGET, 's1')},
             mapping={'user': 'writer', 'password': PASSWORD},
             set_triggers=[('public', 't', 'tablesync_s1'), ('public', 't', 'tablesync_s1_truncate')],
@@ -147,7 +148,10 @@ def test_fresh_install_in_order_with_masked_password():
     text = shown(the_plan)
     assert text[0] == 'CREATE ROLE "%s" NOLOGIN' % OWNER
     assert text[1] == 'CREATE SCHEMA "tablesync" AUTHORIZATION "%s"' % OWNER
+    assert text[2] == 'GRANT USAGE ON SCHEMA "tablesync" TO "pg_monitor"'
+    text = text[:2] + text[3:]
     assert text[2] == 'CREATE EXTENSION dblink SCHEMA "tablesync"'
+    assert 'GRANT EXECUTE ON ROUTINE "tablesync"."queue_status"() TO "pg_monitor"' in text
     assert [t.split(' (')[0] for t in text[3:11:2]] == [
         'CREATE TABLE tablesync.trigger_sets', 'CREATE TABLE tablesync.trigger_tables',
         'CREATE TABLE tablesync.trigger_changes', 'CREATE TABLE tablesync.trigger_commits']
