@@ -201,3 +201,38 @@ def test_machinery_is_owned_by_a_nologin_role_and_closed_to_public(publisher, su
     bodies = publisher.query("SELECT string_agg(p.prosrc, ' ') FROM pg_proc p JOIN pg_namespace n "
                              "ON n.oid = p.pronamespace WHERE n.nspname = 'tablesync'", dbname=db)
     assert 'Wr1ter-Tr1gger-pw' not in bodies[0][0]
+
+
+def test_exporter_reads_trigger_queues_as_a_pg_monitor_role(publisher, subscriber, tmp_path):
+    """Finding 2: the exporter needs no superuser; its role reads the figures through
+    tablesync.queue_status() and still cannot read the queue's rows."""
+    import json
+    import os
+    import subprocess
+    import sys
+    db = 'sec_monitor'
+    make_pair(publisher, subscriber, db, 'CREATE TABLE t (id int PRIMARY KEY)')
+    assert not run(sync_args(publisher, subscriber, db, 'mon', ['public.t'])).get('failed')
+    publisher.execute('INSERT INTO t VALUES (1), (2)', dbname=db)
+    publisher.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+                      "'tablesync_exporter_it') THEN CREATE ROLE tablesync_exporter_it LOGIN IN "
+                      "ROLE pg_monitor; END IF; END $$")
+    exporter = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), 'roles', 'sync_monitoring', 'files', 'tablesync_exporter.py')
+    config = tmp_path / 'exporter.json'
+    config.write_text(json.dumps({'databases': [db], 'host': publisher.sockdir,
+                                  'port': publisher.port, 'user': 'tablesync_exporter_it',
+                                  'output': str(tmp_path / 'out.prom')}))
+    proc = subprocess.run([sys.executable, exporter, '--config', str(config), '--stdout'],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert 'tablesync_exporter_up{database="%s"} 1' % db in proc.stdout, proc.stderr
+    assert 'tablesync_trigger_queue_depth{database="%s",set="mon"} 2' % db in proc.stdout
+    assert 'tablesync_trigger_flush_failing{database="%s",set="mon"} 0' % db in proc.stdout
+    conn = psycopg2.connect(host=publisher.sockdir, port=publisher.port,
+                            user='tablesync_exporter_it', dbname=db)
+    with pytest.raises(psycopg2.Error):
+        with conn.cursor() as cur:
+            cur.execute('SELECT * FROM tablesync.trigger_changes')
+    conn.close()
