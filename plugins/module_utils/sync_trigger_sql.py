@@ -34,6 +34,9 @@ routine whose body differs (an upgrade).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.tablesync.postgresql.plugins.module_utils.text_forms import (
+    TEXT_FORM_SETTINGS)
+
 try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
@@ -55,16 +58,8 @@ COMMIT_TRIGGER = 'commit_immediate'
 CHANGES_SEQUENCE = 'trigger_changes_id_seq'
 
 # The settings under which values are turned into text (capture, backfill) and back into values
-# (the target session): every setting that changes a built-in type's text form. As stored in
-# pg_proc.proconfig (name=value).
-PINNED = (
-    ('DateStyle', 'ISO, YMD'),
-    ('IntervalStyle', 'postgres'),
-    ('TimeZone', 'UTC'),
-    ('extra_float_digits', '3'),
-    ('bytea_output', 'hex'),
-    ('lc_monetary', 'C'),
-)
+# (the target session): every setting that changes a built-in type's text form.
+PINNED = TEXT_FORM_SETTINGS
 SEARCH_PATH = 'pg_catalog, pg_temp'
 
 STORAGE = (

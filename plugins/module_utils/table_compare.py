@@ -33,6 +33,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers i
     NameError_, check_identifier, format_qualified, parse_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
     PublicationError, check_row_filter)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.text_forms import (
+    TEXT_FORM_SETTINGS)
 
 try:
     from psycopg2 import sql
@@ -47,15 +49,7 @@ _TYPE_FAMILIES = {'smallint': 'integer', 'integer': 'integer', 'bigint': 'intege
                   'character varying': 'text', 'text': 'text'}
 
 # Session settings that fix the text form of every value on both servers.
-SESSION_SETTINGS = (
-    ('DateStyle', 'ISO, YMD'),
-    ('IntervalStyle', 'postgres'),
-    ('TimeZone', 'UTC'),
-    ('extra_float_digits', '3'),
-    ('bytea_output', 'hex'),
-    ('lc_monetary', 'C'),
-    ('default_transaction_read_only', 'on'),
-)
+SESSION_SETTINGS = TEXT_FORM_SETTINGS + (('default_transaction_read_only', 'on'),)
 
 
 class CompareError(ValueError):
