@@ -54,6 +54,17 @@ def _env():
     return env
 
 
+def changed_tasks(out):
+    """The tasks that reported a change, with their item lines, from ansible-playbook output."""
+    lines, task = [], None
+    for line in out.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed:"):
+            lines.append("%s\n    %s" % (task, line[:300]))
+    return "changed tasks:\n" + "\n".join(lines) + "\n"
+
+
 def run_site(*args):
     """site.yml (the scenario's converge.yml) with a timeout for slow, shared CI machines.
 
@@ -245,7 +256,8 @@ def test_converge_killed_half_way_then_run_again(src, dst):
     finally:
         resume(src)
     assert rc == 0, out[-6000:]
-    assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), out[-8000:]
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), \
+        changed_tasks(out) + out[-4000:]
     assert psql(dst, "shop", "SELECT string_agg(srrelid::regclass::text || ':' || srsubstate::text, ',' "
                              "ORDER BY srrelid::regclass::text) FROM pg_subscription_rel") == \
         "app.customers:r,app.events:r,app.orders:r"
