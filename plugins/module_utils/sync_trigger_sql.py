@@ -256,6 +256,14 @@ SELECT pg_catalog.string_agg(
        WITH ORDINALITY AS c(name, value, position)
 ''', attributes='IMMUTABLE')
 
+_INSERT_SQL = Routine('_insert_sql', 'p_target text, p_columns text, p_tuples text[], p_upsert text',
+                      'p_target text, p_columns text, p_tuples text[], p_upsert text', 'text',
+                      'sql', '''
+-- One multi-row INSERT (an upsert when p_upsert is the ON CONFLICT clause) of value tuples.
+SELECT pg_catalog.format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES %s%s', p_target,
+                         p_columns, pg_catalog.array_to_string(p_tuples, ', '), p_upsert)
+''', attributes='IMMUTABLE')
+
 _REMOTE_CLOSE = Routine('_remote_close', 'p_conn text', 'p_conn text', 'void', 'plpgsql', '''
 BEGIN
   IF p_conn = ANY (coalesce(@dblink@.dblink_get_connections(), ARRAY[]::text[])) THEN
@@ -302,12 +310,13 @@ _APPLY_ENTRIES = Routine(
     '_apply_entries', 'p_set text, p_ids bigint[], p_immediate boolean',
     'p_set text, p_ids bigint[], p_immediate boolean', 'integer', 'plpgsql', '''
 -- Applies the changes p_ids in id order in one remote transaction, then deletes them from the
--- change log (only after the remote COMMIT succeeded). Each change is its own statement, so
--- several changes of one row in a batch apply in order; only consecutive INSERTs of one table
--- share a statement (their keys are distinct: the source accepted them). Keyed tables: upsert
--- on the key, DELETE by key, an UPDATE that changes the key deletes the old one. Keyless
--- tables: exactly one row with the old values is deleted or updated, and it must exist. On any
--- error the remote transaction is abandoned with its connection and the changes stay queued.
+-- change log (only after the remote COMMIT succeeded). Consecutive INSERTs (and, on a keyed
+-- table, UPDATEs that keep the key) of one table share one multi-row statement in which each
+-- key appears once (a repeated key starts the next statement), so all changes of a row apply
+-- in order. Keyed tables: upsert on the key, DELETE by key, an UPDATE that changes the key
+-- deletes the old one. Keyless tables: exactly one row with the old values is deleted or
+-- updated, and it must exist. On any error the remote transaction is abandoned with its
+-- connection and the changes stay queued.
 DECLARE
   v_count integer := coalesce(cardinality(p_ids), 0);
   v_conn text;
@@ -321,6 +330,8 @@ DECLARE
   v_key_pos integer[];
   v_upsert text;
   v_values text[] := ARRAY[]::text[];
+  v_group_keys text[] := ARRAY[]::text[];
+  v_row_key text;
   v_batch text[] := ARRAY[]::text[];
   v_bytes integer := 0;
   v_first bigint;
@@ -340,12 +351,13 @@ BEGIN
                      WHERE c.id = ANY (p_ids) ORDER BY c.id LOOP
       v_first := coalesce(v_first, v_change.id);
       v_last := v_change.id;
-      IF cardinality(v_values) > 0 AND (v_change.op <> 'I' OR v_change.table_id <> v_table_id) THEN
-        v_batch := v_batch || format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES %s%s',
-                                     v_target, v_cols, array_to_string(v_values, ', '), v_upsert);
-        v_values := ARRAY[]::text[];
-      END IF;
+      v_row_key := NULL;
       IF v_table_id IS DISTINCT FROM v_change.table_id THEN
+        IF cardinality(v_values) > 0 THEN
+          v_batch := v_batch || tablesync._insert_sql(v_target, v_cols, v_values, v_upsert);
+          v_values := ARRAY[]::text[];
+          v_group_keys := ARRAY[]::text[];
+        END IF;
         v_table_id := v_change.table_id;
         SELECT * INTO v_table FROM tablesync.trigger_tables AS t WHERE t.id = v_change.table_id;
         v_skip := NOT FOUND;
@@ -369,19 +381,37 @@ BEGIN
         END IF;
       END IF;
       CONTINUE WHEN v_skip;
-      IF v_change.op = 'I' THEN
+      IF v_change.op = 'I' OR (v_change.op = 'U' AND v_keys IS NOT NULL
+          AND v_change.key IS NOT DISTINCT FROM tablesync._pick(v_change.row, v_key_pos)) THEN
+        -- joins the pending multi-row INSERT (an upsert on a keyed table), unless its key is
+        -- in it already: one row appears once per statement, so the changes apply in order
+        IF v_keys IS NOT NULL THEN
+          v_row_key := tablesync._tuple(tablesync._pick(v_change.row, v_key_pos));
+          IF v_row_key = ANY (v_group_keys) THEN
+            v_batch := v_batch || tablesync._insert_sql(v_target, v_cols, v_values, v_upsert);
+            v_values := ARRAY[]::text[];
+            v_group_keys := ARRAY[]::text[];
+          END IF;
+          v_group_keys := v_group_keys || v_row_key;
+        END IF;
         v_values := v_values || tablesync._tuple(v_change.row);
         v_bytes := v_bytes + octet_length(v_values[cardinality(v_values)]);
+      ELSIF cardinality(v_values) > 0 THEN
+        v_batch := v_batch || tablesync._insert_sql(v_target, v_cols, v_values, v_upsert);
+        v_values := ARRAY[]::text[];
+        v_group_keys := ARRAY[]::text[];
+      END IF;
+      IF v_change.op = 'I' OR v_row_key IS NOT NULL THEN
+        NULL;  -- queued in the pending INSERT above
       ELSIF v_change.op = 'T' THEN
         v_batch := v_batch || format('TRUNCATE %s', v_target);
       ELSIF v_keys IS NOT NULL THEN
-        IF v_change.op = 'D' OR v_change.key IS DISTINCT FROM tablesync._pick(v_change.row, v_key_pos) THEN
-          v_batch := v_batch || format('DELETE FROM %s WHERE (%s) = %s', v_target, v_keys,
-                                       tablesync._tuple(v_change.key));
-        END IF;
+        -- a DELETE, or an UPDATE that changes the key: delete the old key, upsert the new row
+        v_batch := v_batch || format('DELETE FROM %s WHERE (%s) = %s', v_target, v_keys,
+                                     tablesync._tuple(v_change.key));
         IF v_change.op = 'U' THEN
-          v_batch := v_batch || format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES %s%s',
-                                       v_target, v_cols, tablesync._tuple(v_change.row), v_upsert);
+          v_batch := v_batch || tablesync._insert_sql(v_target, v_cols,
+                                                      ARRAY[tablesync._tuple(v_change.row)], v_upsert);
         END IF;
         v_bytes := v_bytes + octet_length(v_batch[cardinality(v_batch)]);
       ELSE
@@ -408,9 +438,9 @@ BEGIN
       END IF;
       IF v_bytes > 4000000 THEN
         IF cardinality(v_values) > 0 THEN
-          v_batch := v_batch || format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES %s%s',
-                                       v_target, v_cols, array_to_string(v_values, ', '), v_upsert);
+          v_batch := v_batch || tablesync._insert_sql(v_target, v_cols, v_values, v_upsert);
           v_values := ARRAY[]::text[];
+          v_group_keys := ARRAY[]::text[];
         END IF;
         v_sql := array_to_string(v_batch, '; ');
         PERFORM @dblink@.dblink_exec(v_conn, v_sql);
@@ -420,8 +450,7 @@ BEGIN
       END IF;
     END LOOP;
     IF cardinality(v_values) > 0 THEN
-      v_batch := v_batch || format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES %s%s',
-                                   v_target, v_cols, array_to_string(v_values, ', '), v_upsert);
+      v_batch := v_batch || tablesync._insert_sql(v_target, v_cols, v_values, v_upsert);
     END IF;
     IF cardinality(v_batch) > 0 THEN
       v_sql := array_to_string(v_batch, '; ');
@@ -715,7 +744,8 @@ END
 
 # Creation order: SQL-language routines are checked at creation, so what they call comes first.
 ROUTINES = (
-    _FAILURE_HINT, _QUOTED_LIST, _TUPLE, _PICK, _MATCH_SQL, _REMOTE_CLOSE, _REMOTE_OPEN,
+    _FAILURE_HINT, _QUOTED_LIST, _TUPLE, _PICK, _MATCH_SQL, _INSERT_SQL, _REMOTE_CLOSE,
+    _REMOTE_OPEN,
     _APPLY_ENTRIES, _REGISTER_COMMIT, _CAPTURE_TRUNCATE, _COMMIT_IMMEDIATE, _FLUSH_BATCH,
     _FLUSH_STEP, _LAST_ERROR, _QUEUE_STATUS, _BACKLOG_ENDS, _FLUSH, _DRAIN, _VERIFY_TARGET,
 )
