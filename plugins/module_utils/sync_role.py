@@ -132,6 +132,7 @@ DANGEROUS_MEMBERSHIPS = ('pg_read_all_data', 'pg_write_all_data', 'pg_read_serve
 MONITORING_ROLES = ('pg_monitor', 'pg_read_all_settings', 'pg_read_all_stats',
                     'pg_stat_scan_tables')
 
+
 def refuse_superuser(desired, current):
     if current.superuser:
         raise SyncRoleError('Role %s is a superuser; this module manages least-privilege sync '

@@ -36,7 +36,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.statements im
 from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_capture import (
     BackfillStatement, capture_body, capture_name, capture_statement, capture_statements,
     drop_capture_statement)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_state import (  # noqa: F401 (re-exported)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_state import (  # noqa: F401 pylint: disable=unused-import
     ENABLED_ORIGIN, MODES, OWNER_FORBIDDEN, ROW_TRIGGER_TYPE, TABLE_KINDS, TRUNCATE_TRIGGER_TYPE,
     ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
     TableSpec, TriggerState, check_set_name, default_server_name, parse_tables,

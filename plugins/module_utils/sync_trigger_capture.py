@@ -79,17 +79,15 @@ def capture_body(set_name, mode, table_id, source, columns, key_columns, outputs
         '  v_id bigint;',
         'BEGIN',
         "  IF TG_OP = 'INSERT' THEN",
-        "    %s (%s, 'I', NULL,\n            %s)%s;" % (insert, common,
-                                                     values_array('NEW', columns, outputs),
-                                                     returning),
+        "    %s (%s, 'I', NULL,\n            %s)%s;" % (
+            insert, common, values_array('NEW', columns, outputs), returning),
         "  ELSIF TG_OP = 'UPDATE' THEN",
         "    %s (%s, 'U',\n            %s,\n            %s)%s;" % (
             insert, common, values_array('OLD', identity, outputs),
             values_array('NEW', columns, outputs), returning),
         '  ELSE',
-        "    %s (%s, 'D',\n            %s, NULL)%s;" % (insert, common,
-                                                       values_array('OLD', identity, outputs),
-                                                       returning),
+        "    %s (%s, 'D',\n            %s, NULL)%s;" % (
+            insert, common, values_array('OLD', identity, outputs), returning),
         '  END IF;%s' % register,
         '  RETURN NULL;',
         'END',
@@ -175,8 +173,8 @@ class BackfillStatement(Statement):
             Statement(sql.SQL('UPDATE tablesync.trigger_tables SET backfilled_at = '
                               'pg_catalog.now() WHERE id = %s'), (table_id,)),
         ]
-        Statement.__init__(self, sql.SQL('; ').join(s.query if not s.params else bind(s)
-                                                     for s in self.steps), (), autocommit=True)
+        shown = sql.SQL('; ').join(s.query if not s.params else bind(s) for s in self.steps)
+        Statement.__init__(self, shown, (), autocommit=True)
         self.result = None
 
     def execute(self, cursor):

@@ -155,7 +155,6 @@ def server_options_from_target(target, set_name):
     return options
 
 
-
 class SetSpec(object):
     """What the task asks for."""
 

@@ -31,7 +31,7 @@ description:
     including jsonb C(null), arrays with bounds and NULL elements, json with its exact text,
     numeric and float special values, C(-0), infinities, composites, domains, enums, ranges,
     money, xml, geometric types and TOASTed values.
-  - B(Identity.) A row is identified by its key (the primary key, or O(tables[].key_columns)
+  - B(Identity.) A row is identified by its key (the primary key, or C(key_columns) of O(tables)
     naming a unique index on NOT NULL columns) compared by value on the target, so one row has
     one identity whatever the session; inserts and updates are upserts on it. A table without
     a primary key is synced by B(whole-row identity) (as C(REPLICA IDENTITY FULL)); an UPDATE or

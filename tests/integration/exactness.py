@@ -172,7 +172,7 @@ class Workload(object):
         """(settings, statements, commit): one transaction of one session."""
         rnd = self.rnd
         statements = []
-        for _ in range(rnd.randint(1, 6)):
+        for _unused in range(rnd.randint(1, 6)):
             pick = rnd.random()
             statements.append(self.hard_statement() if pick < 0.5 else
                               self.bag_statement() if pick < 0.8 else self.part_statement())
@@ -191,9 +191,9 @@ def run_workload(conn_factory, seed, transactions, keyless_exact_values=False):
     """Runs the workload on the source; returns the number of committed transactions."""
     workload = Workload(seed, keyless_exact_values)
     committed = 0
-    conns = [conn_factory() for _ in SESSIONS]
+    conns = [conn_factory() for _session in SESSIONS]
     try:
-        for _ in range(transactions):
+        for _unused in range(transactions):
             settings, statements, commit = workload.transaction()
             conn = conns[SESSIONS.index(settings)]
             with conn.cursor() as cur:
@@ -224,9 +224,9 @@ def snapshot(cluster, db, table):
         conn.close()
 
 
-def assert_equal(source, target, db, seed, tables=TABLES, dbs=None):
+def assert_equal(source, target, db, seed, tables=None, dbs=None):
     source_db, target_db = dbs or (db, db)
-    for table in tables:
+    for table in tables or TABLES:
         want, have = snapshot(source, source_db, table), snapshot(target, target_db, table)
         if want != have:
             missing = [r for r in want if r not in have][:5]

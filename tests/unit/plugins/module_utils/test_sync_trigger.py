@@ -716,8 +716,8 @@ def test_upgrade_from_v1_applies_the_old_queue_then_rebuilds_every_set():
     other = st.ConfigTable(2, 'other', 'u', 'other', 'u', [], ['id'], set_name='s2',
                            mode='immediate')
     state = set_state(other_tables=[other], queued=5)
-    sources = {('public', 't'): source(), ('other', 'u'): source('u', 'other', primary_key=[],
-                                                                   columns=['id'])}
+    sources = {('public', 't'): source(),
+               ('other', 'u'): source('u', 'other', primary_key=[], columns=['id'])}
     the_plan = plan(spec(), env, state, sources)
     text = shown(the_plan)
     start = text.index('LOCK TABLE "other"."u", "public"."t" IN SHARE ROW EXCLUSIVE MODE')
