@@ -109,7 +109,7 @@ def test_exporter_timer_runs_the_exporter(name):
     assert timer.is_enabled and timer.is_running
     # the timer (not only the role's probe) wrote the file, and runs again within its interval
     assert wait_for(lambda: host.file(PROM).exists, timeout=30)
-    assert host.file(PROM).user == "postgres"
+    assert host.file(PROM).user == "tablesync_exporter"  # the pg_monitor role, not the superuser
     _exported_after(host, _now(host), timeout=60)
     result = host.check_output("systemctl show -p Result --value tablesync-exporter.service")
     assert result == "success"
