@@ -107,19 +107,6 @@ def capture_signature(table_id):
     return sql.SQL('{}()').format(sql.Identifier(q.SCHEMA, capture_name(table_id)))
 
 
-class CaptureState(object):
-    """A ``capture_<id>`` function as the catalog has it."""
-
-    def __init__(self, table_id, source, definer, config, owner, comment, public_execute):
-        self.table_id = table_id
-        self.source = source
-        self.definer = definer
-        self.config = list(config or [])
-        self.owner = owner
-        self.comment = comment
-        self.public_execute = public_execute
-
-
 def capture_statements(table_id, body, current, owner):
     """Create or replace the capture function when it differs, own it, revoke PUBLIC."""
     statements = []

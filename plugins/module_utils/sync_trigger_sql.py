@@ -190,7 +190,7 @@ def pinned_settings():
 
 
 def settings_clause():
-    parts = [sql.SQL('SET search_path = pg_catalog, pg_temp')]
+    parts = [sql.SQL('SET search_path = %s' % SEARCH_PATH)]
     for name, value in PINNED:
         parts.append(sql.SQL('SET {} = {}').format(sql.Identifier(name), sql.Literal(value)))
     return sql.SQL(' ').join(parts)
