@@ -180,7 +180,9 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common im
 from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
     PublicationError, check_row_filter)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_copies import (
-    CopySpec, Relation, plan_copies)
+    CopySpec, Relation, definition, plan_copies)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.single_statement import (
+    install as install_probe, run_probe)
 
 try:
     import psycopg2
@@ -339,6 +341,26 @@ def desired_copies(params):
         raise PlanError(str(e))
 
 
+def probe_filters(conn, specs, relations):
+    """Have the server confirm that each copy's query with its row filter is one statement
+    (EXPLAIN, through module_utils.single_statement; nothing is read). Raises PlanError naming
+    the copy; the probe's transaction is rolled back."""
+    try:
+        install_probe(conn)
+        with conn.cursor() as cur:
+            for spec in specs:
+                if not spec.where or not relations[spec.source].exists:
+                    continue
+                query = definition(spec, relations[spec.source])[0]
+                try:
+                    run_probe(cur, sql.SQL('EXPLAIN {}').format(query))
+                except psycopg2.Error as e:
+                    raise PlanError('copy %s: invalid where: %s'
+                                    % (spec.label, str(e).strip().splitlines()[0]))
+    finally:
+        conn.rollback()
+
+
 def keys_wanted(specs, sources):
     """{server: {(remote schema, remote table)}} for copies that use the remote primary key."""
     wanted = {}
@@ -363,6 +385,8 @@ def main():
     if params['state'] == 'present':
         remote_keys = reader.remote_keys(keys_wanted(specs, relations))
     try:
+        if params['state'] == 'present':
+            probe_filters(conn, specs, relations)
         plan = plan_copies(specs, relations, relations, remote_keys, params['state'],
                            params['cascade'], params['refresh'], module.check_mode)
     except PlanError as e:

@@ -332,6 +332,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.connection im
 from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import format_qualified
+from ansible_collections.tablesync.postgresql.plugins.module_utils.single_statement import (
+    install as install_probe, run_probe)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
     PUBLISH_OPS, PublicationError, adopt_equivalent_filters, desired_from_params,
     filter_key_columns, merge_desired, missing_objects_message, needs_identity_facts,
@@ -506,8 +508,8 @@ class PublicationCatalog(object):
         with self.conn.cursor() as cur:
             cur.execute('SAVEPOINT pg_publication_probe')
             try:
-                cur.execute(query)
-                result = cur.fetchone()[0]
+                # the server parses the query as one statement or refuses it unrun
+                result = run_probe(cur, query)
             except psycopg2.Error as e:
                 cur.execute('ROLLBACK TO SAVEPOINT pg_publication_probe')
                 return None, e
@@ -665,6 +667,7 @@ def run(module):
     catalog = PublicationCatalog(conn, version)
     planner = Planner(module, conn, catalog, version)
     try:
+        install_probe(conn)
         with conn.cursor() as cur:
             cur.execute('SET TRANSACTION READ ONLY')
         desired = desired_from_params(module.params, _standard_conforming_strings(conn))
