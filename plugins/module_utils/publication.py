@@ -790,13 +790,38 @@ def needs_recreate(desired, current):
     return bool(current) and bool(desired['all_tables']) != bool(current['all_tables'])
 
 
+def _same_rows(a, b):
+    """Two table items publish the same rows and columns (column list and row filter)."""
+    return (set(a.get('columns') or ()) == set(b.get('columns') or ())
+            and (a.get('where') or None) == (b.get('where') or None))
+
+
+def filter_changes(desired, current):
+    """Tables published now and wanted further with another row filter or column list: the
+    rows their subscribers hold were chosen by the old ones, so those tables must be copied
+    again (sorted keys). Empty when the publication is new or goes FOR ALL TABLES."""
+    if not current or desired.get('state') == 'absent' or needs_recreate(desired, current):
+        return []
+    want, have = desired['tables'], current['tables']
+    return sorted(k for k in want if k in have and not _same_rows(want[k], have[k]))
+
+
+def plan_drop_changed(desired, current):
+    """Only take the tables of ``filter_changes`` out of the publication (one statement, or
+    none). Their subscribers then drop them from their subscriptions (REFRESH PUBLICATION), and
+    a later run adds them back with the new filter and columns: the subscribers copy them
+    again from scratch. Nothing else of the publication changes."""
+    changed = filter_changes(desired, current)
+    if not changed:
+        return []
+    return [_alter(desired, sql.SQL('DROP TABLE {}').format(
+        sql.SQL(', ').join(_table_ref(k) for k in changed)))]
+
+
 def _table_changes(desired, current):
     """(to drop, to add): changed tables are in both (DROP + ADD in the same transaction)."""
     want, have = desired['tables'], current['tables']
-
-    def same(a, b):
-        return (set(a.get('columns') or ()) == set(b.get('columns') or ())
-                and (a.get('where') or None) == (b.get('where') or None))
+    same = _same_rows
     drop = sorted(k for k in have if k not in want or not same(want[k], have[k]))
     add = sorted(k for k in want if k not in have or not same(want[k], have[k]))
     return drop, add

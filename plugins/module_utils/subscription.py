@@ -622,6 +622,13 @@ def truncate_statement(tables):
         sql.SQL(', ').join(sql.Identifier(schema, table) for schema, table in tables)))
 
 
+def tables_to_empty(published, subscribed):
+    """``[(schema, table)]`` published but not yet in the subscription (``subscribed``: its
+    ``tables`` entries): what a refresh will start to copy, sorted."""
+    have = set(t['name'] for t in subscribed)
+    return sorted(set(t for t in published if format_qualified(*t) not in have))
+
+
 def owner_statement(name, owner):
     return _alter(name, sql.SQL('OWNER TO {}').format(sql.Identifier(owner)))
 

@@ -146,6 +146,24 @@ options:
       - Set to V(false) for tables that only ever get C(INSERT).
     type: bool
     default: true
+  changed_tables:
+    description:
+      - What to do with a published table whose C(where) or C(columns) changed (see
+        RV(filter_changed)).
+      - V(alter) changes the publication to the desired state, the changed tables with
+        C(DROP TABLE) and C(ADD TABLE) in one transaction. Subscribers then receive changes
+        chosen by the new filter, but keep the rows the old one chose: rows the new filter
+        admits are missing there, rows it excludes stay.
+      - V(drop) only takes the changed tables out of the publication and changes nothing
+        else, the first step of copying them again: the subscribers drop them from their
+        subscriptions (M(tablesync.postgresql.pg_subscription) with C(state=refreshed)), then
+        a run with V(alter) adds them back and a second refresh copies them from scratch with
+        the new filter and columns (with O(tablesync.postgresql.pg_subscription#module:empty_added_tables)).
+        Writes continue meanwhile; the subscribers' copies of those tables are stale, then
+        empty while they are copied again. C(playbooks/site.yml) does this for every sync set.
+    type: str
+    choices: [alter, drop]
+    default: alter
 notes:
   - All statements run in one transaction; an error (for example an invalid row filter) leaves the
     publication and the tables as they were.
@@ -233,6 +251,14 @@ recreated:
   returned: always
   type: bool
   sample: false
+filter_changed:
+  description: Published tables (C(schema.table)) whose row filter or column list differs from
+    the desired one, so their subscribers hold rows chosen by the old ones (see
+    O(changed_tables)). Filters are compared as PostgreSQL parses them.
+  returned: always
+  type: list
+  elements: str
+  sample: [sales.shipments]
 replica_identity_changes:
   description: Tables whose replica identity was (would be) changed, with the new identity
     (V(full), V(default) or V(index:<name>)).
@@ -336,9 +362,10 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.single_statem
     install as install_probe, run_probe)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
     PUBLISH_OPS, PublicationError, adopt_equivalent_filters, desired_from_params,
-    filter_key_columns, merge_desired, missing_objects_message, needs_identity_facts,
-    needs_recreate, order_columns, plan, plan_identity, plan_replica_identity, public_state,
-    state_from_catalog, structure_problems, table_identities, version_gates)
+    filter_changes, filter_key_columns, merge_desired, missing_objects_message,
+    needs_identity_facts, needs_recreate, order_columns, plan, plan_drop_changed, plan_identity,
+    plan_replica_identity, public_state, state_from_catalog, structure_problems,
+    table_identities, version_gates)
 
 try:
     import psycopg2
@@ -607,6 +634,7 @@ def argument_spec():
         cascade=dict(type='bool', default=False),
         replica_identity=dict(type='str'),
         check_replica_identity=dict(type='bool', default=True),
+        changed_tables=dict(type='str', default='alter', choices=['alter', 'drop']),
     )
     return spec
 
@@ -648,6 +676,17 @@ class Planner(object):
         self.recreated = needs_recreate(final, current)
         return plan_replica_identity(self.fixes) + plan(final, current, self.version), final
 
+    def drop_changed(self, final, current):
+        """(statements, predicted state) for changed_tables=drop: only the tables whose filter
+        or column list changed leave the publication; no replica identity is touched."""
+        self.fixes, self.recreated = [], False
+        if not current:
+            return [], None
+        kept = dict(current)
+        gone = set(filter_changes(final, current))
+        kept['tables'] = dict((k, v) for k, v in current['tables'].items() if k not in gone)
+        return plan_drop_changed(final, current), kept
+
     def resolve(self, final, desired, per_table):
         """Catalog facts for the final state; fails naming every missing object."""
         resolved = self.catalog.resolve(final, desired['owner'],
@@ -672,10 +711,14 @@ def run(module):
             cur.execute('SET TRANSACTION READ ONLY')
         desired = desired_from_params(module.params, _standard_conforming_strings(conn))
         current = catalog.read(desired['name'])
+        changed = []
         if desired['state'] == 'absent':
             statements, final = plan(desired, current, version), None
         else:
             statements, final = planner.present(desired, current)
+            changed = filter_changes(final, current)
+            if module.params['changed_tables'] == 'drop':
+                statements, final = planner.drop_changed(final, current)
     except PublicationError as e:
         module.fail_json(msg=str(e))
     except psycopg2.Error as e:
@@ -685,6 +728,7 @@ def run(module):
 
     executor = Executor(conn, module.check_mode)
     result = dict(changed=False, queries=executor.queries, recreated=planner.recreated,
+                  filter_changed=[format_qualified(*k) for k in changed],
                   replica_identity_changes=[
                       dict(table=format_qualified(s, t), replica_identity=_identity_text(w))
                       for s, t, w in planner.fixes])

@@ -318,6 +318,22 @@ options:
     type: str
     choices: [ignore, fail, rebuild]
     default: ignore
+  empty_added_tables:
+    description:
+      - Before a refresh (O(state=refreshed), or a publication change with O(refresh)) starts
+        copying tables newly published to an existing subscription, empty those of them that
+        exist here with C(TRUNCATE) (one transaction, before the refresh), so each copy starts
+        from an empty table and the target equals the source afterwards. Rows found there
+        are leftovers of an earlier subscription of the table, for example of a table whose
+        row filter changed (see O(tablesync.postgresql.pg_publication#module:changed_tables));
+        copied onto them, a table with a key would fail its copy on the first duplicate and
+        one without would hold both.
+      - The module reads the publisher's C(pg_publication_tables) as the subscription connects
+        (not in check mode). C(TRUNCATE) fails, and nothing changes, when a table outside the
+        set references one of them with a foreign key.
+      - V(false) leaves the tables as they are.
+    type: bool
+    default: false
 notes:
   - "Options that can be changed in place: O(publisher), O(publications), O(enabled),
     O(slot_name), O(synchronous_commit), O(binary), O(streaming), O(disable_on_error),
@@ -597,6 +613,12 @@ tables_added:
   type: list
   elements: str
   sample: [sales.returns]
+tables_emptied:
+  description: Tables emptied before a refresh copied them (O(empty_added_tables)).
+  returned: when O(state) is not V(absent)
+  type: list
+  elements: str
+  sample: [sales.shipments]
 tables_removed:
   description: Tables the run removed from the subscription.
   returned: when O(state) is not V(absent), not in check mode
@@ -623,7 +645,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription 
     desired_from_params, diff_summaries, lost_slot_status, password_changed, plan,
     plan_detach_and_drop, plan_rebuild, predict, refreshes_with_publication_change,
     refresh_skipped, required_versions, secret_variants, slot_left_behind, summarize,
-    error_total, sync_failure_message, sync_status, table_progress)
+    tables_to_empty, truncate_statement, error_total, sync_failure_message, sync_status, table_progress)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
     LOCK_CLASS, LOCK_QUERY, METHODS as COPY_METHODS, SnapshotCopyError, check_copy_options,
@@ -705,6 +727,7 @@ def argument_spec():
         on_lost_slot=dict(type='str', default='ignore', choices=['ignore', 'fail', 'rebuild']),
         initial_copy=dict(type='str', default='tablesync', choices=list(COPY_METHODS)),
         copy_jobs=dict(type='int', default=2),
+        empty_added_tables=dict(type='bool', default=False),
     )
     return spec
 
@@ -837,6 +860,7 @@ class SubscriptionTask(object):
             self.apply(current, self.planned)
             final = self.settle(current)
         self.result.setdefault('initial_copy', None)
+        self.result.setdefault('tables_emptied', [])
         self.result['rebuilt'] = None if lost is None else dict(
             (k, lost[k]) for k in ('slot', 'status', 'tables_emptied'))
         self.report(original, final)
@@ -1078,10 +1102,44 @@ class SubscriptionTask(object):
         if refresh_skipped(self.desired, current):
             self.warn('Subscription %s is disabled, so its table list was not refreshed after the '
                       'publication change; enable it and run with state=refreshed.' % self.name)
+        self.result['tables_emptied'] = []
+        if (current is not None and self.module.params['empty_added_tables']
+                and not self.module.check_mode
+                and (self.refresh_appended or refreshes_with_publication_change(self.desired, current))):
+            self.empty_added(current)
         try:
             self.execute(statements)
         except ExecutionError as e:
             self.fail('Could not change subscription %s: %s' % (self.name, e.msg))
+
+    def empty_added(self, current):
+        """TRUNCATE the local tables that the coming refresh will start to copy (published, not
+        yet subscribed), in one transaction before it (empty_added_tables)."""
+        conn, problem = self.publisher_connection(current)
+        if conn is None:
+            self.fail('Subscription %s: cannot tell which tables the refresh will copy: %s'
+                      % (self.name, problem))
+        publications = self.desired['publications'] or current['publications']
+        try:
+            with conn.cursor() as cur:
+                cur.execute(PUBLISHED_TABLES_QUERY, (list(publications),))
+                published = [tuple(r) for r in cur.fetchall()]
+        except psycopg2.Error as e:
+            self.fail('Subscription %s: could not read the published tables on the publisher: %s'
+                      % (self.name, str(e).strip()))
+        finally:
+            conn.close()
+        added = tables_to_empty(published, current['tables'])
+        local = set(self.catalog.local_tables(None, added)) if added else set()
+        tables = [t for t in added if t in local]
+        if not tables:
+            return
+        try:
+            self.execute([truncate_statement(tables)])
+        except ExecutionError as e:
+            self.fail('Subscription %s: nothing was changed; emptying the tables the refresh '
+                      'will copy failed: %s' % (self.name, e.msg))
+        self.result['tables_emptied'] = ['%s.%s' % t for t in tables]
 
     def drop(self, current, statements):
         """DROP SUBSCRIPTION; without the slot when the publisher is unreachable or lost it."""

@@ -698,3 +698,60 @@ def test_on_lost_slot_fail_then_rebuild(env, initial_copy):
               changed=False)
     env.pub_sql("INSERT INTO t VALUES (21, 'replicated again')")
     wait_for(lambda: env.count() == 21, timeout=60, what='replication after the rebuild')
+
+
+def test_changed_row_filter_is_copied_again_while_writes_go_on(env):
+    """The four steps site.yml runs for a changed row filter: pg_publication changed_tables=drop,
+    a refresh (the table leaves the subscription), pg_publication with the new filter, a refresh
+    with empty_added_tables (emptied, copied anew). A writer moves rows in and out of the filter
+    throughout; afterwards the target holds exactly the rows the new filter admits."""
+    import threading
+    t = env.create_table('t', rows=40)
+    env.pub_sql(sql.SQL("UPDATE {} SET v = CASE WHEN id % 2 = 0 THEN 'even' ELSE 'odd' END").format(t))
+    pub_args = dict(env.pub.login(env.pubdb), name=env.publication, check_replica_identity=True)
+    old = dict(pub_args, tables=[{'name': 'public.t', 'where': "v = 'even'", 'replica_identity': 'full'}])
+    new = dict(pub_args, tables=[{'name': 'public.t', 'where': "v = 'odd'", 'replica_identity': 'full'}])
+    assert_ok(run_module('tablesync.postgresql.pg_publication', old), changed=True)
+    assert_ok(env.run(wait_for_sync=True), changed=True)
+    assert env.count('t') == 20
+
+    stop = threading.Event()
+
+    def write():
+        conn = env.pub.connect(env.pubdb)
+        i = 100
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute("INSERT INTO t VALUES (%s, CASE WHEN %s %% 2 = 0 THEN 'even' ELSE 'odd' END)", (i, i))
+                cur.execute("UPDATE t SET v = CASE v WHEN 'even' THEN 'odd' ELSE 'even' END WHERE id = %s", (i // 2,))
+                cur.execute('DELETE FROM t WHERE id = %s', (i // 3 + 1,))
+                i += 1
+        conn.close()
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        first = run_module('tablesync.postgresql.pg_publication', dict(new, changed_tables='drop'))
+        assert_ok(first, changed=True)
+        assert first['filter_changed'] == ['public.t']
+        assert first['queries'] == ['ALTER PUBLICATION "%s" DROP TABLE ONLY "public"."t"' % env.publication]
+        left = env.run(state='refreshed', empty_added_tables=True)
+        assert_ok(left, changed=True)
+        assert left['tables_removed'] == ['public.t'] and left['tables_emptied'] == []
+        back = run_module('tablesync.postgresql.pg_publication', new)
+        assert_ok(back, changed=True)
+        assert back['filter_changed'] == []
+        copied = env.run(state='refreshed', empty_added_tables=True, wait_for_sync=True, wait_timeout=120)
+        assert_ok(copied, changed=True)
+        assert copied['tables_emptied'] == ['public.t'] and copied['tables_added'] == ['public.t']
+    finally:
+        stop.set()
+        writer.join()
+    source = 'SELECT id, v FROM t WHERE v = %s ORDER BY id'
+    wait_for(lambda: env.sub_sql('SELECT id, v FROM t ORDER BY id') == env.pub_sql(source, ('odd',)),
+             timeout=60, what='target equal to the rows of the new filter')
+    stats = env.sub.query('SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats '
+                          'WHERE subname = %s', (env.name,), dbname=env.subdb)
+    assert stats == [(0, 0)], stats
+    again = run_module('tablesync.postgresql.pg_publication', dict(new, changed_tables='drop'))
+    assert_ok(again, changed=False)
+    assert_ok(env.run(state='refreshed', empty_added_tables=True), changed=False)

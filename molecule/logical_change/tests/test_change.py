@@ -46,7 +46,7 @@ def test_changes_follow_the_new_model(pub, sub):
     assert psql(sub, "shop", "SELECT count(*) FROM sales.returns") == "5"
     # new row filter: DE arrives, NL no longer
     assert psql(sub, "shop", "SELECT string_agg(id || country, ',' ORDER BY id) FROM sales.shipments "
-                             "WHERE id >= 100") == "101DE"
+                             "WHERE id BETWEEN 100 AND 101") == "101DE"
 
 
 def test_absent_and_removed_sets_are_gone(pub, sub):
@@ -71,14 +71,6 @@ def test_check_mode_on_the_changed_model_changes_nothing():
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), out[-8000:]
 
 
-# The rollout of the changed model leaves one apply error counted on the subscription (seen in
-# the run of 2026-11-24; cause not yet investigated, see test_changed_model_rollout_has_no_apply_error):
-# the check runs below do not count apply errors so they test what they are about.
-NO_APPLY_ERRORS = ["-e", '{"tablesync_check_thresholds": {"max_apply_errors": null}}']
-
-
-@pytest.mark.xfail(strict=False, reason="the changed-model rollout left 1 apply error counted "
-                   "(pg_stat_subscription_stats) in the run of 2026-11-24; cause not yet known")
 def test_changed_model_rollout_has_no_apply_error(sub):
     assert psql(sub, "shop", "SELECT apply_error_count || '/' || sync_error_count "
                              "FROM pg_stat_subscription_stats WHERE subname = 'tablesync_orders'") == "0/0"
@@ -88,9 +80,30 @@ def _keys(host, sql):
     return set(psql(host, "shop", sql).splitlines())
 
 
+def _wait_equal(pub, sub, source_sql, target_sql):
+    source = target = None
+
+    def same():
+        nonlocal source, target
+        source, target = _keys(pub, source_sql), _keys(sub, target_sql)
+        return source == target
+    if not wait_for(same):
+        raise AssertionError("differ: only on the source %s, only on the target %s"
+                             % (sorted(source - target)[:20], sorted(target - source)[:20]))
+
+
+def test_changed_row_filter_copied_the_table_again(pub, sub):
+    """The new filter (DE) chose the rows: the table was copied again while the side effect's
+    writer moved rows in and out of the filter; the target holds exactly the DE rows."""
+    _wait_equal(pub, sub, "SELECT id || country FROM sales.shipments WHERE country = 'DE'",
+                "SELECT id || country FROM sales.shipments")
+    assert psql(sub, "shop", "SELECT count(*) FROM sales.shipments WHERE id > 1000") != "0"
+    assert psql(sub, "shop", "SELECT count(*) FROM sales.shipments WHERE country <> 'DE'") == "0"
+
+
 def test_check_playbook_follows_the_changed_model(pub, sub):
     """check.yml on the changed model: only the present set is reported, and it is healthy."""
-    rc, out = run_playbook("check.yml", "-e", "change_phase=changed", *NO_APPLY_ERRORS)
+    rc, out = run_playbook("check.yml", "-e", "change_phase=changed")
     assert rc == 0, out[-6000:]
     table = task_messages(out, "Show every sync set")
     assert len(table) == 2, table  # header + the one present set and target
@@ -99,24 +112,20 @@ def test_check_playbook_follows_the_changed_model(pub, sub):
 
 
 def test_check_verify_covers_the_added_table_and_the_changed_filter(pub, sub):
-    """Verification compares the added table, and shows what a changed row filter leaves behind:
-    PostgreSQL applies a new filter to new changes only (no re-copy), so the target keeps the
-    rows of the old filter and lacks the old rows of the new one."""
+    """Verification compares the added table and the table copied again under its new filter:
+    equal after the rollout, and a row missing on the target is found."""
+    rc, out = run_playbook("check.yml", "-e", "change_phase=changed", "-e", "tablesync_check_verify=true")
+    assert rc == 0, out[-6000:]
     psql(sub, "shop", "DELETE FROM sales.customers WHERE id = 100")  # a row missing in the added table
     try:
-        source = _keys(pub, "SELECT id || country FROM sales.shipments WHERE country = 'DE'")
-        target = _keys(sub, "SELECT id || country FROM sales.shipments")
-        stale = len(source ^ target)
-        assert stale > 0  # the initial copy was made under the old filter (NL)
-        rc, out = run_playbook("check.yml", "-e", "change_phase=changed", "-e", "tablesync_check_verify=true",
-                               *NO_APPLY_ERRORS)
+        rc, out = run_playbook("check.yml", "-e", "change_phase=changed", "-e", "tablesync_check_verify=true")
         assert rc != 0, out[-6000:]
         table = task_messages(out, "Show every sync set")
         assert len(table) == 2, table
-        assert f"{stale + 1} rows differ (sales.customers, sales.shipments)" in table[1], table
+        assert "1 rows differ (sales.customers)" in table[1], table
         breaches = task_messages(out, "Fail when a threshold is crossed")
         assert breaches == ["1 thresholds crossed:",
                             "sync set orders, change-pub/shop -> change-sub/shop: verification found "
-                            f"{stale + 1} rows differ (sales.customers, sales.shipments) (threshold 0)"], breaches
+                            "1 rows differ (sales.customers) (threshold 0)"], breaches
     finally:
         psql(sub, "shop", "INSERT INTO sales.customers VALUES (100, 'new customer') ON CONFLICT DO NOTHING")

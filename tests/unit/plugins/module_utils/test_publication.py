@@ -8,7 +8,8 @@ import pytest
 from ansible_collections.tablesync.postgresql.plugins.module_utils import connection
 from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
     FEATURE_GATES, PUBLISH_OPS, PublicationError, adopt_equivalent_filters, check_row_filter,
-    current_identity, desired_from_params, features_used, filter_key_columns, merge_desired,
+    current_identity, desired_from_params, features_used, filter_changes, filter_key_columns,
+    merge_desired, plan_drop_changed,
     missing_objects_message, needs_identity_facts, order_columns, parse_replica_identity, plan,
     plan_identity, plan_replica_identity, public_state, state_from_catalog, structure_problems,
     table_identities, version_gates, version_problems)
@@ -367,6 +368,23 @@ class TestAlter(object):
             'ALTER PUBLICATION "pub" DROP TABLE ONLY "public"."a"',
             'ALTER PUBLICATION "pub" ADD TABLE ONLY "public"."a" WHERE (id = 1)',
         ]
+
+    def test_changed_filters_and_columns_are_named_and_only_they_leave_with_drop(self):
+        def changed(**kw):
+            want = merge_desired(desired(**kw), CURRENT)
+            return filter_changes(want, CURRENT), render_all(plan_drop_changed(want, CURRENT))
+        assert changed() == ([], [])
+        # an added or removed table is no filter change
+        assert changed(tables=[{'name': 'b', 'columns': ['x', 'id'], 'where': '(x > 5)'}, 'c']) == ([], [])
+        assert changed(tables=[{'name': 'a', 'where': 'id = 1'}, 'b', 'c']) == (
+            [('public', 'a'), ('public', 'b')],
+            ['ALTER PUBLICATION "pub" DROP TABLE ONLY "public"."a", ONLY "public"."b"'])
+        assert changed(tables=['a', {'name': 'b', 'columns': ['id'], 'where': '(x > 5)'}])[0] == [('public', 'b')]
+
+    def test_no_filter_change_for_a_new_or_dropped_publication(self):
+        want = merge_desired(desired(tables=[{'name': 'a', 'where': 'id = 1'}]), None)
+        assert filter_changes(want, None) == [] and plan_drop_changed(want, None) == []
+        assert filter_changes({'state': 'absent', 'name': 'pub'}, CURRENT) == []
 
     def test_schemas(self):
         assert alter(schemas=['s2', 's3']) == [

@@ -892,3 +892,14 @@ def test_rebuild_of_a_disabled_subscription_without_tables():
 def test_rebuild_needs_what_creation_needs():
     with pytest.raises(SubscriptionError, match='publisher'):
         sub.plan_rebuild(desired(publications=['pub1']), current(), [('a', 'b')])
+
+
+def test_tables_to_empty_are_the_published_ones_not_yet_subscribed():
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import tables_to_empty
+    subscribed = [{'name': 'sales.orders', 'state': 'ready', 'state_code': 'r'},
+                  {'name': 'Sales.Order Items', 'state': 'ready', 'state_code': 'r'}]
+    published = [('sales', 'shipments'), ('sales', 'orders'), ('Sales', 'Order Items'),
+                 ('sales', 'shipments'), ('sales', 'customers')]
+    assert tables_to_empty(published, subscribed) == [('sales', 'customers'), ('sales', 'shipments')]
+    assert tables_to_empty([('sales', 'orders')], subscribed) == []
+    assert tables_to_empty([], []) == []
