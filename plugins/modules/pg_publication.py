@@ -152,10 +152,10 @@ options:
         RV(filter_changed)).
       - V(alter) changes the publication to the desired state, the changed tables with
         C(DROP TABLE) and C(ADD TABLE) in one transaction. Subscribers then receive changes
-        chosen by the new filter, but keep the rows the old one chose: rows the new filter
+        chosen by the new filter, but keep the rows the old one chose - rows the new filter
         admits are missing there, rows it excludes stay.
       - V(drop) only takes the changed tables out of the publication and changes nothing
-        else, the first step of copying them again: the subscribers drop them from their
+        else, the first step of copying them again; the subscribers drop them from their
         subscriptions (M(tablesync.postgresql.pg_subscription) with C(state=refreshed)), then
         a run with V(alter) adds them back and a second refresh copies them from scratch with
         the new filter and columns (with O(tablesync.postgresql.pg_subscription#module:empty_added_tables)).
