@@ -224,13 +224,15 @@ def snapshot(cluster, db, table):
         conn.close()
 
 
-def assert_equal(source, target, db, seed, tables=None, dbs=None):
+def assert_equal(source, target, db, seed, tables=None, dbs=None, target_tables=None):
+    """``target_tables``: {source table: the relation to read on the target} where it differs."""
     source_db, target_db = dbs or (db, db)
     for table in tables or TABLES:
-        want, have = snapshot(source, source_db, table), snapshot(target, target_db, table)
+        target_table = (target_tables or {}).get(table, table)
+        want, have = snapshot(source, source_db, table), snapshot(target, target_db, target_table)
         if want != have:
             missing = [r for r in want if r not in have][:5]
             extra = [r for r in have if r not in want][:5]
-            raise AssertionError('seed %d: %s differs (source %d rows, target %d rows)\n'
+            raise AssertionError('seed %d: %s differs from %s (source %d rows, target %d rows)\n'
                                  'only on the source: %r\nonly on the target: %r'
-                                 % (seed, table, len(want), len(have), missing, extra))
+                                 % (seed, target_table, table, len(want), len(have), missing, extra))

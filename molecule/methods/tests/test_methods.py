@@ -119,6 +119,53 @@ def test_trigger_target_down_source_writes_go_on(src, dst):
                     timeout=30)
 
 
+MALLORY_SETUP = """
+CREATE TABLE public.mallory_log (what text);
+GRANT INSERT ON public.mallory_log TO PUBLIC;
+CREATE FUNCTION public.evil_log(what text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.mallory_log VALUES (what);
+  BEGIN EXECUTE 'ALTER ROLE tablesync_mallory SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+END $$;
+CREATE FUNCTION public.evil_plus(a bigint, b bigint) RETURNS bigint LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM public.evil_log('+'); RETURN a OPERATOR(pg_catalog.+) b; END $$;
+CREATE OPERATOR public.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.evil_plus);
+CREATE FUNCTION public.evil_eq(a bigint, b integer) RETURNS boolean LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM public.evil_log('='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
+CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = public.evil_eq);
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM public.evil_log('now'); RETURN pg_catalog.now(); END $$;
+CREATE FUNCTION public.coalesce_hijack() RETURNS void LANGUAGE sql AS $$ SELECT 1 $$;
+ALTER DATABASE shop SET search_path = public, pg_catalog;
+"""
+
+
+def test_database_owner_cannot_hijack_the_flush_and_exporter_units(src, dst):
+    """Issue 13, finding 2, against the real units: the owner of the source database puts
+    operators and now() in public and makes public come first in the database's search_path;
+    the flush timer's unit (psql, run as postgres) and the exporter's unit still call none of
+    them, and the rows still arrive."""
+    psql(src, "postgres", "CREATE ROLE tablesync_mallory LOGIN")
+    psql(src, "postgres", "ALTER DATABASE shop OWNER TO tablesync_mallory")
+    try:
+        psql(src, "shop", "SET ROLE tablesync_mallory; " + MALLORY_SETUP)
+        psql(src, "shop", "INSERT INTO sales.orders VALUES (701, 1, 7.01, 'hijack?')")
+        src.check_output(f"systemctl start {FLUSH}.service")
+        src.check_output("systemctl start tablesync-exporter.service")
+        assert wait_for(lambda: psql(dst, "shop_copy", "SELECT count(*) FROM sales.orders WHERE id = 701") == "1",
+                        timeout=30)
+        assert psql(src, "shop", "SELECT count(*) FROM public.mallory_log") == "0"
+        assert psql(src, "postgres", "SELECT rolsuper FROM pg_roles WHERE rolname = 'tablesync_mallory'") == "f"
+    finally:
+        psql(src, "shop", "ALTER DATABASE shop RESET search_path")
+        psql(src, "shop", "DROP TABLE IF EXISTS public.mallory_log; DROP OPERATOR IF EXISTS public.+ (bigint, bigint); "
+                          "DROP OPERATOR IF EXISTS public.= (bigint, integer); DROP FUNCTION IF EXISTS "
+                          "public.evil_plus(bigint, bigint), public.evil_eq(bigint, integer), public.now(), "
+                          "public.coalesce_hijack(), public.evil_log(text)")
+        psql(src, "postgres", "ALTER DATABASE shop OWNER TO postgres")
+        psql(src, "postgres", "DROP ROLE tablesync_mallory")
+
+
 def test_monitoring_timer_and_metrics(host):
     assert host.service("tablesync-exporter.timer").is_enabled
     assert host.service("tablesync-exporter.timer").is_running
