@@ -185,7 +185,8 @@ def upgrade_statements(env, set_state, plan):
     statements = [lock_statement(tables)] if tables else []
     if set_state.queued:
         drain = FetchStatement(sql.SQL(
-            'SELECT coalesce(sum(tablesync.drain(s.name)), 0) FROM tablesync.trigger_sets AS s'))
+            'SELECT coalesce(sum(tablesync.drain(s.name)), 0)::bigint '
+            'FROM tablesync.trigger_sets AS s'))
         plan.drains.append(drain)
         statements.append(drain)
     statements.extend(drop_trigger_statement(name, (schema, table))

@@ -35,6 +35,9 @@ ENABLED_ORIGIN = 'O'
 # every writer of a synced table.
 OWNER_FORBIDDEN = ('superuser', 'login', 'createrole', 'createdb', 'replication', 'bypassrls')
 _VERSION_RE = re.compile(r'^%s v(\d+)$' % re.escape(q.MARKER))
+# the first line of every body the collection installs (also there when a dump or restore
+# dropped the comments)
+_HEADER_RE = re.compile(r'^-- %s v(\d+) ' % re.escape(q.MARKER))
 
 
 class PlanError(Exception):
@@ -204,7 +207,10 @@ class RoutineState(object):
 
     @property
     def ours(self):
-        return (self.comment or '').startswith(q.MARKER)
+        return (self.comment or '').startswith(q.MARKER) or self._header() is not None
+
+    def _header(self):
+        return _HEADER_RE.match(self.source or '')
 
     @property
     def capture_id(self):
@@ -214,7 +220,7 @@ class RoutineState(object):
 
     @property
     def version(self):
-        match = _VERSION_RE.match(self.comment or '')
+        match = _VERSION_RE.match(self.comment or '') or self._header()
         return int(match.group(1)) if match else None
 
 

@@ -426,6 +426,37 @@ def test_apply_conflict_resolved_by_skipping_the_transaction(src, dst):
     assert_synced(src, dst, TABLES + (ADDED,))
 
 
+def _stock_error(src):
+    return psql(src, "shop", "SELECT coalesce(last_error, '') FROM tablesync.trigger_sets "
+                             "WHERE set_name = 'stock'")
+
+
+def test_trigger_target_error_stops_the_set_is_shown_and_retried(src, dst):
+    """Issue 12 item 2 under the running writer: a constraint only the target has refuses a
+    change the source accepted. That set's flush stops with the set, table and statement named,
+    check.yml shows it, the queue keeps every change; once the target is fixed the next flush
+    applies them all (nothing skipped) and the error is cleared."""
+    psql(dst, "stock_copy", "ALTER TABLE app.stock ADD CONSTRAINT faults_only_on_target "
+                            "CHECK (id <> -7) NOT VALID")
+    try:
+        psql(src, "shop", "INSERT INTO app.stock VALUES (-7, 7)")
+        src.run(f"systemctl start {FLUSH}.service")
+        assert wait_for(lambda: "faults_only_on_target" in _stock_error(src), timeout=60, interval=1)
+        error = _stock_error(src)
+        assert "stock" in error and "app.stock" in error, error
+        queued = int(psql(src, "shop", "SELECT count(*) FROM tablesync.trigger_changes"))
+        assert queued > 0
+        rc, out = check_playbook()
+        assert rc != 0, out[-6000:]
+        assert "faults_only_on_target" in out, out[-6000:]
+    finally:
+        psql(dst, "stock_copy", "ALTER TABLE app.stock DROP CONSTRAINT faults_only_on_target")
+    src.run(f"systemctl start {FLUSH}.service")
+    assert wait_for(lambda: _stock_error(src) == "", timeout=60, interval=1)
+    assert psql(dst, "stock_copy", "SELECT qty FROM app.stock WHERE id = -7") == "7"
+    assert_synced(src, dst, TABLES + (ADDED,))
+
+
 def test_check_playbook_healthy_after_all_faults(src, dst):
     """Every fault resolved and the error counts reset: the check is green again. (Without
     -e tablesync_check_verify=true: pg_table_compare needs a key, app.events has none; the

@@ -721,7 +721,7 @@ def test_upgrade_from_v1_applies_the_old_queue_then_rebuilds_every_set():
     the_plan = plan(spec(), env, state, sources)
     text = shown(the_plan)
     start = text.index('LOCK TABLE "other"."u", "public"."t" IN SHARE ROW EXCLUSIVE MODE')
-    assert text[start + 1] == ('SELECT coalesce(sum(tablesync.drain(s.name)), 0) FROM '
+    assert text[start + 1] == ('SELECT coalesce(sum(tablesync.drain(s.name)), 0)::bigint FROM '
                                'tablesync.trigger_sets AS s')
     assert text[start + 2:start + 4] == ['DROP TRIGGER "tablesync_s1" ON "public"."t"',
                                          'DROP TRIGGER "tablesync_s2" ON "other"."u"']
