@@ -534,9 +534,14 @@ def _needs_reload(setting, desired):
             and not same_value(setting, desired, setting.setting))
 
 
-def _in_sync(setting, desired, files_readable):
+def _in_sync(setting, desired, files_readable, at_least=False):
     if desired.reset:
         return files_readable and not setting.in_auto_conf
+    if at_least and setting.server_value is not None:
+        try:
+            return canonical(setting, setting.server_value) >= desired.canonical
+        except InvalidValue:
+            return False
     return same_value(setting, desired, setting.server_value)
 
 
@@ -557,11 +562,13 @@ def _sentence(text):
     return text[:1].upper() + text[1:] + '.'
 
 
-def plan_settings(desired, current, files_readable=True):
+def plan_settings(desired, current, files_readable=True, at_least=()):
     """Plan ALTER SYSTEM statements.
 
     ``desired``: dict setting name -> value as written in the task (None: RESET).
     ``current``: dict setting name (the same keys) -> Setting, or None for an unknown name.
+    ``at_least``: names of integer settings whose desired value is a lower bound: a value the
+    server has (or is configured to) at or above it is kept.
     Raises SettingsError naming every unknown setting and every invalid value.
     """
     problems = check_names(desired)
@@ -580,8 +587,15 @@ def plan_settings(desired, current, files_readable=True):
             problems.append(_sentence(str(e)))
     if problems:
         raise SettingsError(problems)
+    lower_bounds = set(k.lower() for k in at_least)
+    problems = ['Setting %s cannot be a lower bound (at_least): it is not an integer.' % key
+                for key in desired if key.lower() in lower_bounds
+                and current[key].vartype != 'integer']
+    if problems:
+        raise SettingsError(problems)
     changes = [SettingChange(key, current[key], values[key]) for key in desired
-               if not _in_sync(current[key], values[key], files_readable)]
+               if not _in_sync(current[key], values[key], files_readable,
+                               key.lower() in lower_bounds)]
     # Strings first: only the server can validate them, and when it refuses the first one
     # nothing has been written yet.
     changes.sort(key=lambda change: change.setting.vartype != 'string')

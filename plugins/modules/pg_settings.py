@@ -46,6 +46,16 @@ options:
         them.
     type: dict
     required: true
+  at_least:
+    description:
+      - Names of integer settings in O(settings) whose value is a lower bound, not an exact
+        value - a value the server has or is configured to that is at or above it is kept
+        (no change, no restart). For capacity limits (C(max_wal_senders),
+        C(max_replication_slots), worker counts) that must never be lowered by a restart.
+      - Naming a setting that is not an integer fails the task.
+    type: list
+    elements: str
+    default: []
   state:
     description:
       - Only V(present) is supported; use a V(null) value to remove a setting.
@@ -321,6 +331,7 @@ def argument_spec():
     spec = connection_argument_spec()
     spec.update(
         settings=dict(type='dict', required=True),
+        at_least=dict(type='list', elements='str', default=[]),
         state=dict(type='str', default='present', choices=['present']),
     )
     return spec
@@ -334,7 +345,8 @@ def main():
         before = ServerSettings(conn, desired).read()
         warn_about(module, before)
         try:
-            plan = plan_settings(desired, before.settings, before.files_readable)
+            plan = plan_settings(desired, before.settings, before.files_readable,
+                                 module.params['at_least'])
         except SettingsError as e:
             module.fail_json(msg=str(e), problems=e.problems)
         executor = Executor(conn, module.check_mode)

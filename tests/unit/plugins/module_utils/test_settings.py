@@ -405,3 +405,26 @@ def test_restore_statements():
 def test_empty_settings_plan_nothing():
     p = plan_settings({}, {})
     assert p.statements == [] and p.predicted() == ({}, [])
+
+
+class TestAtLeast(object):
+    """Capacity settings given as lower bounds (pg_settings at_least)."""
+
+    def _plan(self, configured, wanted):
+        current = {'max_connections': setting('max_connections', setting=configured)}
+        return plan_settings({'max_connections': wanted}, current, at_least=['max_connections'])
+
+    def test_a_higher_value_is_kept_a_lower_one_raised(self):
+        assert self._plan('200', 100).changes == []
+        assert self._plan('100', 100).changes == []
+        assert [c.key for c in self._plan('100', 200).changes] == ['max_connections']
+        # without at_least the value is exact
+        exact = plan_settings({'max_connections': 100},
+                              {'max_connections': setting('max_connections', setting='200')})
+        assert [c.key for c in exact.changes] == ['max_connections']
+
+    def test_only_integers(self):
+        current = {'wal_level': setting('wal_level')}
+        with pytest.raises(SettingsError) as err:
+            plan_settings({'wal_level': 'logical'}, current, at_least=['wal_level'])
+        assert 'not an integer' in str(err.value)
