@@ -35,9 +35,9 @@ sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
 from common import add_standard_arguments, chart, make_result, print_table, write_json  # noqa: E402
 from pgcluster import Cluster, cleanup, make_base  # noqa: E402
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (  # noqa: E402
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (  # noqa: E402
     alter_options_statement, option_changes)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import bind  # noqa: E402
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import bind  # noqa: E402
 
 DB = 'bench'
 SERVER = 'bench_source'

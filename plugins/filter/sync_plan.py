@@ -31,7 +31,7 @@ from ansible.module_utils.six import string_types
 
 from ansible.module_utils.six.moves.collections_abc import Mapping
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, parse_qualified, format_qualified)
 
 PREFIX = 'tablesync_'

@@ -142,13 +142,13 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     FDW_NAME, PlanError, apply_statements, fail_on_old_server, normalize_options, parse_options)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_server import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.server import (
     ServerSpec, ServerState, plan_server, predicted_state)
 
 

@@ -138,13 +138,13 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     PlanError, apply_statements, fail_on_old_server, parse_options)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_user_mappings import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.user_mappings import (
     PUBLIC, MappingSpec, MappingState, mappings_as_list, plan_mappings)
 
 

@@ -169,19 +169,19 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, bind)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     PlanError, apply_statements, parse_options)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publication import (
     PublicationError, check_row_filter)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_copies import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.copies import (
     CopySpec, Relation, definition, plan_copies)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.single_statement import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.single_statement import (
     install as install_probe, run_probe)
 
 try:
@@ -343,7 +343,7 @@ def desired_copies(params):
 
 def probe_filters(conn, specs, relations):
     """Have the server confirm that each copy's query with its row filter is one statement
-    (EXPLAIN, through module_utils.single_statement; nothing is read). Raises PlanError naming
+    (EXPLAIN, through module_utils.core.single_statement; nothing is read). Raises PlanError naming
     the copy; the probe's transaction is rolled back."""
     try:
         install_probe(conn)

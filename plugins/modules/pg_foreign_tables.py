@@ -204,14 +204,14 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     format_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import bind
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import bind
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     PlanError, apply_statements, fail_on_old_server)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_foreign_tables import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.foreign_tables import (
     DRIFT_ACTIONS, CatalogState, ForeignTablesSpec, Probe, Relation, parse_tables,
     plan_foreign_tables, probe_import_statement)
 

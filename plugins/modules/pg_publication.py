@@ -352,15 +352,15 @@ diff:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, connection_secrets, redact_text, require_version,
     server_version)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import format_qualified
-from ansible_collections.tablesync.postgresql.plugins.module_utils.single_statement import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.single_statement import (
     install as install_probe, run_probe)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publication import (
     PUBLISH_OPS, PublicationError, adopt_equivalent_filters, desired_from_params,
     filter_changes, filter_key_columns, merge_desired, missing_objects_message,
     needs_identity_facts, needs_recreate, order_columns, plan, plan_drop_changed, plan_identity,

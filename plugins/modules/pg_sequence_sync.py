@@ -168,12 +168,12 @@ diff:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, connection_secrets, error_text, remote_connection_params,
     remote_server_argument_spec, traceback_text, require_version)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sequence_sync import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.sequence_sync import (
     Link, SequenceError, SequenceState, diff, parse_sequences, parse_tables, plan, resolve_pairs,
     values_query)
 

@@ -171,11 +171,11 @@ diff:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, error_text)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.settings import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.server.settings import (
     Setting, SettingsError, plan_settings, reload_statement, waits_for_restart)
 
 try:

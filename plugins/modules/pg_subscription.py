@@ -631,29 +631,29 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, ensure_psycopg2, redact_text, remote_server_argument_spec,
     require_version, server_version)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import (
     ConninfoError, secrets_of)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import NameError_
-from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import NameError_
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
     PG15, SLOT_NONE, SYNC_ERRORS_TOLERATED, SubscriptionError, catalog_query, classify_drop_error, current_from_row,
     drop_statement,
     desired_from_params, diff_summaries, lost_slot_status, password_changed, plan,
     plan_detach_and_drop, plan_rebuild, predict, refreshes_with_publication_change,
     refresh_skipped, required_versions, secret_variants, slot_left_behind, summarize,
     tables_to_empty, truncate_statement, error_total, sync_failure_message, sync_status, table_progress)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
-from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import build_conninfo
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copy import (
     LOCK_CLASS, LOCK_QUERY, METHODS as COPY_METHODS, SnapshotCopyError, check_copy_options,
     finish_statements, is_interrupted, recovery_statements, slot_command, snapshot_desired,
     uses_snapshot)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copier import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copier import (
     ON_PUBLISHER, SnapshotCopier)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, render)
 
 try:

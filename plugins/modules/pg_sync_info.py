@@ -304,10 +304,10 @@ fdw_servers:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, require_version)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_info import SECTIONS, SyncInfo
-from ansible_collections.tablesync.postgresql.plugins.module_utils.server_log import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.sync_info import SECTIONS, SyncInfo
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.server_log import (
     last_apply_errors, log_file, read_tail, resolved)
 
 try:

@@ -288,11 +288,11 @@ diff:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, error_text)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.server.sync_role import (
     DANGEROUS_MEMBERSHIPS, DEPENDENCY_KINDS, MONITORING_ROLES, Dependency, DesiredRole,
     RoleState, SequenceState, SyncRoleError, TableState, blockers_message, desired_privileges, granted_sequences,
     granted_tables, held_sequences, missing_tables, password_state, password_update_needed,

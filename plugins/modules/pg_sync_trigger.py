@@ -398,16 +398,16 @@ diff:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, require_version)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import parse_options
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import parse_options
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.planner import (
     ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
     TriggerState, parse_tables, plan, row_trigger_name, truncate_trigger_name)
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 
 try:
     import psycopg2

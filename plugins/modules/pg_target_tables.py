@@ -254,12 +254,12 @@ diff:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, connection_secrets, error_text, remote_connection_params,
     remote_server_argument_spec, traceback_text)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.target_tables import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import (
     PlanError, TargetState, needed_collations, needed_types, parse_table_specs, plan_changes,
     resolve_desired, table_from_catalog)
 

@@ -5,7 +5,7 @@ import pytest
 from pgcluster import Cluster
 from runner import run_module, run_tasks
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.settings import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.server.settings import (
     InvalidValue, Setting, canonical)
 
 MODULE = 'tablesync.postgresql.pg_settings'

@@ -230,7 +230,7 @@ def test_interrupted_copy_is_recovered_by_the_next_run(env):
     """The state a run killed during the copy leaves (the slot, the subscription on it disabled
     and marked, one table half filled) is emptied, dropped and copied again by the next run;
     while another session holds the copy lock, a run refuses to touch it."""
-    from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copy import (
         COPY_MARKER, LOCK_CLASS)
     orders_env(env, 1000)
     env.sub_sql(sql.SQL(
@@ -298,7 +298,7 @@ def test_run_killed_during_the_copy_is_recovered_by_the_next(env, tmp_path):
     import yaml
 
     from runner import BINDIR, ansible_env
-    from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copy import (
         COPY_MARKER)
 
     for run in (env.pub_sql, env.sub_sql):

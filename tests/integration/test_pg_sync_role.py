@@ -6,7 +6,7 @@ import pytest
 
 from runner import run_module, run_tasks
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.scram import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.scram import (
     parse_verifier, verify_password)
 
 MODULE = 'tablesync.postgresql.pg_sync_role'

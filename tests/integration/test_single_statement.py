@@ -5,7 +5,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.single_statement import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.single_statement import (
     install, run_probe)
 
 

@@ -1,5 +1,5 @@
 """connection_kwargs(): module options first, then the libpq environment, then defaults."""
-from ansible_collections.tablesync.postgresql.plugins.module_utils import connection as c
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core import connection as c
 
 
 def params(**kw):

@@ -3,7 +3,7 @@ what libpq reads (libpq's own parser, via psycopg2's parse_dsn, is the oracle)."
 import pytest
 from psycopg2.extensions import parse_dsn
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import (
     ConninfoError, build_conninfo, parse_conninfo, quote_value, redact_conninfo, secrets_of)
 
 HOSTILE_VALUES = [

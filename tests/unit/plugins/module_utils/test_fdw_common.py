@@ -1,11 +1,11 @@
 """Generic OPTIONS handling of the postgres_fdw planners: parsing, normalizing, ADD/SET/DROP."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     PlanError, alter_options_statement, comment_statement, create_options_clause,
     normalize_options, option_changes, parse_options, redacted_options, same_value,
     version_requirements)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, render)
 from psycopg2 import sql
 

@@ -1,10 +1,10 @@
 """pg_foreign_table_copies planner: materialized-view copies, unique keys, refresh SQL."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_copies import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.copies import (
     CopySpec, Relation, fingerprint_comment, definition, index_name, plan_copies)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import PlanError
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render_all
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 
 SRC = ('shop_fdw', 'orders')
 COPY = ('shop', 'orders')

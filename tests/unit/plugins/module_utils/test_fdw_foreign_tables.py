@@ -1,11 +1,11 @@
 """pg_foreign_tables planner: IMPORT FOREIGN SCHEMA, explicit tables, drift, exclusive, absent."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_foreign_tables import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.foreign_tables import (
     CatalogState, Column, ForeignTablesSpec, ImportSpec, Probe, Relation, parse_tables,
     plan_foreign_tables, probe_import_statement)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import PlanError
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     render, render_all)
 
 HOSTILE = ['Mixed Case', 'with "quotes"', "semi;colon'; DROP TABLE x;--", 'ünïcødé ✓', 'x' * 63]

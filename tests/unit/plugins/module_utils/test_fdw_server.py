@@ -1,10 +1,10 @@
 """pg_fdw_server planner: extension, CREATE/ALTER/DROP SERVER, owner, comment."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_server import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.server import (
     ServerSpec, ServerState, plan_server, predicted_state)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import PlanError
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render_all
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 
 HOSTILE = ['Mixed Case', 'with "quotes"', "semi;colon'; DROP TABLE x;--", 'ünïcødé ✓', 'x' * 63]
 

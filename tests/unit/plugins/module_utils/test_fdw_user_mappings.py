@@ -1,10 +1,10 @@
 """pg_fdw_user_mappings planner: create/alter/drop, PUBLIC, password change never shown."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_user_mappings import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.user_mappings import (
     PUBLIC, MappingSpec, MappingState, mappings_as_list, plan_mappings, role_key)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import PlanError
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render_all
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 
 SECRET = "pa'ss; DROP ROLE x --"
 QUIET = ("SELECT pg_catalog.set_config('log_statement', 'none', true), "

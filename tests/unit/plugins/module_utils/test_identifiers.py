@@ -1,7 +1,7 @@
 """User-written names are taken literally; quoting is only needed for dots inside a part."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, format_qualified, parse_qualified, split_name)
 
 

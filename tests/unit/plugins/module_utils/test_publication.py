@@ -5,15 +5,15 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils import connection
-from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core import connection
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publication import (
     FEATURE_GATES, PUBLISH_OPS, PublicationError, adopt_equivalent_filters, check_row_filter,
     current_identity, desired_from_params, features_used, filter_changes, filter_key_columns,
     merge_desired, plan_drop_changed,
     missing_objects_message, needs_identity_facts, order_columns, parse_replica_identity, plan,
     plan_identity, plan_replica_identity, public_state, state_from_catalog, structure_problems,
     table_identities, version_gates, version_problems)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render_all
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 
 PG15 = 150004
 ALL = tuple(PUBLISH_OPS)

@@ -5,10 +5,10 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sequence_sync import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.sequence_sync import (
     Link, SequenceError, SequenceState, diff, parse_sequences, parse_tables, plan, resolve_pairs,
     setval_statement, values_query)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, bind, render, render_all)
 
 HOSTILE = ('Wé"ird; Schema', 'Seq %s; DROP TABLE x --')

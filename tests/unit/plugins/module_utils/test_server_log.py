@@ -1,7 +1,7 @@
 """Reading the last apply error of each subscription from a server log (no database)."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils import server_log
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops import server_log
 
 P = '2026-11-24 20:10:01.123 UTC [4242] '
 Q = '2026-11-24 20:10:06.456 UTC [4250] '

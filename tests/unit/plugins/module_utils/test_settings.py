@@ -1,10 +1,10 @@
 """Settings planner: values compared the way PostgreSQL reads them, every transition, no-op."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.settings import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.server.settings import (
     InvalidValue, Setting, SettingsError, canonical, convert_to_base_unit, desired_value,
     parse_bool, plan_settings, split_list, unquote_conf, waits_for_restart)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render
 
 
 # pg_settings rows of PostgreSQL 15 (the columns the planner uses)

@@ -2,10 +2,10 @@
 publication merging, target checks, index deferral, statements and quoting."""
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils import snapshot_copy as sc
-from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical import snapshot_copy as sc
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copy import (
     SnapshotCopyError)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, render)
 
 

@@ -2,7 +2,7 @@
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement, quote_ident, quote_literal, render)
 
 HOSTILE = [

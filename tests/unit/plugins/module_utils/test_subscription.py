@@ -3,13 +3,13 @@ without a database."""
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils import subscription as sub
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import redact_text
-from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import quote_value
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import NameError_
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical import subscription as sub
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import redact_text
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import quote_value
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import NameError_
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement, bind, render)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
     SLOT_NONE, SubscriptionError, current_from_row, desired_from_params, plan)
 
 PG13, PG14, PG15, PG16, PG17, PG18 = 130000, 140000, 150000, 160000, 170000, 180000
@@ -895,7 +895,7 @@ def test_rebuild_needs_what_creation_needs():
 
 
 def test_tables_to_empty_are_the_published_ones_not_yet_subscribed():
-    from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import tables_to_empty
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import tables_to_empty
     subscribed = [{'name': 'sales.orders', 'state': 'ready', 'state_code': 'r'},
                   {'name': 'Sales.Order Items', 'state': 'ready', 'state_code': 'r'}]
     published = [('sales', 'shipments'), ('sales', 'orders'), ('Sales', 'Order Items'),

@@ -9,8 +9,8 @@ import decimal
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_info as si
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement, render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops import sync_info as si
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement, render
 
 
 def text(composable):

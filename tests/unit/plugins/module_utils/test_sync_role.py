@@ -4,11 +4,11 @@ import re
 
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.scram import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.scram import (
     build_verifier, is_verifier, parse_verifier, saslprep, verify_password)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, render, render_all)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_role import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.server.sync_role import (
     READ_PRIVILEGES, WRITE_PRIVILEGES, Dependency, DesiredRole, RoleState, SequenceState,
     SyncRoleError, TableState, blockers_message, check_role_name, desired_privileges,
     granted_sequences, granted_tables, missing_tables, password_update_needed, plan_drop,

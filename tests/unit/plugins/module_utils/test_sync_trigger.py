@@ -4,11 +4,11 @@ import re
 
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger as st
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_capture as cap
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import planner as st
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import capture as cap
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement)
 
 OWNER = q.OWNER_DEFAULT

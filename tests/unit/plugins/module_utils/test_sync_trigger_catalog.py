@@ -2,7 +2,7 @@
 import pytest
 
 from ansible_collections.tablesync.postgresql.plugins.modules import pg_sync_trigger as m
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.planner import PlanError
 
 
 def test_trigger_arguments_are_decoded_from_tgargs_hex():
@@ -34,7 +34,7 @@ def test_catalog_queries_take_parameters_only():
 
 
 def _plan_with_backfill():
-    from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger as st
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import planner as st
     the_plan = st.Plan()
     first = st.verify_statement('s1')
     backfill = st.BackfillStatement('s1', 1, ('public', 't'), False, ['id'],
@@ -47,8 +47,8 @@ def _plan_with_backfill():
 
 
 def test_failure_messages_say_what_state_the_set_is_in():
-    from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import ExecutionError
-    from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import ExecutionError
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render
     the_plan, first, backfill, drain = _plan_with_backfill()
 
     def message(statement):

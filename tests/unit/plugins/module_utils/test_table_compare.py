@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement, render
-from ansible_collections.tablesync.postgresql.plugins.module_utils.table_compare import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement, render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.table_compare import (
     CompareError, Comparison, Range, ResolvedTable, SideTable, TableSpec, Task, Tuning,
     bounds_query, bucket_expr, compare_query, key_literal, parse_table_specs, resolve_table,
     retry_tasks, row_hash, session_statements, table_result, top_level_task)

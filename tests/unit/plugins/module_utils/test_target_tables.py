@@ -5,9 +5,9 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import parse_qualified
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import render_all
-from ansible_collections.tablesync.postgresql.plugins.module_utils.target_tables import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import parse_qualified
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import (
     CatalogSQL, Column, PlanError, TargetState, catalog_type_name, column_definition,
     describe_differences, parse_table_specs, plan_changes, resolve_desired, table_from_catalog)
 
@@ -431,7 +431,7 @@ def test_replica_identity_index_not_built_twice():
 
 
 def test_index_definition_must_come_from_the_catalog():
-    from ansible_collections.tablesync.postgresql.plugins.module_utils.target_tables import (
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import (
         Index, create_index)
     with pytest.raises(TypeError):
         create_index(ORDERS, Index('x', method='btree (a); DROP TABLE t'))

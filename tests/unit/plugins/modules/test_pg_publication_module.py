@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ansible_collections.tablesync.postgresql.plugins.modules import pg_publication
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement, render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement, render
 
 
 def test_examples_and_return_parse_and_use_fqcn():

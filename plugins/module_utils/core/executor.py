@@ -11,8 +11,8 @@ statements PostgreSQL refuses inside a transaction block in autocommit mode.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import bind, render
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import redact_text
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import bind, render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import redact_text
 
 try:
     import psycopg2

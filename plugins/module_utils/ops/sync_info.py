@@ -21,10 +21,10 @@ __metaclass__ = type
 import datetime
 import decimal
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import (
     SECRET_KEYS, ConninfoError, parse_conninfo)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import format_qualified
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_sql import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import (
     CHANGES_TABLE, SCHEMA as TRIGGER_SCHEMA, SETS_TABLE, TABLES_TABLE)
 
 try:

@@ -29,11 +29,11 @@ __metaclass__ = type
 import collections
 import threading
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.publication import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publication import (
     PublicationError, check_row_filter)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.text_forms import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.text_forms import (
     TEXT_FORM_SETTINGS)
 
 try:

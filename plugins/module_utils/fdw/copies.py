@@ -22,11 +22,11 @@ try:
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, render)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     format_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import PlanError
 
 COMMENT_PREFIX = 'tablesync.postgresql copy of '
 INDEX_PREFIX = 'tablesync_copy_key_'

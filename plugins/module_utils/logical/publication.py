@@ -26,9 +26,9 @@ expression (see ``adopt_equivalent_filters``), so ``a > 5`` and ``(a > 5)`` comp
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 
 try:
     from psycopg2 import sql

@@ -10,11 +10,11 @@ the number of statements does not grow with the number of tables.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.scram import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.scram import (
     build_verifier, verify_password)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement)
 
 try:

@@ -19,11 +19,11 @@ try:
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.connection import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     require_version, server_version)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.executor import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement)
 
 FDW_NAME = 'postgres_fdw'

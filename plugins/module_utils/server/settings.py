@@ -20,7 +20,7 @@ __metaclass__ = type
 import math
 import re
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 
 try:
     from psycopg2 import sql

@@ -27,21 +27,21 @@ __metaclass__ = type
 import csv
 import io
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     alter_options_statement, create_options_clause, option_changes)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     format_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement, bind)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_capture import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.capture import (
     BackfillStatement, capture_body, capture_name, capture_statement, capture_statements,
     drop_capture_statement)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_state import (  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import (  # noqa: F401 pylint: disable=unused-import
     ENABLED_ORIGIN, MODES, OWNER_FORBIDDEN, ROW_TRIGGER_TYPE, TABLE_KINDS, TRUNCATE_TRIGGER_TYPE,
     ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
     TableSpec, TriggerState, check_set_name, default_server_name, parse_tables,
     row_trigger_name, server_options_from_target, truncate_trigger_name)
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 
 try:
     from psycopg2 import sql

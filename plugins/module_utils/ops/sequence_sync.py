@@ -14,9 +14,9 @@ alone.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, quote_ident)
 
 try:

@@ -27,10 +27,10 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
 
 from ansible.module_utils.six import string_types
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     PlanError, create_options_clause, normalize_options, option_changes, options_clause,
     parse_options)
 

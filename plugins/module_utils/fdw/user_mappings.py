@@ -19,8 +19,8 @@ try:
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
-from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw_common import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     PlanError, alter_options_statement, create_options_clause, normalize_options,
     option_changes, redacted_options)
 

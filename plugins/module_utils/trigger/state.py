@@ -12,11 +12,11 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.sync_trigger_capture import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.capture import (
     CAPTURE_NAME_RE)
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 
 MODES = ('queued', 'immediate')
 SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')

@@ -26,13 +26,13 @@ import os
 import threading
 import time
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.conninfo import build_conninfo
-from ansible_collections.tablesync.postgresql.plugins.module_utils.snapshot_copy import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import build_conninfo
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copy import (
     PUBLICATIONS_QUERY, PUBLISHED_QUERY, SLOT_EXISTS_QUERY, SnapshotCopyError, check_publications,
     check_slot_free,
     check_publisher_version, merge_published, nonempty_query, plan_tables, slot_command,
     target_query)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import bind, render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import bind, render
 
 try:
     import psycopg2

@@ -34,7 +34,7 @@ routine whose body differs (an upgrade).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.text_forms import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.text_forms import (
     TEXT_FORM_SETTINGS)
 
 try:

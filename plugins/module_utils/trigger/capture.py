@@ -25,9 +25,9 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, bind, quote_ident)
-from ansible_collections.tablesync.postgresql.plugins.module_utils import sync_trigger_sql as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 
 try:
     from psycopg2 import sql

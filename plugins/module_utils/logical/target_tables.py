@@ -28,9 +28,9 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.identifiers import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 
 try:
     from psycopg2 import sql

@@ -27,8 +27,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.statements import Statement
-from ansible_collections.tablesync.postgresql.plugins.module_utils.subscription import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
     comment_statement, drop_statement, enable_statement, truncate_statement)
 
 try:
