@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-DEB_PACKAGES=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs
+# debian-archive-keyring: Debian's signing keys, which debootstrap needs to check the Debian
+# suites of the images; Debian has it already, Ubuntu installs it from its universe component.
+DEB_PACKAGES=(podman runc debootstrap debian-archive-keyring uidmap slirp4netns fuse-overlayfs
               postgresql postgresql-contrib python3-venv python3-dev gcc make git
               rsync iproute2 ca-certificates shellcheck python3-psycopg2)
 missing=()

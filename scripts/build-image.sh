@@ -76,7 +76,11 @@ PACKAGES=(python3 python3-apt systemd systemd-sysv dbus sudo iproute2 procps
 echo "build-image: debootstrap $SUITE (${PACKAGES[*]})"
 # LC_ALL=C.UTF-8: postgresql-common creates the default cluster during debootstrap with the
 # environment's locale; C.UTF-8 gives it UTF8 encoding instead of SQL_ASCII.
-LC_ALL=C.UTF-8 LANG=C.UTF-8 debootstrap --variant=minbase --components=main \
+# The keyring is given explicitly: on Ubuntu debootstrap's default is Ubuntu's, which does
+# not sign Debian's suites.
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+[ -r "$KEYRING" ] || { echo "build-image: $KEYRING is missing: install debian-archive-keyring" >&2; exit 1; }
+LC_ALL=C.UTF-8 LANG=C.UTF-8 debootstrap --variant=minbase --components=main --keyring="$KEYRING" \
   --cache-dir="$DEBS" --include="$(IFS=,; echo "${PACKAGES[*]}")" \
   "$SUITE" "$ROOTFS" "$MIRROR" >"$BUILD_DIR/$SUITE.debootstrap.log" 2>&1 \
   || { tail -n 30 "$BUILD_DIR/$SUITE.debootstrap.log" >&2; exit 1; }
