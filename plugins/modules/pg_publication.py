@@ -366,6 +366,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publi
     needs_identity_facts, needs_recreate, order_columns, plan, plan_drop_changed, plan_identity,
     plan_replica_identity, public_state, state_from_catalog, structure_problems,
     table_identities, version_gates)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10, PG11, PG13, PG15
 
 try:
     import psycopg2
@@ -406,15 +407,15 @@ SELECT current_user AS login_role,
   FROM (SELECT 1) AS one
   LEFT JOIN pg_catalog.pg_publication p ON p.pubname = %(name)s
 ''').format(
-        pubtruncate=_version_sql(version, 110000, 'p.pubtruncate', 'false'),
-        pubviaroot=_version_sql(version, 130000, 'p.pubviaroot', 'NULL::boolean'),
-        columns=_version_sql(version, 150000, '''(
+        pubtruncate=_version_sql(version, PG11, 'p.pubtruncate', 'false'),
+        pubviaroot=_version_sql(version, PG13, 'p.pubviaroot', 'NULL::boolean'),
+        columns=_version_sql(version, PG15, '''(
                    SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum)
                      FROM pg_catalog.pg_attribute a
                     WHERE a.attrelid = r.prrelid AND a.attnum = ANY (r.prattrs::pg_catalog.int2[]))''',
                              'NULL::json'),
-        where=_version_sql(version, 150000, 'pg_catalog.pg_get_expr(r.prqual, r.prrelid)', 'NULL::text'),
-        schemas=_version_sql(version, 150000, '''(
+        where=_version_sql(version, PG15, 'pg_catalog.pg_get_expr(r.prqual, r.prrelid)', 'NULL::text'),
+        schemas=_version_sql(version, PG15, '''(
          SELECT pg_catalog.json_agg(n.nspname ORDER BY n.nspname)
            FROM pg_catalog.pg_publication_namespace pn
            JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
@@ -491,7 +492,7 @@ SELECT (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
        (%(owner)s::text IS NULL
         OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %(owner)s)) AS owner_exists,
        (SELECT pg_catalog.json_agg(pg_catalog.row_to_json(leaves)) FROM leaves) AS leaves
-''').format(nkeyatts=_version_sql(version, 110000, 'indnkeyatts', 'indnatts'))
+''').format(nkeyatts=_version_sql(version, PG11, 'indnkeyatts', 'indnatts'))
 
 
 class PublicationCatalog(object):
@@ -702,7 +703,7 @@ class Planner(object):
 def run(module):
     conn = connect(module)
     version = server_version(conn)
-    require_version(module, conn, 100000, 'Logical replication publications')
+    require_version(module, conn, PG10, 'Logical replication publications')
     catalog = PublicationCatalog(conn, version)
     planner = Planner(module, conn, catalog, version)
     try:

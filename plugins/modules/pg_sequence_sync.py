@@ -176,6 +176,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.sequence_sync import (
     Link, SequenceError, SequenceState, diff, parse_sequences, parse_tables, plan, resolve_pairs,
     values_query)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10
 
 try:
     import psycopg2
@@ -289,7 +290,7 @@ def main():
 
     source_conn = connect(module, params=source_connection_params(p))
     try:
-        require_version(module, source_conn, 100000, 'pg_sequence_sync (source server)')
+        require_version(module, source_conn, PG10, 'pg_sequence_sync (source server)')
         source_conn.set_session(readonly=True)
         src_tables, src_links, src_states = SequenceCatalog(source_conn).read(
             tables, [s for s, _t in requested])
@@ -301,7 +302,7 @@ def main():
 
     conn = connect(module)
     try:
-        require_version(module, conn, 100000, 'pg_sequence_sync (target server)')
+        require_version(module, conn, PG10, 'pg_sequence_sync (target server)')
         wanted = [t for _s, t in requested] + [l.sequence for l in src_links]
         try:
             _t, dst_links, dst_states = SequenceCatalog(conn).read(tables, wanted)

@@ -640,7 +640,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
-    PG15, SLOT_NONE, SYNC_ERRORS_TOLERATED, SubscriptionError, catalog_query, classify_drop_error, current_from_row,
+    SLOT_NONE, SYNC_ERRORS_TOLERATED, SubscriptionError, catalog_query, classify_drop_error, current_from_row,
     drop_statement,
     desired_from_params, diff_summaries, lost_slot_status, password_changed, plan,
     plan_detach_and_drop, plan_rebuild, predict, refreshes_with_publication_change,
@@ -655,6 +655,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snaps
     ON_PUBLISHER, SnapshotCopier)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, render)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG15
 
 try:
     import psycopg2

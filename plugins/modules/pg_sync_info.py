@@ -309,6 +309,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.sync_info import SECTIONS, SyncInfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.server_log import (
     last_apply_errors, log_file, read_tail, resolved)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10
 
 try:
     import psycopg2
@@ -424,7 +425,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     conn = connect(module)
     try:
-        require_version(module, conn, 100000, 'pg_sync_info')
+        require_version(module, conn, PG10, 'pg_sync_info')
         if module.params['each_database']:
             info = read_each_database(module, conn)
         else:

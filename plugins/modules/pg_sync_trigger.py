@@ -408,13 +408,14 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.plann
     ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
     TriggerState, parse_tables, plan, row_trigger_name, truncate_trigger_name)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG12
 
 try:
     import psycopg2
 except ImportError:  # pragma: no cover - reported by connection.connect()
     psycopg2 = None
 
-MINIMUM_VERSION = 120000
+MINIMUM_VERSION = PG12
 
 ENVIRONMENT_QUERY = '''
 SELECT current_user AS role,

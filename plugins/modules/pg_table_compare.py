@@ -270,6 +270,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.table_compare import (
     CompareError, Comparison, SqlSide, Tuning, parse_table_specs, resolve_table, retry_tasks,
     session_statements, table_result, top_level_task)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11, PG95
 
 try:
     import psycopg2
@@ -329,7 +330,7 @@ SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
 def read_catalog(conn, specs):
     """Catalog rows of the listed tables (dicts, ``kind`` None when missing), one query."""
     query = sql.SQL(_CATALOG_SQL).format(
-        key_columns=sql.SQL('i.indnkeyatts' if conn.server_version >= 110000 else 'i.indnatts'))
+        key_columns=sql.SQL('i.indnkeyatts' if conn.server_version >= PG11 else 'i.indnatts'))
     params = dict(schemas=[s.schema for s in specs], names=[s.name for s in specs])
     with conn.cursor() as cur:
         cur.execute("SET LOCAL search_path = pg_catalog")
@@ -367,7 +368,7 @@ class Servers(object):
         self.conns = {}
         self.conns['source'] = connect(module, params=source_connection_params(module.params))
         self.conns['target'] = connect(module)
-        minimum = 110000 if module.params['checksum'] == 'hashtext' else 90500
+        minimum = PG11 if module.params['checksum'] == 'hashtext' else PG95
         for side, conn in self.conns.items():
             require_version(module, conn, minimum, 'pg_table_compare (%s server, checksum=%s)'
                             % (side, module.params['checksum']))

@@ -262,6 +262,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import (
     PlanError, TargetState, needed_collations, needed_types, parse_table_specs, plan_changes,
     resolve_desired, table_from_catalog)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11, PG12
 
 try:
     import psycopg2
@@ -402,8 +403,8 @@ class TableCatalog(object):
     def _definitions(self):
         version = self.conn.server_version
         return sql.SQL(_DEFINITIONS_SQL).format(
-            generated=sql.SQL(_GENERATED_EXPR if version >= 120000 else 'NULL::text'),
-            key_columns=sql.SQL('i.indnkeyatts' if version >= 110000 else 'i.indnatts'))
+            generated=sql.SQL(_GENERATED_EXPR if version >= PG12 else 'NULL::text'),
+            key_columns=sql.SQL('i.indnkeyatts' if version >= PG11 else 'i.indnatts'))
 
     def _query(self, template, params):
         query = sql.SQL(template).format(definitions=self._definitions())

@@ -15,6 +15,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import requirement_message
 
 PSYCOPG2_IMPORT_ERROR = None
 try:
@@ -133,20 +134,11 @@ def server_version(conn):
     return conn.server_version
 
 
-def version_text(num):
-    """150004 -> '15', 90600 -> '9.6' (the major version as PostgreSQL names it)."""
-    major = num // 10000
-    if major >= 10:
-        return str(major)
-    return '%d.%d' % (major, (num // 100) % 100)
-
-
 def require_version(module, conn, minimum, feature):
     """Fail with a message naming the feature and the PostgreSQL version it needs."""
     have = server_version(conn)
     if have < minimum:
-        module.fail_json(msg='%s requires PostgreSQL %s or later; the server runs PostgreSQL %s.'
-                         % (feature, version_text(minimum), version_text(have)))
+        module.fail_json(msg=requirement_message(feature, minimum, have))
 
 
 def redact_text(text, secrets, mask='********'):

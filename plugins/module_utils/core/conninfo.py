@@ -12,6 +12,8 @@ and ``postgresql://`` URIs (percent-encoding, several hosts, query parameters).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+
 import re
 
 _KEY_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
@@ -26,7 +28,7 @@ _SPACES = frozenset(' \t\n\r\f\v')
 _URI_PREFIXES = ('postgresql://', 'postgres://')
 
 
-class ConninfoError(ValueError):
+class ConninfoError(TablesyncError):
     pass
 
 

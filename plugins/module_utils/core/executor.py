@@ -13,6 +13,7 @@ __metaclass__ = type
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import bind, render
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import redact_text
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 
 try:
     import psycopg2
@@ -20,7 +21,7 @@ except ImportError:  # pragma: no cover
     psycopg2 = None
 
 
-class ExecutionError(Exception):
+class ExecutionError(TablesyncError):
     def __init__(self, msg, query):
         super(ExecutionError, self).__init__(msg)
         self.msg = msg

@@ -12,10 +12,12 @@ without a schema is in ``public``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+
 NAMEDATALEN = 64  # identifiers longer than NAMEDATALEN - 1 bytes are truncated by PostgreSQL
 
 
-class NameError_(ValueError):
+class NameError_(TablesyncError):
     pass
 
 

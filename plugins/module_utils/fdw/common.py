@@ -25,6 +25,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG13, PG14, PG15, PG16, PG18
 
 FDW_NAME = 'postgres_fdw'
 
@@ -44,19 +46,19 @@ _FALSE = frozenset(['false', 'off', 'no', '0', 'f', 'n'])
 # exist in every supported version (or are libpq options, checked by the server itself).
 OPTION_VERSIONS = {
     'server': {
-        'truncatable': 140000, 'batch_size': 140000, 'async_capable': 140000,
-        'keep_connections': 140000, 'parallel_commit': 150000, 'parallel_abort': 160000,
-        'analyze_sampling': 160000, 'use_scram_passthrough': 180000,
+        'truncatable': PG14, 'batch_size': PG14, 'async_capable': PG14,
+        'keep_connections': PG14, 'parallel_commit': PG15, 'parallel_abort': PG16,
+        'analyze_sampling': PG16, 'use_scram_passthrough': PG18,
     },
     'user mapping': {
-        'password_required': 130000, 'sslcert': 130000, 'sslkey': 130000,
+        'password_required': PG13, 'sslcert': PG13, 'sslkey': PG13,
     },
     'foreign table': {
-        'truncatable': 140000, 'batch_size': 140000, 'async_capable': 140000,
-        'analyze_sampling': 160000,
+        'truncatable': PG14, 'batch_size': PG14, 'async_capable': PG14,
+        'analyze_sampling': PG16,
     },
     'IMPORT FOREIGN SCHEMA': {
-        'import_generated': 130000,
+        'import_generated': PG13,
     },
 }
 
@@ -75,10 +77,6 @@ MISPLACED_OPTIONS = {
         'table_name': 'use remote_name, not options',
     },
 }
-
-
-class PlanError(ValueError):
-    """The desired state cannot be reached; the message says why and what to do."""
 
 
 def parse_options(values):

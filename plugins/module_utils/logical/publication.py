@@ -29,6 +29,8 @@ __metaclass__ = type
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10, PG11, PG13, PG15, requirement_message
 
 try:
     from psycopg2 import sql
@@ -39,12 +41,12 @@ PUBLISH_OPS = ('insert', 'update', 'delete', 'truncate')
 
 # The one table of version gates: feature -> (minimum server_version_num, what the user asked for).
 FEATURE_GATES = {
-    'publication': (100000, 'Logical replication publications'),
-    'publish_truncate': (110000, 'Publishing TRUNCATE (publish: truncate)'),
-    'publish_via_partition_root': (130000, 'The publish_via_partition_root option'),
-    'row_filter': (150000, 'Row filters (tables[].where)'),
-    'column_list': (150000, 'Column lists (tables[].columns)'),
-    'schemas': (150000, 'Publishing schemas (schemas: FOR TABLES IN SCHEMA)'),
+    'publication': (PG10, 'Logical replication publications'),
+    'publish_truncate': (PG11, 'Publishing TRUNCATE (publish: truncate)'),
+    'publish_via_partition_root': (PG13, 'The publish_via_partition_root option'),
+    'row_filter': (PG15, 'Row filters (tables[].where)'),
+    'column_list': (PG15, 'Column lists (tables[].columns)'),
+    'schemas': (PG15, 'Publishing schemas (schemas: FOR TABLES IN SCHEMA)'),
 }
 
 TABLE_KEYS = frozenset(('name', 'columns', 'where', 'replica_identity'))
@@ -53,7 +55,7 @@ TABLE_KEYS = frozenset(('name', 'columns', 'where', 'replica_identity'))
 REPLIDENT_NAMES = {'d': 'DEFAULT', 'n': 'NOTHING', 'f': 'FULL', 'i': 'USING INDEX'}
 
 
-class PublicationError(ValueError):
+class PublicationError(TablesyncError):
     """Invalid input or a state PostgreSQL would refuse; the message is shown to the user."""
 
 
@@ -83,15 +85,9 @@ def version_gates(state):
     return [FEATURE_GATES[key] for key in features_used(state)]
 
 
-def _version_text(num):
-    major = num // 10000
-    return str(major) if major >= 10 else '%d.%d' % (major, (num // 100) % 100)
-
-
 def version_problems(state, server_version):
     """Messages (same wording as connection.require_version) for features the server lacks."""
-    return ['%s requires PostgreSQL %s or later; the server runs PostgreSQL %s.'
-            % (feature, _version_text(minimum), _version_text(server_version))
+    return [requirement_message(feature, minimum, server_version)
             for minimum, feature in version_gates(state) if server_version < minimum]
 
 
@@ -410,7 +406,7 @@ def public_state(state, server_version=None, creator=None):
     if not state:
         return {}
     pubviaroot = state.get('publish_via_partition_root')
-    if pubviaroot is None and server_version and server_version >= 130000:
+    if pubviaroot is None and server_version and server_version >= PG13:
         pubviaroot = False
     return {
         'name': state['name'],

@@ -30,14 +30,14 @@ import re
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
     comment_statement, drop_statement, enable_statement, truncate_statement)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG12, PG15
 
 try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
 
-PG12 = 120000
-PG15 = 150000
 # pg_publication_tables has the column lists and row filters from PostgreSQL 15
 MIN_PUBLISHER_VERSION = PG15
 METHODS = ('tablesync', 'snapshot')
@@ -52,7 +52,7 @@ LOCK_QUERY = 'SELECT pg_catalog.pg_try_advisory_lock(%s, pg_catalog.hashtext(%s)
 _SLOT_NAME_RE = re.compile(r'^[a-z0-9_]{1,63}$')
 
 
-class SnapshotCopyError(Exception):
+class SnapshotCopyError(TablesyncError):
     pass
 
 

@@ -24,13 +24,14 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
     NAMEDATALEN, check_identifier, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import (
+    PG10, PG14, PG15, PG16, PG17, PG18, requirement_message, version_text)
 
 try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
-
-PG10, PG14, PG15, PG16, PG17, PG18 = 100000, 140000, 150000, 160000, 170000, 180000
 
 MIN_VERSION = PG10  # CREATE SUBSCRIPTION exists since PostgreSQL 10
 
@@ -49,7 +50,7 @@ _LSN_RE = re.compile(r'^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$')
 LOST_SLOT_ACTIONS = ('ignore', 'fail', 'rebuild')
 
 
-class SubscriptionError(ValueError):
+class SubscriptionError(TablesyncError):
     """A desired state that cannot be reached; the message says why and what to do."""
 
 
@@ -374,14 +375,7 @@ def check_versions(desired, server_version):
     """Raise SubscriptionError naming the first feature the server is too old for."""
     for minimum, feature in required_versions(desired):
         if server_version < minimum:
-            raise SubscriptionError('%s requires PostgreSQL %s or later; the server runs '
-                                    'PostgreSQL %s.' % (feature, version_text(minimum),
-                                                        version_text(server_version)))
-
-
-def version_text(num):
-    major = num // 10000
-    return str(major) if major >= 10 else '%d.%d' % (major, (num // 100) % 100)
+            raise SubscriptionError(requirement_message(feature, minimum, server_version))
 
 
 def defaults(server_version):

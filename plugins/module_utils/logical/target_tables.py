@@ -31,6 +31,7 @@ import re
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 
 try:
     from psycopg2 import sql
@@ -47,15 +48,6 @@ OTHER_KINDS = {
 # digits, the array suffix and spaces ("timestamp(3) with time zone", "public.mood[]").
 _TYPE_TOKEN = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|\(\d+(?:,\d+)*\)|\[\]|\.| )'
 _TYPE_NAME_RE = re.compile(r'^%s+$' % _TYPE_TOKEN)
-
-
-class PlanError(Exception):
-    """The plan cannot be carried out; ``messages`` name every problem found."""
-
-    def __init__(self, messages, differences=None):
-        self.messages = list(messages)
-        self.differences = differences or {}
-        super(PlanError, self).__init__(' '.join(self.messages))
 
 
 class CatalogSQL(str):
@@ -221,7 +213,7 @@ def parse_table_specs(tables):
     if not specs and not errors:
         errors.append('tables must list at least one table.')
     if errors:
-        raise PlanError(errors)
+        raise PlanError(errors, separator=' ')
     return specs
 
 
@@ -315,7 +307,7 @@ def resolve_desired(specs, source_tables):
     if missing:
         errors.insert(0, 'Tables missing on the source: %s.' % ', '.join(missing))
     if errors:
-        raise PlanError(errors)
+        raise PlanError(errors, separator=' ')
     return desired
 
 
@@ -364,7 +356,7 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True, index
                       'check_columns=false to skip existing tables anyway): %s.'
                       % describe_differences(differences))
     if errors:
-        raise PlanError(errors, differences)
+        raise PlanError(errors, differences, separator=' ')
     statements = [create_schema(s) for s in missing_schemas]
     for table in to_create:
         statements.extend(create_table(table))

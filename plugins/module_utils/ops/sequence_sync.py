@@ -18,6 +18,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
     NameError_, format_qualified, parse_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, quote_ident)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 
 try:
     from psycopg2 import sql
@@ -27,7 +28,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
 SEQUENCE_KEYS = frozenset(('name', 'target'))
 
 
-class SequenceError(ValueError):
+class SequenceError(TablesyncError):
     def __init__(self, messages):
         if isinstance(messages, str):
             messages = [messages]

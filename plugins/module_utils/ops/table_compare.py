@@ -35,6 +35,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publi
     PublicationError, check_row_filter)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.text_forms import (
     TEXT_FORM_SETTINGS)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11
 
 try:
     from psycopg2 import sql
@@ -52,7 +54,7 @@ _TYPE_FAMILIES = {'smallint': 'integer', 'integer': 'integer', 'bigint': 'intege
 SESSION_SETTINGS = TEXT_FORM_SETTINGS + (('default_transaction_read_only', 'on'),)
 
 
-class CompareError(ValueError):
+class CompareError(TablesyncError):
     pass
 
 
@@ -456,7 +458,7 @@ def session_statements(server_version):
     """SET statements run once per connection before comparing."""
     stmts = [sql.SQL('SET {} = {}').format(sql.Identifier(name), sql.Literal(value))
              for name, value in SESSION_SETTINGS]
-    if server_version >= 110000:
+    if server_version >= PG11:
         stmts.append(sql.SQL('SET jit = off'))
     return stmts
 

@@ -21,6 +21,7 @@ import math
 import re
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 
 try:
     from psycopg2 import sql
@@ -70,7 +71,7 @@ class InvalidValue(ValueError):
     """A value PostgreSQL would refuse for a setting."""
 
 
-class SettingsError(ValueError):
+class SettingsError(TablesyncError):
     """Problems with the desired settings (all of them, in one message)."""
 
     def __init__(self, problems):

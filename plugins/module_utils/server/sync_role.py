@@ -16,6 +16,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.scram im
     build_verifier, verify_password)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 
 try:
     from psycopg2 import sql
@@ -30,7 +31,7 @@ WRITE_PRIVILEGES = frozenset(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'
 RESERVED_ROLE_NAMES = ('public', 'none')
 
 
-class SyncRoleError(ValueError):
+class SyncRoleError(TablesyncError):
     pass
 
 

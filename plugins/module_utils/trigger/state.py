@@ -17,6 +17,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.capture import (
     CAPTURE_NAME_RE)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 
 MODES = ('queued', 'immediate')
 SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
@@ -38,14 +39,6 @@ _VERSION_RE = re.compile(r'^%s v(\d+)$' % re.escape(q.MARKER))
 # the first line of every body the collection installs (also there when a dump or restore
 # dropped the comments)
 _HEADER_RE = re.compile(r'^-- %s v(\d+) ' % re.escape(q.MARKER))
-
-
-class PlanError(Exception):
-    """The desired state cannot be reached; ``messages`` name every problem found."""
-
-    def __init__(self, messages):
-        self.messages = [messages] if isinstance(messages, str) else list(messages)
-        super(PlanError, self).__init__('; '.join(self.messages))
 
 
 # ---- names ----------------------------------------------------------------------------------

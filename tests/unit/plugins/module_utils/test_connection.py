@@ -53,9 +53,10 @@ def test_password_is_no_log_in_spec():
 
 
 def test_version_text():
-    assert c.version_text(150004) == '15'
-    assert c.version_text(170000) == '17'
-    assert c.version_text(90624) == '9.6'
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import version_text
+    assert version_text(150004) == '15'
+    assert version_text(170000) == '17'
+    assert version_text(90624) == '9.6'
 
 
 def test_redact_text_masks_every_secret():
