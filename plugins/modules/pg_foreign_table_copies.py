@@ -177,8 +177,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statemen
     Statement, bind)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     PlanError, apply_statements, parse_options)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publication import (
-    PublicationError, check_row_filter)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.row_filter import RowFilterError, check_row_filter
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.copies import (
     CopySpec, Relation, definition, plan_copies)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.single_statement import (
@@ -329,7 +328,7 @@ def _row_filter(copy):
         return None
     try:
         return check_row_filter(where)
-    except PublicationError as e:
+    except RowFilterError as e:
         raise PlanError('copy %s: %s' % (copy['name'], e))
 
 

@@ -4,7 +4,7 @@
 """The server's own proof that a query built around user SQL text is one statement.
 
 Row filters (``where``) are the one place where the collection accepts SQL text; it is placed
-verbatim inside ``WHERE (...)``. The lexer check in ``publication.check_row_filter`` refuses a
+verbatim inside ``WHERE (...)``. The lexer check in ``core.row_filter.check_row_filter`` refuses a
 ``;`` or a parenthesis closed early, but a lexer written in Python can disagree with
 PostgreSQL's. So the query that embeds the text is first handed to the server *as a bound
 value* of a temporary PL/pgSQL function that opens it as a cursor: PostgreSQL parses the whole

@@ -31,6 +31,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10, PG11, PG13, PG15, requirement_message
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.row_filter import RowFilterError, check_row_filter
 
 try:
     from psycopg2 import sql
@@ -92,116 +93,6 @@ def version_problems(state, server_version):
 
 
 # --------------------------------------------------------------------------------------------
-# Row filter text
-# --------------------------------------------------------------------------------------------
-
-def _skip_quoted(text, start, quote, backslash_escapes=False):
-    """Index just after the literal/identifier opened at ``start`` (``''``/``""`` doubling)."""
-    i = start + 1
-    while i < len(text):
-        ch = text[i]
-        if backslash_escapes and ch == '\\':
-            i += 2
-            continue
-        if ch == quote:
-            if text.startswith(quote * 2, i):
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    raise PublicationError('unterminated %s in row filter %r'
-                           % ('string literal' if quote == "'" else 'quoted identifier', text))
-
-
-def _ident_char(ch, dollar=True):
-    """Whether PostgreSQL's lexer takes ch as part of an identifier: ASCII letters, digits, _,
-    $ (not first), and every character outside ASCII (bytes >= 0x80 in the server's lexer)."""
-    return (ord(ch) >= 0x80 or ('a' <= ch.lower() <= 'z') or ch.isdigit() and ch.isascii()
-            or ch == '_' or (dollar and ch == '$'))
-
-
-def _dollar_tag(text, i):
-    """The dollar-quote tag (``$$``, ``$body$``) starting at i, or None."""
-    if i > 0 and _ident_char(text[i - 1]):
-        return None  # a $ inside an identifier such as a$b or €$x
-    j = i + 1
-    while j < len(text) and _ident_char(text[j], dollar=False):
-        j += 1
-    if j < len(text) and text[j] == '$' and not text[i + 1:j][:1].isdigit():
-        return text[i:j + 1]
-    return None
-
-
-def _skip_comment(text, i):
-    if text.startswith('--', i):
-        end = text.find('\n', i)
-        if end < 0:
-            raise PublicationError('a -- comment must not end the row filter %r (it would hide '
-                                   'the closing parenthesis); end it with a newline' % text)
-        return end + 1
-    depth = 0
-    while i < len(text):
-        if text.startswith('/*', i):
-            depth += 1
-            i += 2
-        elif text.startswith('*/', i):
-            depth -= 1
-            i += 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    raise PublicationError('unterminated /* comment in row filter %r' % text)
-
-
-def check_row_filter(text, standard_conforming_strings=True):
-    """Refuse text that is not a single SQL expression usable as ``WHERE (text)``.
-
-    The row filter is the one place where the module accepts SQL from the user. It is placed
-    verbatim between parentheses, so it must not close them early, contain a statement
-    separator outside literals, or end in an open literal or comment. This lexer knows string
-    literals (also ``E''`` and dollar quotes), quoted identifiers and comments.
-    """
-    if '\x00' in text:
-        raise PublicationError('row filter %r contains a NUL character' % text)
-    depth = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "'":
-            escapes = not standard_conforming_strings or (
-                i > 0 and text[i - 1] in 'eE' and (i < 2 or not _ident_char(text[i - 2])))
-            i = _skip_quoted(text, i, "'", escapes)
-            continue
-        if ch == '"':
-            i = _skip_quoted(text, i, '"')
-            continue
-        if ch == '$':
-            tag = _dollar_tag(text, i)
-            if tag:
-                end = text.find(tag, i + len(tag))
-                if end < 0:
-                    raise PublicationError('unterminated dollar-quoted string in row filter %r' % text)
-                i = end + len(tag)
-                continue
-        if text.startswith('--', i) or text.startswith('/*', i):
-            i = _skip_comment(text, i)
-            continue
-        if ch == ';':
-            raise PublicationError('row filter %r contains ";": it must be a single SQL expression' % text)
-        if ch == '(':
-            depth += 1
-        elif ch == ')':
-            depth -= 1
-            if depth < 0:
-                raise PublicationError('row filter %r closes a parenthesis it did not open' % text)
-        i += 1
-    if depth:
-        raise PublicationError('row filter %r has an unclosed parenthesis' % text)
-    return text
-
-
-# --------------------------------------------------------------------------------------------
 # Module options -> desired state
 # --------------------------------------------------------------------------------------------
 
@@ -249,7 +140,12 @@ def _parse_where(value, table, standard_conforming_strings):
     if not isinstance(value, str):
         raise PublicationError('where of table %s must be a string (an SQL expression)' % table)
     value = value.strip()
-    return check_row_filter(value, standard_conforming_strings) if value else None
+    if not value:
+        return None
+    try:
+        return check_row_filter(value, standard_conforming_strings)
+    except RowFilterError as e:
+        raise PublicationError(str(e))
 
 
 def parse_table(item, standard_conforming_strings=True):

@@ -31,8 +31,7 @@ import threading
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publication import (
-    PublicationError, check_row_filter)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.row_filter import RowFilterError, check_row_filter
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.text_forms import (
     TEXT_FORM_SETTINGS)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
@@ -130,7 +129,7 @@ def _row_filter(value, what, table):
         return ''
     try:
         return check_row_filter(value)
-    except PublicationError as e:
+    except RowFilterError as e:
         raise CompareError('%s of table %s: %s' % (what, table, e))
 
 

@@ -7,12 +7,13 @@ import pytest
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core import connection
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publication import (
-    FEATURE_GATES, PUBLISH_OPS, PublicationError, adopt_equivalent_filters, check_row_filter,
+    FEATURE_GATES, PUBLISH_OPS, PublicationError, adopt_equivalent_filters,
     current_identity, desired_from_params, features_used, filter_changes, filter_key_columns,
     merge_desired, plan_drop_changed,
     missing_objects_message, needs_identity_facts, order_columns, parse_replica_identity, plan,
     plan_identity, plan_replica_identity, public_state, state_from_catalog, structure_problems,
     table_identities, version_gates, version_problems)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.row_filter import RowFilterError, check_row_filter
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 
 PG15 = 150004
@@ -179,14 +180,14 @@ class TestRowFilterLexer(object):
         ("\u00e9E'\\' ) ; SELECT 1 --'", 'closes a parenthesis'),
     ])
     def test_other_text_refused(self, text, message):
-        with pytest.raises(PublicationError) as e:
+        with pytest.raises(RowFilterError) as e:
             check_row_filter(text)
         assert message in str(e.value)
 
     def test_backslash_escapes_without_standard_conforming_strings(self):
         # with standard_conforming_strings=off, 'a\'' is one literal and the ; is inside it
         assert check_row_filter("b = 'a\\';'", standard_conforming_strings=False)
-        with pytest.raises(PublicationError):
+        with pytest.raises(RowFilterError):
             check_row_filter("b = 'a\\';'")
 
 
