@@ -14,7 +14,7 @@ from psycopg2 import sql
 from pgcluster import Cluster, wait_for
 from runner import run_module, run_tasks
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription_status import (
     SYNC_ERRORS_TOLERATED)
 
 MODULE = 'tablesync.postgresql.pg_subscription'

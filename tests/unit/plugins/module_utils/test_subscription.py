@@ -4,13 +4,16 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical import subscription as sub
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical import subscription_status as substatus
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import redact_text
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import quote_value
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement, bind, render)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
-    SLOT_NONE, SubscriptionError, current_from_row, desired_from_params, plan)
+    SLOT_NONE, SubscriptionError, desired_from_params, plan)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription_status import (
+    current_from_row)
 
 PG13, PG14, PG15, PG16, PG17, PG18 = 130000, 140000, 150000, 160000, 170000, 180000
 
@@ -441,16 +444,16 @@ def test_detach_and_drop():
     ('permission denied', None),
 ])
 def test_classify_drop_error(message, kind):
-    assert sub.classify_drop_error(message) == kind
+    assert substatus.classify_drop_error(message) == kind
 
 
 def test_slot_left_behind():
-    assert sub.slot_left_behind(current()) == {
+    assert substatus.slot_left_behind(current()) == {
         'name': 'sub1', 'host': 'pub.example', 'port': '5432', 'dbname': 'shop',
         'sync_slots_prefix': None}
     pending = current(tables=[{'schema': 'public', 'table': 't', 'state': 'd'}])
-    assert sub.slot_left_behind(pending)['sync_slots_prefix'] == 'pg_16400_sync_'
-    assert sub.slot_left_behind(current(subslotname=None)) is None
+    assert substatus.slot_left_behind(pending)['sync_slots_prefix'] == 'pg_16400_sync_'
+    assert substatus.slot_left_behind(current(subslotname=None)) is None
 
 
 # ---- refreshed -------------------------------------------------------------------------------
@@ -528,14 +531,14 @@ def test_gates_come_from_the_one_table():
     (PG17, ['subfailover'], []),
 ])
 def test_catalog_query_reads_columns_of_the_version(version, present, absent):
-    text = render(Statement(sub.catalog_query(version, True), ['sub1']))
+    text = render(Statement(substatus.catalog_query(version, True), ['sub1']))
     for column in present:
         assert column in text
     for column in absent:
         assert column not in text
     assert text.endswith("AND s.subname = 'sub1'")
     assert 'subconninfo' in text
-    assert 'subconninfo' not in render(Statement(sub.catalog_query(version, False), ['x']))
+    assert 'subconninfo' not in render(Statement(substatus.catalog_query(version, False), ['x']))
     if version < PG15:
         assert 'pg_stat_subscription_stats' not in text
 
@@ -583,10 +586,10 @@ def test_password_never_rendered_or_summarised(password):
     statements = plan(d, None, PG15) + plan(d, current(), PG15)
     assert len(statements) == 2
     cur = current(subconninfo=d['publisher'].text)
-    before, after = sub.diff_summaries(current(), cur, True)
+    before, after = substatus.diff_summaries(current(), cur, True)
     texts = shown(statements) + [repr(statements), repr(d['publisher']), repr(before),
-                                 repr(after), repr(sub.summarize(cur)),
-                                 repr(sub.slot_left_behind(cur))]
+                                 repr(after), repr(substatus.summarize(cur)),
+                                 repr(substatus.slot_left_behind(cur))]
     for text in texts:
         for form in (password, password.replace("'", "''"), password.replace('\\', '\\\\')):
             assert form not in text
@@ -694,40 +697,40 @@ def tables(*codes):
 
 def test_sync_status():
     base = {'sync_error_count': 0, 'apply_error_count': 0}
-    assert sub.sync_status(current(tables=tables('r', 'r')), base)[0] == 'done'
-    assert sub.sync_status(current(tables=[]), base)[0] == 'done'
-    assert sub.sync_status(current(tables=tables('r', 's')), base) == \
+    assert substatus.sync_status(current(tables=tables('r', 'r')), base)[0] == 'done'
+    assert substatus.sync_status(current(tables=[]), base)[0] == 'done'
+    assert substatus.sync_status(current(tables=tables('r', 's')), base) == \
         ('waiting', '1 of 2 tables not ready')
-    assert sub.sync_status(current(tables=tables('d')), None)[0] == 'waiting'
+    assert substatus.sync_status(current(tables=tables('d')), None)[0] == 'waiting'
     errors = {'sync_error_count': 2, 'apply_error_count': 0}
-    status, reason = sub.sync_status(current(tables=tables('d'), errors=errors), base)
+    status, reason = substatus.sync_status(current(tables=tables('d'), errors=errors), base)
     assert status == 'failed' and 'sync_error_count rose from 0 to 2' in reason
-    assert sub.sync_status(current(tables=tables('d'), errors=errors), errors)[0] == 'waiting'
-    assert sub.sync_status(current(subenabled=False), base)[0] == 'failed'
-    assert sub.sync_status(None, base)[0] == 'failed'
+    assert substatus.sync_status(current(tables=tables('d'), errors=errors), errors)[0] == 'waiting'
+    assert substatus.sync_status(current(subenabled=False), base)[0] == 'failed'
+    assert substatus.sync_status(None, base)[0] == 'failed'
 
 
 def test_sync_status_tolerates_transient_worker_errors():
     base = {'sync_error_count': 0, 'apply_error_count': 0}
     two = {'sync_error_count': 2, 'apply_error_count': 0}
     three = {'sync_error_count': 3, 'apply_error_count': 0}
-    tolerated = sub.SYNC_ERRORS_TOLERATED
-    assert sub.sync_status(current(tables=tables('d'), errors=two), base, tolerated)[0] == 'waiting'
-    status, reason = sub.sync_status(current(tables=tables('d'), errors=three), base, tolerated)
+    tolerated = substatus.SYNC_ERRORS_TOLERATED
+    assert substatus.sync_status(current(tables=tables('d'), errors=two), base, tolerated)[0] == 'waiting'
+    status, reason = substatus.sync_status(current(tables=tables('d'), errors=three), base, tolerated)
     assert status == 'failed' and 'sync_error_count rose from 0 to 3' in reason
     apply = {'sync_error_count': 0, 'apply_error_count': 3}
-    assert sub.sync_status(current(tables=tables('r'), errors=apply), base, tolerated)[0] == 'failed'
+    assert substatus.sync_status(current(tables=tables('r'), errors=apply), base, tolerated)[0] == 'failed'
 
 
 def test_table_progress_and_error_total():
-    assert sub.table_progress(None) is None
+    assert substatus.table_progress(None) is None
     before = current(tables=tables('i', 'd'))
     after = current(tables=tables('i', 's'))
-    assert sub.table_progress(before) != sub.table_progress(after)
-    assert sub.table_progress(before) == sub.table_progress(current(tables=tables('i', 'd')))
-    assert sub.error_total(None) == 0
-    assert sub.error_total({'sync_error_count': 2, 'apply_error_count': None}) == 2
-    assert sub.error_total({'sync_error_count': 2, 'apply_error_count': 1}) == 3
+    assert substatus.table_progress(before) != substatus.table_progress(after)
+    assert substatus.table_progress(before) == substatus.table_progress(current(tables=tables('i', 'd')))
+    assert substatus.error_total(None) == 0
+    assert substatus.error_total({'sync_error_count': 2, 'apply_error_count': None}) == 2
+    assert substatus.error_total({'sync_error_count': 2, 'apply_error_count': 1}) == 3
 
 
 def test_publication_name_with_a_backslash_is_refused():
@@ -739,7 +742,7 @@ def test_publication_name_with_a_backslash_is_refused():
 
 def test_sync_failure_message_lists_tables_and_points_to_the_log():
     errors = {'sync_error_count': 3, 'apply_error_count': 0}
-    msg = sub.sync_failure_message('sub1', current(tables=tables('r', 'd'), errors=errors,
+    msg = substatus.sync_failure_message('sub1', current(tables=tables('r', 'd'), errors=errors,
                                                    workers=[]), 'timed out', 30.2)
     assert 'after 30s: timed out.' in msg
     assert 'public.t0: ready (r), public.t1: data copy (d)' in msg
@@ -752,26 +755,26 @@ def test_sync_failure_message_lists_tables_and_points_to_the_log():
 
 def test_predict_create_shows_defaults_of_the_version():
     d = desired(publications=['p'], publisher=PUBLISHER, binary=True)
-    after = sub.summarize(sub.predict(d, None, PG15, 'postgres'))
+    after = substatus.summarize(substatus.predict(d, None, PG15, 'postgres'))
     assert after['slot_name'] == 'sub1' and after['enabled'] is True
     assert after['options'] == {'synchronous_commit': 'off', 'binary': True, 'streaming': 'off',
                                 'two_phase': False, 'disable_on_error': False}
     assert after['publisher']['password'] == '********'
-    after18 = sub.summarize(sub.predict(desired(publications=['p'], publisher={'host': 'h'}),
+    after18 = substatus.summarize(substatus.predict(desired(publications=['p'], publisher={'host': 'h'}),
                                         None, PG18))
     assert after18['options']['streaming'] == 'parallel'
-    assert sub.predict(desired(state='absent'), current(), PG15) is None
-    no_slot = sub.predict(desired(publications=['p'], publisher={'host': 'h'}, slot_name='NONE',
+    assert substatus.predict(desired(state='absent'), current(), PG15) is None
+    no_slot = substatus.predict(desired(publications=['p'], publisher={'host': 'h'}, slot_name='NONE',
                                   enabled=False, create_slot=False), None, PG15)
     assert no_slot['options']['slot_name'] == SLOT_NONE and no_slot['options']['enabled'] is False
-    offline = sub.predict(desired(publications=['p'], publisher={'host': 'h'}, connect=False),
+    offline = substatus.predict(desired(publications=['p'], publisher={'host': 'h'}, connect=False),
                           None, PG15)
     assert offline['options']['enabled'] is False and 'connect' not in offline['options']
 
 
 def test_predict_alter_matches_plan():
     d = desired(enabled=False, binary=True, publications=['x'], comment='', owner='o')
-    after = sub.predict(d, current(comment='c'), PG15)
+    after = substatus.predict(d, current(comment='c'), PG15)
     assert plan(desired(enabled=False, binary=True, publications=['x'], comment='', owner='o'),
                 after, PG15) == []
 
@@ -834,16 +837,16 @@ def test_skip_after_other_changes_and_in_the_summary():
     assert shown(statements) == ['ALTER SUBSCRIPTION "sub1" ENABLE',
                                  "ALTER SUBSCRIPTION \"sub1\" SKIP (lsn = '0/5')"]
     cur = current(subskiplsn='0/0')
-    after = sub.predict(desired(skip_lsn='0/AB'), cur, PG15)
-    assert sub.summarize(after)['skip_lsn'] == '0/AB'
-    assert sub.summarize(cur)['skip_lsn'] is None
+    after = substatus.predict(desired(skip_lsn='0/AB'), cur, PG15)
+    assert substatus.summarize(after)['skip_lsn'] == '0/AB'
+    assert substatus.summarize(cur)['skip_lsn'] is None
 
 
 def test_catalog_query_reads_skip_and_origin_from_15():
-    assert 'subskiplsn' not in render(Statement(sub.catalog_query(PG14, True, True), ['x']))
-    text15 = render(Statement(sub.catalog_query(PG15, True, False), ['x']))
+    assert 'subskiplsn' not in render(Statement(substatus.catalog_query(PG14, True, True), ['x']))
+    text15 = render(Statement(substatus.catalog_query(PG15, True, False), ['x']))
     assert 'subskiplsn' in text15 and 'pg_replication_origin_status' not in text15
-    text = render(Statement(sub.catalog_query(PG15, True, True), ['x']))
+    text = render(Statement(substatus.catalog_query(PG15, True, True), ['x']))
     assert 'pg_replication_origin_status' in text
 
 
