@@ -402,9 +402,29 @@ def sync_plan(sets, host, hostvars=None, methods=IMPLEMENTED_METHODS):
     set it subscribes to and the subscribers of every set it publishes. Raises an error naming
     every invalid set or unknown address.
     """
+    return _plan(_parsed(sets), host, hostvars, methods)
+
+
+def sync_plans(sets, host, hostvars=None):
+    """Every method's part of the model for ``host`` from one validation of the model:
+    ``{'logical': plan, 'fdw': plan, 'trigger': plan, 'ignored_sets': [...]}`` (each plan as
+    ``sync_plan`` returns it for that method; ``ignored_sets``: sets of methods this version
+    does not deploy). The sync_model role computes it once per host and run; the method roles
+    take their part from it."""
+    parsed = _parsed(sets)
+    plans = dict((method, _plan(parsed, host, hostvars, (method,))) for method in IMPLEMENTED_METHODS)
+    plans['ignored_sets'] = _plan(parsed, host, hostvars, IMPLEMENTED_METHODS)['ignored_sets']
+    return plans
+
+
+def _parsed(sets):
     parsed, errors = _parse_all(sets)
     if errors:
         raise AnsibleFilterError('tablesync_sync_sets is invalid:\n- ' + '\n- '.join(errors))
+    return parsed
+
+
+def _plan(parsed, host, hostvars, methods):
     hostvars = hostvars or {}
     errors = []
     publisher_sets, subscriber_parts, ignored = [], [], []
@@ -723,6 +743,7 @@ class FilterModule(object):
             'sync_model_errors': sync_model_errors,
             'sync_hosts': sync_hosts,
             'sync_plan': sync_plan,
+            'sync_plans': sync_plans,
             'replication_settings': replication_settings,
             'sync_subscription_status': sync_subscription_status,
             'sync_cleanup': sync_cleanup,

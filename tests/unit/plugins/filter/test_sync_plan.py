@@ -12,7 +12,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
     IMPLEMENTED_METHODS,
-    FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan,
+    FilterModule, replication_settings, slot_name, sync_hosts, sync_model_errors, sync_plan, sync_plans,
     sync_cleanup, sync_report, sync_subscription_status)
 
 INVENTORY = ['pub', 'sub1', 'sub2', 'other']
@@ -306,7 +306,7 @@ def test_replication_settings_publisher_and_subscriber():
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {'sync_model_errors', 'sync_hosts', 'sync_plan',
+    assert set(FilterModule().filters()) == {'sync_model_errors', 'sync_hosts', 'sync_plan', 'sync_plans',
                                              'replication_settings', 'sync_subscription_status',
                                              'sync_cleanup', 'sync_report'}
 
@@ -407,3 +407,13 @@ def test_fdw_and_trigger_are_implemented():
     assert [s['name'] for s in plan['publisher_sets']] == ['later']
     assert sync_plan(SETS, 'sub1', HOSTS, methods=['fdw'])['is_publisher']
     assert not sync_plan(SETS, 'sub1', HOSTS, methods=['trigger'])['is_publisher']
+
+
+def test_sync_plans_is_every_method_from_one_validation():
+    plans = sync_plans(SETS, 'sub1', HOSTS)
+    assert sorted(plans) == sorted(list(IMPLEMENTED_METHODS) + ['ignored_sets'])
+    for method in IMPLEMENTED_METHODS:
+        assert plans[method] == sync_plan(SETS, 'sub1', HOSTS, methods=[method]), method
+    assert plans['ignored_sets'] == sync_plan(SETS, 'sub1', HOSTS)['ignored_sets']
+    with pytest.raises(AnsibleFilterError):
+        sync_plans([{'name': 'bad name'}], 'sub1', HOSTS)
