@@ -731,7 +731,7 @@ def read_plan(module, conn, spec):
             cur.execute('SET TRANSACTION READ ONLY')
         env = catalog.environment()
         set_state = catalog.set_state(env)
-        sources = catalog.sources([t.source for t in spec.tables])
+        sources = catalog.sources([t.key for t in spec.tables])
         if env.upgrading:  # one query per other set, whatever its number of tables
             by_set = {}
             for config in set_state.other_tables:

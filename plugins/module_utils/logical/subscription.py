@@ -18,8 +18,7 @@ import re
 from collections import namedtuple
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import (
-    MASK, SECRET_KEYS, ConninfoError, build_conninfo, check_key, parse_conninfo, quote_value, redact_conninfo,
-    secrets_of)
+    build_conninfo, check_key, parse_conninfo, quote_value, redact_conninfo, secrets_of)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NAMEDATALEN, check_identifier, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (

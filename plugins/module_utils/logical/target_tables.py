@@ -5,7 +5,7 @@
 
 Pure functions, no database I/O:
 
-* ``parse_table_specs(tables)`` reads the ``tables`` option into ``TableSpec`` objects.
+* ``parse_table_specs(tables)`` reads the ``tables`` option into ``core.tables.TableRef`` objects.
 * ``table_from_catalog(row)`` turns one row of the module's catalog query into a ``TableDef``,
   validating every SQL text the catalog produced (type names from ``format_type()``).
 * ``resolve_desired(specs, source)`` picks the source definitions (column subsets applied) and
@@ -28,10 +28,10 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
-    NameError_, check_identifier, format_qualified, parse_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
 
 try:
     from psycopg2 import sql
@@ -69,25 +69,6 @@ def _catalog_sql(text):
     if not isinstance(text, CatalogSQL):
         raise TypeError('refusing to insert SQL text %r that was not read from a catalog' % (text,))
     return sql.SQL(text)
-
-
-class TableSpec(object):
-    """One entry of the ``tables`` option: a table and optionally the columns to create."""
-
-    __slots__ = ('schema', 'name', 'columns')
-
-    def __init__(self, schema, name, columns=None):
-        self.schema = schema
-        self.name = name
-        self.columns = None if columns is None else list(columns)
-
-    @property
-    def key(self):
-        return (self.schema, self.name)
-
-    @property
-    def display(self):
-        return format_qualified(self.schema, self.name)
 
 
 class Column(object):
@@ -198,52 +179,15 @@ class Plan(object):
 # ---- reading the option and the catalog -----------------------------------------------------
 
 def parse_table_specs(tables):
-    """The ``tables`` option -> list of TableSpec. Raises PlanError naming every bad entry."""
-    specs, errors, seen = [], [], set()
-    for entry in tables or ():
-        try:
-            spec = _parse_table_spec(entry)
-        except (NameError_, ValueError) as e:
-            errors.append('Invalid entry in tables: %s.' % e)
-            continue
-        if spec.key in seen:
-            errors.append('Table %s is listed more than once.' % spec.display)
-        seen.add(spec.key)
-        specs.append(spec)
+    """The ``tables`` option -> list of TableRef (``core.tables``: name, columns). Raises
+    PlanError naming every bad entry."""
+    specs, errors = parse_table_refs(tables, ('name', 'columns'))
+    errors = ['Invalid entry in tables: %s.' % e for e in errors]
     if not specs and not errors:
         errors.append('tables must list at least one table.')
     if errors:
         raise PlanError(errors, separator=' ')
     return specs
-
-
-def _parse_table_spec(entry):
-    if isinstance(entry, str):
-        return TableSpec(*parse_qualified(entry))
-    if not isinstance(entry, dict):
-        raise ValueError('expected schema.table or a dict with name and columns, got %r' % (entry,))
-    unknown = sorted(set(entry) - set(['name', 'columns']))
-    if unknown:
-        raise ValueError('unsupported keys %s in %r (supported: name, columns)'
-                         % (', '.join(unknown), entry))
-    if 'name' not in entry:
-        raise ValueError('%r has no name' % (entry,))
-    schema, name = parse_qualified(entry['name'])
-    columns = entry.get('columns')
-    if columns is not None:
-        columns = _parse_column_list(columns, format_qualified(schema, name))
-    return TableSpec(schema, name, columns)
-
-
-def _parse_column_list(columns, table):
-    if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not columns:
-        raise ValueError('columns of %s must be a non-empty list of column names' % table)
-    names = [check_identifier(c, 'column name') if isinstance(c, str) else None for c in columns]
-    if None in names:
-        raise ValueError('columns of %s must be strings' % table)
-    if len(set(names)) != len(names):
-        raise ValueError('columns of %s lists a column more than once' % table)
-    return names
 
 
 def table_from_catalog(row):
@@ -290,11 +234,11 @@ def resolve_desired(specs, source_tables):
     for spec in specs:
         table = by_key.get(spec.key)
         if table is None or table.kind is None:
-            missing.append(spec.display)
+            missing.append(spec.shown)
             continue
         if not table.is_table:
             errors.append('%s on the source is a %s, not a table.'
-                          % (spec.display, OTHER_KINDS.get(table.kind, 'relation of kind %r' % table.kind)))
+                          % (spec.shown, OTHER_KINDS.get(table.kind, 'relation of kind %r' % table.kind)))
             continue
         if spec.columns is None:
             desired.append(table)

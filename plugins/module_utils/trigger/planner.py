@@ -39,7 +39,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.captu
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import (  # noqa: F401 pylint: disable=unused-import
     ENABLED_ORIGIN, MODES, OWNER_FORBIDDEN, ROW_TRIGGER_TYPE, TABLE_KINDS, TRUNCATE_TRIGGER_TYPE,
     ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
-    TableSpec, TriggerState, check_set_name, default_server_name, parse_tables,
+    TriggerState, check_set_name, default_server_name, parse_tables,
     row_trigger_name, server_options_from_target, truncate_trigger_name)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 
@@ -309,7 +309,8 @@ def _real_options(options):
 # ---- the set's tables ------------------------------------------------------------------------
 
 class ResolvedTable(object):
-    """A TableSpec checked against its source table: the key (empty: keyless) and columns."""
+    """A TableRef (``core.tables``) checked against its source table: the key (empty:
+    keyless) and columns."""
 
     def __init__(self, spec, source, key_columns, columns):
         self.spec = spec
@@ -319,11 +320,11 @@ class ResolvedTable(object):
 
     @property
     def source(self):
-        return self.spec.source
+        return self.spec.key
 
     @property
     def target(self):
-        return self.spec.target
+        return self.spec.target or self.spec.key
 
 
 def _resolve_key(spec, source, label, errors):
@@ -339,7 +340,7 @@ def _resolve_key(spec, source, label, errors):
 
 
 def _resolve_one(spec, source, errors):
-    label = spec.label
+    label = spec.shown
     if source is None or not source.exists:
         errors.append('table %s does not exist' % label)
         return None
@@ -367,9 +368,9 @@ def _resolve_one(spec, source, errors):
 
 
 def resolve_tables(specs, sources):
-    """TableSpecs checked against the catalog; PlanError naming every problem at once."""
+    """TableRefs checked against the catalog; PlanError naming every problem at once."""
     errors = []
-    resolved = [_resolve_one(spec, sources.get(spec.source), errors) for spec in specs]
+    resolved = [_resolve_one(spec, sources.get(spec.key), errors) for spec in specs]
     if errors:
         raise PlanError(errors)
     return resolved

@@ -12,12 +12,12 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
-    NameError_, check_identifier, format_qualified, parse_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.capture import (
     CAPTURE_NAME_RE)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
 
 MODES = ('queued', 'immediate')
 SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
@@ -65,78 +65,16 @@ def default_server_name(set_name):
 
 # ---- desired state --------------------------------------------------------------------------
 
-class TableSpec(object):
-    """One item of ``tables``: source and target as (schema, table), optional key/columns."""
-
-    def __init__(self, source, target=None, key_columns=None, columns=None):
-        self.source = source
-        self.target = target or source
-        self.key_columns = key_columns
-        self.columns = columns
-
-    @property
-    def label(self):
-        return format_qualified(*self.source)
-
-
-def _name_list(value, what, label, errors):
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        errors.append('%s: %s must be a non-empty list of column names' % (label, what))
-        return None
-    try:
-        names = [check_identifier(v, 'column name') for v in value]
-    except NameError_ as e:
-        errors.append('%s: %s' % (label, e))
-        return None
-    if len(set(names)) != len(names):
-        errors.append('%s: %s lists a column more than once' % (label, what))
-    return names
-
-
-def _table_spec(item, errors):
-    if isinstance(item, str):
-        item = {'name': item}
-    if not isinstance(item, dict):
-        errors.append('tables: each item must be a "schema.table" string or a dict, got %r'
-                      % (item,))
-        return None
-    unknown = sorted(set(item) - set(TABLE_KEYS))
-    label = item.get('name')
-    if unknown:
-        errors.append('tables: %s has unknown keys %s (allowed: %s)'
-                      % (label, ', '.join(unknown), ', '.join(TABLE_KEYS)))
-    try:
-        source = parse_qualified(label)
-        target = parse_qualified(item['target']) if item.get('target') is not None else None
-    except NameError_ as e:
-        errors.append('tables: %s' % e)
-        return None
-    if source[0] == q.SCHEMA:
-        errors.append('tables: %s is in schema %s, which holds the sync machinery itself'
-                      % (label, q.SCHEMA))
-    return TableSpec(source, target,
-                     _name_list(item.get('key_columns'), 'key_columns', label, errors),
-                     _name_list(item.get('columns'), 'columns', label, errors))
-
-
 def parse_tables(items):
-    """The ``tables`` option -> list of TableSpec; PlanError naming every bad item."""
-    errors = []
-    specs = []
-    for item in items or ():
-        spec = _table_spec(item, errors)
-        if spec is not None:
-            specs.append(spec)
-    seen = set()
-    for spec in specs:
-        if spec.source in seen:
-            errors.append('tables: %s is listed more than once' % spec.label)
-        seen.add(spec.source)
+    """The ``tables`` option -> list of TableRef (``core.tables``: name, target, key_columns,
+    columns); PlanError naming every bad item."""
+    refs, errors = parse_table_refs(items, TABLE_KEYS)
+    errors = ['tables: %s' % e for e in errors]
+    errors.extend('tables: %s is in schema %s, which holds the sync machinery itself'
+                  % (ref.shown, q.SCHEMA) for ref in refs if ref.schema == q.SCHEMA)
     if errors:
         raise PlanError(errors)
-    return specs
+    return refs
 
 
 def server_options_from_target(target, set_name):

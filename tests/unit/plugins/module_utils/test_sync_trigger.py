@@ -119,9 +119,9 @@ def test_invalid_set_names(name):
 def test_parse_tables_strings_and_dicts():
     specs = st.parse_tables(['sales.orders', {'name': 'Ev ents', 'target': 'rep.ev',
                                               'key_columns': ['a', 'b'], 'columns': ['a', 'b', 'c']}])
-    assert [s.source for s in specs] == [('sales', 'orders'), ('public', 'Ev ents')]
+    assert [s.key for s in specs] == [('sales', 'orders'), ('public', 'Ev ents')]
     assert specs[1].target == ('rep', 'ev') and specs[1].key_columns == ['a', 'b']
-    assert specs[0].target == ('sales', 'orders') and specs[0].key_columns is None
+    assert specs[0].target is None and specs[0].key_columns is None  # target: the same name
 
 
 def test_parse_tables_names_every_problem():
@@ -129,7 +129,7 @@ def test_parse_tables_names_every_problem():
         st.parse_tables(['a.t', 'a.t', {'name': 'b', 'keys': ['x']}, 'tablesync.trigger_changes',
                          {'name': 'c', 'key_columns': []}, 42, 'x.y.z'])
     text = str(e.value)
-    for part in ('a.t is listed more than once', 'unknown keys keys', 'holds the sync machinery',
+    for part in ('a.t is listed more than once', 'unknown key(s) keys', 'holds the sync machinery',
                  'key_columns must be a non-empty list', 'got 42', 'not a valid schema.table'):
         assert part in text
 

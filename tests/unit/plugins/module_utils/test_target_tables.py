@@ -49,15 +49,15 @@ def test_specs_strings_and_dicts():
 
 
 @pytest.mark.parametrize('entry, fragment', [
-    ({'name': 'a.b', 'colums': ['x']}, 'unsupported keys colums'),
+    ({'name': 'a.b', 'colums': ['x']}, 'unknown key(s) colums'),
     ({'columns': ['x']}, 'has no name'),
     ({'name': 'a.b', 'columns': []}, 'non-empty list'),
     ({'name': 'a.b', 'columns': 'x'}, 'non-empty list'),
     ({'name': 'a.b', 'columns': ['x', 'x']}, 'more than once'),
-    ({'name': 'a.b', 'columns': [1]}, 'must be strings'),
+    ({'name': 'a.b', 'columns': [1]}, 'non-empty list of column names'),
     ({'name': 'a.b', 'columns': ['x' * 64]}, 'longer than 63 bytes'),
     ('a.b.c', 'not a valid schema.table'),
-    (42, 'expected schema.table'),
+    (42, 'a table is a "schema.table" string'),
 ])
 def test_specs_invalid(entry, fragment):
     with pytest.raises(PlanError) as e:
