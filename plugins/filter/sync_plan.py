@@ -33,6 +33,7 @@ from ansible.module_utils.six.moves.collections_abc import Mapping
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, parse_qualified, format_qualified)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_ref
 
 PREFIX = 'tablesync_'
 METHODS = ('logical', 'fdw', 'trigger')
@@ -107,56 +108,27 @@ def valid_address(address):
 
 
 def _table_entry(label, entry):
-    """-> ((schema, table), normalised entry, errors)."""
-    if isinstance(entry, string_types):
-        name, extra = entry, None
-    elif isinstance(entry, Mapping):
-        unknown = sorted(set(entry) - set(TABLE_KEYS))
-        if unknown:
-            return None, None, ['%s: table entry %r has unknown keys %s (allowed: %s)'
-                                % (label, dict(entry), ', '.join(unknown), ', '.join(TABLE_KEYS))]
-        name, extra = entry.get('name'), entry
-    else:
-        return None, None, ['%s: a table is a "schema.table" string or a dict '
-                            '{name, columns, where, replica_identity}, got %r' % (label, entry)]
+    """-> ((schema, table), normalised entry, errors): parsed by ``core.tables`` (the modules'
+    parser), the entry given back in the form the modules take (a plain name when it has
+    nothing else)."""
     try:
-        key = parse_qualified(name)
-    except NameError_ as e:
-        return None, None, ['%s: table %s' % (label, e)]
+        ref = parse_table_ref(dict(entry) if isinstance(entry, Mapping) else entry, TABLE_KEYS)
+    except ValueError as e:
+        return None, None, ['%s: %s' % (label, e)]
+    if not isinstance(entry, Mapping):
+        return ref.key, ref.shown, []
+    out = {'name': ref.shown}
+    if ref.columns:
+        out['columns'] = list(ref.columns)
+    if ref.replica_identity is not None:
+        out['replica_identity'] = entry['replica_identity']
     errors = []
-    normalised = format_qualified(*key)
-    if extra is not None:
-        out = {'name': normalised}
-        columns = extra.get('columns')
-        if columns is not None:
-            if not _is_list(columns) or not columns or \
-                    not all(isinstance(c, string_types) and c for c in columns):
-                errors.append('%s: table %s: columns must be a non-empty list of column names'
-                              % (label, normalised))
-            elif len(set(columns)) != len(columns):
-                errors.append('%s: table %s: a column is listed twice in columns'
-                              % (label, normalised))
-            else:
-                out['columns'] = list(columns)
-        identity = extra.get('replica_identity')
-        if identity is not None:
-            if not isinstance(identity, string_types) or _replica_identity_error(identity, []):
-                errors.append('%s: table %s: replica_identity must be one of %s or "index:<name>"'
-                              % (label, normalised, ', '.join(REPLICA_IDENTITIES)))
-            else:
-                out['replica_identity'] = identity
-        where = extra.get('where')
-        if where is not None:
-            if not isinstance(where, string_types) or not where.strip():
-                errors.append('%s: table %s: where must be a non-empty SQL expression'
-                              % (label, normalised))
-            else:
-                out['where'] = where
-        if len(out) == 1:
-            out = normalised
-    else:
-        out = normalised
-    return key, out, errors
+    if entry.get('where') is not None:
+        if ref.where is None:
+            errors.append('%s: table %s: where must be a non-empty SQL expression' % (label, ref.shown))
+        else:
+            out['where'] = entry['where']
+    return ref.key, (out if len(out) > 1 else ref.shown), errors
 
 
 def _parse_set(index, raw, inventory):

@@ -27,11 +27,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
-    NameError_, check_identifier, format_qualified, parse_qualified)
+    NameError_, check_identifier, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10, PG11, PG13, PG15, requirement_message
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.row_filter import RowFilterError, check_row_filter
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import (
+    PG10, PG11, PG13, PG15, requirement_message)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import (
+    parse_table_refs, replica_identity)
 
 try:
     from psycopg2 import sql
@@ -50,7 +52,7 @@ FEATURE_GATES = {
     'schemas': (PG15, 'Publishing schemas (schemas: FOR TABLES IN SCHEMA)'),
 }
 
-TABLE_KEYS = frozenset(('name', 'columns', 'where', 'replica_identity'))
+TABLE_KEYS = ('name', 'columns', 'where', 'replica_identity')
 
 # relreplident letters as PostgreSQL names them
 REPLIDENT_NAMES = {'d': 'DEFAULT', 'n': 'NOTHING', 'f': 'FULL', 'i': 'USING INDEX'}
@@ -109,85 +111,26 @@ def parse_replica_identity(value, allow_default=False, where='replica_identity')
     """``'full'`` -> ``('full',)``, ``'index:name'`` -> ``('index', 'name')``, ``None`` -> None."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise PublicationError('%s must be a string, got %r' % (where, value))
-    if value == 'full':
-        return ('full',)
-    if value == 'default' and allow_default:
-        return ('default',)
-    if value.startswith('index:'):
-        return ('index', _identifier(value[len('index:'):], 'index name in %s' % where))
-    raise PublicationError('%s must be %s or index:<index name>, got %r'
-                           % (where, "'full', 'default'" if allow_default else "'full'", value))
-
-
-def _parse_columns(value, table):
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise PublicationError('columns of table %s must be a list of column names' % table)
-    columns = tuple(_identifier(c, 'column name') for c in value)
-    duplicates = sorted(set(c for c in columns if columns.count(c) > 1))
-    if duplicates:
-        raise PublicationError('columns of table %s lists %s more than once'
-                               % (table, ', '.join(duplicates)))
-    return columns or None
-
-
-def _parse_where(value, table, standard_conforming_strings):
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PublicationError('where of table %s must be a string (an SQL expression)' % table)
-    value = value.strip()
-    if not value:
-        return None
     try:
-        return check_row_filter(value, standard_conforming_strings)
-    except RowFilterError as e:
+        return replica_identity(value, where, allow_default)
+    except ValueError as e:
         raise PublicationError(str(e))
-
-
-def parse_table(item, standard_conforming_strings=True):
-    """One ``tables`` item -> ``((schema, table), spec)``; spec has columns/where/replica_identity."""
-    if isinstance(item, dict):
-        unknown = sorted(set(item) - TABLE_KEYS)
-        if unknown:
-            raise PublicationError('unknown key(s) %s in tables item %r; allowed: %s'
-                                   % (', '.join(unknown), item, ', '.join(sorted(TABLE_KEYS))))
-        if 'name' not in item:
-            raise PublicationError('tables item %r has no name' % (item,))
-        name = item['name']
-    else:
-        name, item = item, {}
-    try:
-        key = parse_qualified(name)
-    except NameError_ as e:
-        raise PublicationError(str(e))
-    shown = format_qualified(*key)
-    return key, {
-        'columns': _parse_columns(item.get('columns'), shown),
-        'where': _parse_where(item.get('where'), shown, standard_conforming_strings),
-        'replica_identity': parse_replica_identity(
-            item.get('replica_identity'), allow_default=True,
-            where='replica_identity of table %s' % shown),
-    }
 
 
 def parse_tables(items, standard_conforming_strings=True):
-    """``tables`` option -> ordered dict (schema, table) -> spec; refuses duplicates."""
+    """``tables`` option -> ordered dict (schema, table) -> spec (columns, where,
+    replica_identity), parsed by ``core.tables`` (every problem named at once). An empty
+    column list means all columns."""
     if items is None:
         return None
-    tables = {}
-    duplicates = []
-    for item in items:
-        key, spec = parse_table(item, standard_conforming_strings)
-        if key in tables:
-            duplicates.append(format_qualified(*key))
-        tables[key] = spec
-    if duplicates:
-        raise PublicationError('tables lists %s more than once' % ', '.join(duplicates))
-    return tables
+    items = [dict(item, columns=None) if isinstance(item, dict) and item.get('columns') == [] else item
+             for item in items]
+    refs, errors = parse_table_refs(items, TABLE_KEYS, standard_conforming_strings)
+    if errors:
+        raise PublicationError('; '.join(errors))
+    return dict((ref.key, {'columns': tuple(ref.columns) if ref.columns else None,
+                           'where': ref.where, 'replica_identity': ref.replica_identity})
+                for ref in refs)
 
 
 def canonical_publish(ops):

@@ -19,6 +19,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, quote_ident)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_ref
 
 try:
     from psycopg2 import sql
@@ -46,12 +47,19 @@ def _qualified(name, what):
 
 
 def parse_tables(items):
-    """``tables`` -> list of (schema, table)."""
-    keys = []
+    """``tables`` -> list of (schema, table), each once (``core.tables``: names only); every
+    bad item named at once."""
+    keys, errors = [], []
     for item in items or ():
-        key = _qualified(item, 'tables item')
+        try:
+            key = parse_table_ref(item, ('name',)).key
+        except ValueError as e:
+            errors.append('tables item: %s' % e)
+            continue
         if key not in keys:
             keys.append(key)
+    if errors:
+        raise SequenceError(errors)
     return keys
 
 

@@ -29,13 +29,11 @@ __metaclass__ = type
 import collections
 import threading
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
-    NameError_, check_identifier, format_qualified, parse_qualified)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.row_filter import RowFilterError, check_row_filter
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.text_forms import (
     TEXT_FORM_SETTINGS)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
 
 try:
     from psycopg2 import sql
@@ -43,7 +41,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
     sql = None
 
 KINDS = ('missing', 'extra', 'changed')
-TABLE_KEYS = frozenset(('name', 'columns', 'where', 'target_where', 'key', 'replica_identity'))
+TABLE_KEYS = ('name', 'columns', 'where', 'target_where', 'key_columns', 'replica_identity')
 INT_TYPES = frozenset(('smallint', 'integer', 'bigint'))
 # key column types that order alike although their names differ (typmods are ignored too)
 _TYPE_FAMILIES = {'smallint': 'integer', 'integer': 'integer', 'bigint': 'integer',
@@ -82,90 +80,17 @@ class Tuning(object):
 # Options
 # --------------------------------------------------------------------------------------------
 
-class TableSpec(object):
-    __slots__ = ('schema', 'name', 'columns', 'where', 'target_where', 'key')
-
-    def __init__(self, schema, name, columns=None, where=None, target_where=None, key=None):
-        self.schema = schema
-        self.name = name
-        self.columns = columns
-        self.where = where
-        self.target_where = target_where  # None: same as where; '': no filter on the target
-        self.key = key
-
-    @property
-    def shown(self):
-        return format_qualified(self.schema, self.name)
-
-
-def _identifier(value, what):
-    if not isinstance(value, str):
-        raise CompareError('%s must be a string, got %r' % (what, value))
-    try:
-        return check_identifier(value, what)
-    except NameError_ as e:
-        raise CompareError(str(e))
-
-
-def _column_list(value, what, table):
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value:
-        raise CompareError('%s of table %s must be a non-empty list of column names' % (what, table))
-    names = tuple(_identifier(c, 'column name in %s of table %s' % (what, table)) for c in value)
-    twice = sorted(set(c for c in names if names.count(c) > 1))
-    if twice:
-        raise CompareError('%s of table %s lists %s more than once' % (what, table, ', '.join(twice)))
-    return names
-
-
-def _row_filter(value, what, table):
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise CompareError('%s of table %s must be a string (an SQL expression)' % (what, table))
-    value = value.strip()
-    if not value:
-        return ''
-    try:
-        return check_row_filter(value)
-    except RowFilterError as e:
-        raise CompareError('%s of table %s: %s' % (what, table, e))
-
-
 def parse_table_specs(items):
-    """The ``tables`` option -> list of TableSpec (strings or dicts, as pg_publication takes)."""
+    """The ``tables`` option -> list of TableRef (``core.tables``; strings or dicts, as
+    pg_publication takes, plus ``key`` and ``target_where``). Every problem is named at once."""
     if not isinstance(items, list) or not items:
         raise CompareError('tables must be a non-empty list')
-    specs = []
-    seen = set()
-    for item in items:
-        if isinstance(item, dict):
-            unknown = sorted(set(item) - TABLE_KEYS)
-            if unknown:
-                raise CompareError('unknown key(s) %s in tables item %r; allowed: %s'
-                                   % (', '.join(unknown), item, ', '.join(sorted(TABLE_KEYS))))
-            if not item.get('name'):
-                raise CompareError('tables item %r has no name' % (item,))
-            name = item['name']
-        else:
-            name, item = item, {}
-        if not isinstance(name, str):
-            raise CompareError('expected schema.table as a string in tables, got %r' % (name,))
-        try:
-            schema, table = parse_qualified(name)
-        except NameError_ as e:
-            raise CompareError(str(e))
-        shown = format_qualified(schema, table)
-        if (schema, table) in seen:
-            raise CompareError('table %s is listed more than once' % shown)
-        seen.add((schema, table))
-        where = _row_filter(item.get('where'), 'where', shown) or None
-        specs.append(TableSpec(schema, table,
-                               columns=_column_list(item.get('columns'), 'columns', shown),
-                               where=where,
-                               target_where=_row_filter(item.get('target_where'), 'target_where', shown),
-                               key=_column_list(item.get('key'), 'key', shown)))
+    # this module's option says key (the columns rows are matched by); the model's key_columns
+    renamed = [dict((('key_columns' if k == 'key' else k), v) for k, v in item.items())
+               if isinstance(item, dict) and 'key_columns' not in item else item for item in items]
+    specs, errors = parse_table_refs(renamed, TABLE_KEYS)
+    if errors:
+        raise CompareError('; '.join(e.replace('key_columns', 'key') for e in errors))
     return specs
 
 
@@ -240,7 +165,7 @@ def _estimate(info):
 
 
 def resolve_table(spec, source_info, target_info, checksum='hashtext'):
-    """Check a TableSpec against both catalog rows -> ResolvedTable, or CompareError naming all problems.
+    """Check a TableRef against both catalog rows -> ResolvedTable, or CompareError naming all problems.
 
     ``*_info``: dicts as the catalog query returns them (``kind`` None when the table is missing),
     with ``columns`` (name, type, not_null, collation identity), ``pk``, ``ri``, ``reltuples``,
@@ -254,8 +179,8 @@ def resolve_table(spec, source_info, target_info, checksum='hashtext'):
     scols = collections.OrderedDict((c['name'], c) for c in source_info.get('columns') or ())
     tcols = dict((c['name'], c) for c in target_info.get('columns') or ())
     problems = []
-    if spec.key:
-        key = list(spec.key)
+    if spec.key_columns:
+        key = list(spec.key_columns)
     else:
         key = list(source_info.get('pk') or source_info.get('ri') or ())
         if not key:

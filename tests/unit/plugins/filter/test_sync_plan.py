@@ -89,7 +89,7 @@ def test_not_a_list():
     (lambda s: s[0].update(target=[]), 'unknown keys target'),
     (lambda s: s[0].update(targets=[]), 'targets must be a non-empty list'),
     (lambda s: s[0].update(tables=[]), 'tables must be a non-empty list'),
-    (lambda s: s[0].update(tables=[{'name': 'a.b', 'colums': ['x']}]), 'unknown keys colums'),
+    (lambda s: s[0].update(tables=[{'name': 'a.b', 'colums': ['x']}]), 'unknown key(s) colums'),
     (lambda s: s[0].update(tables=[{'name': 'a.b', 'columns': []}]), 'columns must be a non-empty list'),
     (lambda s: s[0].update(tables=['a.b.c']), 'not a valid schema.table name'),
     (lambda s: s[0].update(tables=[42]), 'a table is a "schema.table" string'),
@@ -245,7 +245,7 @@ def test_replica_identity_forms():
                                              'where': 'x > 1'}]
     assert sync_plan(sets, 'sub1', HOSTS)['subscriber_parts'][0]['target_tables'] == ['sales.stock', 'sales.notes']
     sets[0]['tables'][1]['replica_identity'] = 'nothing'
-    assert 'replica_identity must be one of' in sync_model_errors(sets)[0]
+    assert "replica_identity of table sales.notes must be 'full', 'default' or index:" in sync_model_errors(sets)[0]
     sets[0]['tables'][1]['replica_identity'] = 'index:'
     assert sync_model_errors(sets)
     sets[0]['tables'][1]['replica_identity'] = 'index:u'

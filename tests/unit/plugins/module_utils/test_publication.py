@@ -82,11 +82,11 @@ class TestParse(object):
         assert d['tables'][('public', 't')]['columns'] is None
 
     @pytest.mark.parametrize('tables, message', [
-        (['t', 'public.t'], 'tables lists public.t more than once'),
+        (['t', 'public.t'], 'public.t is listed more than once'),
         ([{'columns': ['a']}], 'has no name'),
         ([{'name': 't', 'column': ['a']}], 'unknown key(s) column'),
         ([{'name': 't', 'columns': ['a', 'a']}], 'lists a more than once'),
-        ([{'name': 't', 'columns': 'a'}], 'must be a list of column names'),
+        ([{'name': 't', 'columns': 'a'}], 'must be a non-empty list of column names'),
         ([{'name': 't', 'where': 5}], 'must be a string'),
         (['a.b.c'], 'is not a valid schema.table name'),
         ([{'name': 't', 'replica_identity': 'nothing'}], "replica_identity of table public.t must be"),

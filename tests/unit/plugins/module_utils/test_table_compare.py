@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement, render
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.table_compare import (
-    CompareError, Comparison, Range, ResolvedTable, SideTable, TableSpec, Task, Tuning,
+    CompareError, Comparison, Range, ResolvedTable, SideTable, Task, Tuning,
     bounds_query, bucket_expr, compare_query, key_literal, parse_table_specs, resolve_table,
     retry_tasks, row_hash, session_statements, table_result, top_level_task)
 
@@ -34,7 +34,7 @@ def test_specs_strings_and_dicts():
         {'name': 'x.y', 'where': 'a > 1', 'target_where': ''}])
     assert [(s.schema, s.name) for s in specs] == [
         ('sales', 'orders'), ('public', 'plain'), ('Sales', 'Order Items'), ('x', 'y')]
-    assert specs[2].columns == ('a', 'B c') and specs[2].key == ('id', 'Part')
+    assert specs[2].columns == ['a', 'B c'] and specs[2].key_columns == ['id', 'Part']
     assert specs[2].where == "region = 'EU'" and specs[2].target_where is None
     assert specs[3].target_where == '' and specs[0].where is None
     assert specs[2].shown == 'Sales.Order Items'
@@ -58,7 +58,7 @@ def test_specs_hostile_and_long_names():
     ([{'name': 'a.b', 'where': 'a = 1; DELETE FROM b'}], 'contains ";"'),
     ([{'name': 'a.b', 'where': 42}], 'must be a string'),
     (['a.b.c'], 'not a valid schema.table'),
-    ([42], 'expected schema.table'),
+    ([42], 'a table is a "schema.table" string'),
     (['a.b', 'a.b'], 'listed more than once'),
     ([('é' * 32) + '.t'], 'longer than 63 bytes'),
 ])
@@ -89,7 +89,10 @@ ORDERS = info([col('id', 'bigint', True), col('total', 'numeric(10,2)'), col('no
 
 
 def spec(name='sales.orders', **kw):
-    return TableSpec(*name.split('.'), **kw)
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import TableRef
+    if 'key' in kw:
+        kw['key_columns'] = kw.pop('key')
+    return TableRef(*name.split('.'), **kw)
 
 
 def test_resolve_defaults_to_primary_key_and_all_columns():
