@@ -75,8 +75,18 @@ def test_pg_hba_admits_the_subscribers_only(pub):
                                  address, auth_method), E'\\n' ORDER BY address)
         FROM pg_hba_file_rules WHERE '{ROLE}' = ANY (user_name)""").splitlines()
     addresses = sorted(connect(name).interface("eth0").addresses[0] for name in (SUB15, SUB17))
-    assert sorted(rules) == sorted(f"host shop {a} scram-sha-256" for a in addresses)
+    # the server has TLS on (Debian's snakeoil certificate): TLS-only lines by default
+    assert sorted(rules) == sorted(f"hostssl shop {a} scram-sha-256" for a in addresses)
     assert psql(pub, "postgres", "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
+
+
+def test_subscriptions_stream_over_tls(pub):
+    """sslmode=require by default where the publisher has TLS: every walsender of a tablesync
+    slot runs over TLS."""
+    assert wait_for(lambda: psql(pub, "postgres", """
+        SELECT count(*) = 3 AND bool_and(s.ssl)
+        FROM pg_stat_replication AS r JOIN pg_stat_ssl AS s USING (pid)
+        WHERE r.application_name LIKE 'tablesync_%'""") == "t", timeout=60)
 
 
 def test_publications_and_slots(pub):
