@@ -356,7 +356,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
     connect, connection_argument_spec, connection_secrets, redact_text, require_version,
     server_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
-    ExecutionError, Executor)
+    Executor, apply)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.single_statement import (
     install as install_probe, run_probe)
@@ -733,11 +733,7 @@ def run(module):
                   replica_identity_changes=[
                       dict(table=format_qualified(s, t), replica_identity=_identity_text(w))
                       for s, t, w in planner.fixes])
-    try:
-        executor.run(statements)
-        executor.commit()
-    except ExecutionError as e:
-        module.fail_json(msg='Nothing was changed: %s' % e.msg, **result)
+    apply(module, executor, statements, 'Nothing was changed: %s', **result)
 
     before = public_state(current, version)
     after = public_state(final, version, catalog.login_role)

@@ -172,7 +172,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
     connect, connection_argument_spec, connection_secrets, error_text, remote_connection_params,
     remote_server_argument_spec, traceback_text, require_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
-    ExecutionError, Executor)
+    Executor, apply)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.sequence_sync import (
     Link, SequenceError, SequenceState, diff, parse_sequences, parse_tables, plan, resolve_pairs,
     values_query)
@@ -316,12 +316,7 @@ def main():
             fail(module, str(e))
         executor = Executor(conn, module.check_mode)
         executor.add_secrets(*connection_secrets(p))
-        try:
-            executor.run(statements)
-            executor.commit()
-        except ExecutionError as e:
-            fail(module, 'Setting the sequences failed, none was changed: %s' % e.msg,
-                 queries=executor.queries)
+        apply(module, executor, statements, 'Setting the sequences failed, none was changed: %s')
     finally:
         conn.close()
 

@@ -291,7 +291,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, error_text)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
-    ExecutionError, Executor)
+    Executor, apply)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.server.sync_role import (
     DANGEROUS_MEMBERSHIPS, DEPENDENCY_KINDS, MONITORING_ROLES, Dependency, DesiredRole,
     RoleState, SequenceState, SyncRoleError, TableState, blockers_message, desired_privileges, granted_sequences,
@@ -501,12 +501,7 @@ class SyncRoleCatalog(object):
 
 
 def run(module, executor, statements):
-    try:
-        executor.run(statements)
-        executor.commit()
-    except ExecutionError as e:
-        module.fail_json(msg='Could not apply the changes (nothing was changed): %s' % e.msg,
-                         queries=executor.queries)
+    apply(module, executor, statements, 'Could not apply the changes (nothing was changed): %s')
 
 
 def ensure_present(module, catalog, executor, desired, current, wanted, managed):

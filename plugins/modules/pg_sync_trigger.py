@@ -401,7 +401,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, require_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
-    ExecutionError, Executor)
+    Executor, apply)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import parse_options
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.planner import (
@@ -792,12 +792,7 @@ def run(module):
     for warning in the_plan.warnings:
         module.warn(warning)
     result = dict(changed=False, queries=executor.queries)
-    try:
-        executor.run(the_plan.statements)
-        executor.commit()
-    except ExecutionError as e:
-        executor.rollback()
-        module.fail_json(msg=failure_message(e, the_plan), **result)
+    apply(module, executor, the_plan.statements, lambda e: failure_message(e, the_plan), **result)
 
     after = the_plan.after
     exists = bool(after)

@@ -121,3 +121,20 @@ class Executor(object):
     def rollback(self):
         if not self.conn.closed:
             self.conn.rollback()
+
+
+def apply(module, executor, statements, failure='Nothing was changed: %s', **result):
+    """The one apply step of every module: run ``statements`` (nothing in check mode) and
+    commit. On a database error the open transaction is rolled back and the task fails with
+    ``failure`` (a ``%s`` format for the server's redacted message, or a function of the
+    ExecutionError), the statements run so far in ``queries`` and ``result``'s other fields.
+    Returns the executor (``changed``, ``queries``)."""
+    try:
+        executor.run(statements)
+        executor.commit()
+    except ExecutionError as e:
+        executor.rollback()
+        result['queries'] = executor.queries
+        result.setdefault('changed', False)
+        module.fail_json(msg=failure(e) if callable(failure) else failure % e.msg, **result)
+    return executor

@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     require_version, server_version)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
-    ExecutionError, Executor)
+    Executor, apply)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
@@ -202,13 +202,7 @@ def apply_statements(module, conn, statements, secrets=()):
     """
     executor = Executor(conn, module.check_mode)
     executor.add_secrets(*secrets)
-    try:
-        executor.run(statements)
-        executor.commit()
-    except ExecutionError as e:
-        executor.rollback()
-        module.fail_json(msg=e.msg, queries=executor.queries)
-    return executor
+    return apply(module, executor, statements, '%s')
 
 
 def fail_on_old_server(module, conn, options, kind):
