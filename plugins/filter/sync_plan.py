@@ -21,7 +21,6 @@ target's ``host/database``: one slot per target, unique on the publisher's clust
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import hashlib
 import ipaddress
 import re
 
@@ -34,8 +33,10 @@ from ansible.module_utils.six.moves.collections_abc import Mapping
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, parse_qualified, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_ref
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 (re-exported to check_report)
+    PREFIX, SET_NAME_MAX, flush_unit, publication_name, refresh_unit, server_name, slot_name,
+    subscription_name)
 
-PREFIX = 'tablesync_'
 METHODS = ('logical', 'fdw', 'trigger')
 IMPLEMENTED_METHODS = ('logical', 'fdw', 'trigger')
 STATES = ('present', 'absent')
@@ -45,8 +46,6 @@ SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
 TABLE_KEYS = ('name', 'columns', 'where', 'replica_identity')
 REPLICA_IDENTITIES = ('default', 'full')
 SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
-# tablesync_ (10) + name + _ + 8 hex must fit PostgreSQL's 63-byte identifiers.
-SET_NAME_MAX = 63 - len(PREFIX) - 9
 DEFAULT_PORT = 5432
 
 
@@ -344,11 +343,6 @@ def sync_hosts(hostvars, hosts):
     return out
 
 
-def slot_name(set_name, host, database):
-    digest = hashlib.sha1(('%s/%s' % (host, database)).encode('utf-8')).hexdigest()[:8]
-    return '%s%s_%s' % (PREFIX, set_name, digest)
-
-
 def _cidr(address):
     try:
         ip = ipaddress.ip_address(address)
@@ -411,7 +405,7 @@ def _plan(parsed, host, hostvars, methods):
             ignored.append({'name': item['name'], 'method': item['method']})
             continue
         present = item['state'] == 'present'
-        publication = PREFIX + item['name']
+        publication = publication_name(item['name'])
         table_names = [format_qualified(*k) for k in item['table_keys']]
         if item['source']['host'] == host:
             subscribers = []
@@ -425,7 +419,7 @@ def _plan(parsed, host, hostvars, methods):
                     'database': target['database'],
                     'address': address,
                     'slot': slot_name(item['name'], target['host'], target['database']),
-                    'subscription': publication,
+                    'subscription': subscription_name(item['name']),
                 })
                 if present and address:
                     key = (item['source']['database'], _cidr(address))
@@ -441,6 +435,9 @@ def _plan(parsed, host, hostvars, methods):
                 'state': item['state'],
                 'database': db,
                 'publication': publication,
+                # the trigger source's flush unit and foreign server to its target
+                'flush_unit': flush_unit(item['name']),
+                'server': server_name(item['name']),
                 'tables': _with_identities(item['tables'], identity),
                 'table_names': table_names,
                 'publish': item['publish'],
@@ -463,8 +460,11 @@ def _plan(parsed, host, hostvars, methods):
                 'set': item['name'],
                 'state': item['state'],
                 'database': target['database'],
-                'subscription': publication,
+                'subscription': subscription_name(item['name']),
                 'publication': publication,
+                # the fdw consumer's foreign server and local copies' refresh unit
+                'server': server_name(item['name']),
+                'refresh_unit': refresh_unit(item['name']),
                 'slot': slot_name(item['name'], target['host'], target['database']),
                 'tables': item['tables'],
                 'table_names': table_names,

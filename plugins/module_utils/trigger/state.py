@@ -18,12 +18,14 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.captu
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 (re-exported to the planner and module)
+    PREFIX, row_trigger_name, server_name, truncate_trigger_name)
 
 MODES = ('queued', 'immediate')
 SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 # tablesync_<set>_truncate (trigger) and tablesync_<set>_<8 hex> (dblink connection) must fit
 # PostgreSQL's 63-byte identifiers.
-SET_NAME_MAX = 63 - len('tablesync_') - len('_truncate')
+SET_NAME_MAX = 63 - len(PREFIX) - len('_truncate')
 TABLE_KEYS = ('name', 'target', 'key_columns', 'columns')
 SERVER_OPTION_KEYS = ('host', 'port', 'dbname', 'sslmode', 'sslrootcert', 'connect_timeout',
                       'application_name')
@@ -51,16 +53,8 @@ def check_set_name(name):
     return name
 
 
-def row_trigger_name(set_name):
-    return 'tablesync_%s' % set_name
-
-
-def truncate_trigger_name(set_name):
-    return 'tablesync_%s_truncate' % set_name
-
-
 def default_server_name(set_name):
-    return 'tablesync_%s' % set_name
+    return server_name(set_name)
 
 
 # ---- desired state --------------------------------------------------------------------------
@@ -82,7 +76,7 @@ def server_options_from_target(target, set_name):
     or database, i.e. the server is not managed by the module."""
     if not target or all(target.get(k) is None for k in ('host', 'port', 'dbname')):
         return None
-    options = {'application_name': 'tablesync_%s' % set_name}
+    options = {'application_name': server_name(set_name)}
     for key in SERVER_OPTION_KEYS:
         if target.get(key) is not None:
             options[key] = str(target[key])

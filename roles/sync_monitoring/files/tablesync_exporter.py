@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-PREFIX = 'tablesync_'
+PREFIX = 'tablesync_'  # as core/names.py (this script runs on hosts without the collection)
 SLOT_SUFFIX = re.compile(r'_[0-9a-f]{8}$')
 
 # name -> (type, help)

@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every name the collection derives from a sync set's name, defined once.
+
+The sync model (filter ``sync_plan``) puts them into each host's plan, so the roles never
+spell a prefix themselves; the modules use these functions for the objects they create.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+
+PREFIX = 'tablesync_'
+# tablesync_ + name + _ + 8 hex must fit PostgreSQL's 63-byte identifiers (slot names).
+SET_NAME_MAX = 63 - len(PREFIX) - 9
+
+
+def publication_name(set_name):
+    return PREFIX + set_name
+
+
+def subscription_name(set_name):
+    return PREFIX + set_name
+
+
+def slot_name(set_name, host, database):
+    """One slot per set and target database, unique on the publisher."""
+    digest = hashlib.sha1(('%s/%s' % (host, database)).encode('utf-8')).hexdigest()[:8]
+    return '%s%s_%s' % (PREFIX, set_name, digest)
+
+
+def server_name(set_name):
+    """The foreign server of an fdw set on its consumer, and of a trigger set on its source."""
+    return PREFIX + set_name
+
+
+def row_trigger_name(set_name):
+    return PREFIX + set_name
+
+
+def truncate_trigger_name(set_name):
+    return '%s%s_truncate' % (PREFIX, set_name)
+
+
+def flush_unit(set_name):
+    """The systemd service (and timer) that flushes a queued trigger set on its source."""
+    return 'tablesync-trigger-flush-%s' % set_name
+
+
+def refresh_unit(set_name):
+    """The systemd service (and timer) that refreshes an fdw set's local copies."""
+    return 'tablesync-fdw-refresh-%s' % set_name
