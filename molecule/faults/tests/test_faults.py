@@ -428,7 +428,7 @@ def test_apply_conflict_resolved_by_skipping_the_transaction(src, dst):
 
 def _stock_error(src):
     return psql(src, "shop", "SELECT coalesce(last_error, '') FROM tablesync.trigger_sets "
-                             "WHERE set_name = 'stock'")
+                             "WHERE name = 'stock'")
 
 
 def test_trigger_target_error_stops_the_set_is_shown_and_retried(src, dst):
