@@ -640,9 +640,13 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
-    SLOT_NONE, SubscriptionError, drop_statement, desired_from_params, lost_slot_status, plan, plan_detach_and_drop, plan_rebuild, refreshes_with_publication_change, refresh_skipped, required_versions, secret_variants, tables_to_empty, truncate_statement)
+    SLOT_NONE, SubscriptionError, drop_statement, desired_from_params, lost_slot_status, plan,
+    plan_detach_and_drop, plan_rebuild, refreshes_with_publication_change, refresh_skipped,
+    required_versions, secret_variants, tables_to_empty, truncate_statement)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription_status import (
-    SYNC_ERRORS_TOLERATED, catalog_query, classify_drop_error, current_from_row, diff_summaries, password_changed, predict, slot_left_behind, summarize, error_total, sync_failure_message, sync_status, table_progress)
+    SYNC_ERRORS_TOLERATED, catalog_query, classify_drop_error, current_from_row, diff_summaries,
+    password_changed, predict, slot_left_behind, summarize, error_total, sync_failure_message,
+    sync_status, table_progress)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import build_conninfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copy import (
     LOCK_CLASS, LOCK_QUERY, METHODS as COPY_METHODS, SnapshotCopyError, check_copy_options,

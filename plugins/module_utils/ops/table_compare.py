@@ -35,17 +35,13 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.compare_s
     row_hash, range_conditions, _where, bucket_expr, bounds_query, compare_query,
     session_statements, SqlSide, parallel)
 
-try:
-    from psycopg2 import sql
-except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
-    sql = None
-
 KINDS = ('missing', 'extra', 'changed')
 TABLE_KEYS = ('name', 'columns', 'where', 'target_where', 'key_columns', 'replica_identity')
 INT_TYPES = frozenset(('smallint', 'integer', 'bigint'))
 # key column types that order alike although their names differ (typmods are ignored too)
 _TYPE_FAMILIES = {'smallint': 'integer', 'integer': 'integer', 'bigint': 'integer',
                   'character varying': 'text', 'text': 'text'}
+
 
 class Tuning(object):
     """Sizes of the drill-down; the defaults suit tables from a few rows to tens of millions."""

@@ -48,7 +48,6 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
     sql = None
 
 
-
 # ---- the set's tables ------------------------------------------------------------------------
 
 class ResolvedTable(object):

@@ -18,7 +18,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.captu
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 (re-exported to the planner and module)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 pylint: disable=unused-import
     PREFIX, row_trigger_name, server_name, truncate_trigger_name)
 
 MODES = ('queued', 'immediate')

@@ -743,7 +743,7 @@ def test_publication_name_with_a_backslash_is_refused():
 def test_sync_failure_message_lists_tables_and_points_to_the_log():
     errors = {'sync_error_count': 3, 'apply_error_count': 0}
     msg = substatus.sync_failure_message('sub1', current(tables=tables('r', 'd'), errors=errors,
-                                                   workers=[]), 'timed out', 30.2)
+                                                         workers=[]), 'timed out', 30.2)
     assert 'after 30s: timed out.' in msg
     assert 'public.t0: ready (r), public.t1: data copy (d)' in msg
     assert 'sync_error_count=3, apply_error_count=0' in msg
@@ -761,14 +761,14 @@ def test_predict_create_shows_defaults_of_the_version():
                                 'two_phase': False, 'disable_on_error': False}
     assert after['publisher']['password'] == '********'
     after18 = substatus.summarize(substatus.predict(desired(publications=['p'], publisher={'host': 'h'}),
-                                        None, PG18))
+                                                    None, PG18))
     assert after18['options']['streaming'] == 'parallel'
     assert substatus.predict(desired(state='absent'), current(), PG15) is None
     no_slot = substatus.predict(desired(publications=['p'], publisher={'host': 'h'}, slot_name='NONE',
-                                  enabled=False, create_slot=False), None, PG15)
+                                        enabled=False, create_slot=False), None, PG15)
     assert no_slot['options']['slot_name'] == SLOT_NONE and no_slot['options']['enabled'] is False
     offline = substatus.predict(desired(publications=['p'], publisher={'host': 'h'}, connect=False),
-                          None, PG15)
+                                None, PG15)
     assert offline['options']['enabled'] is False and 'connect' not in offline['options']
 
 
