@@ -36,7 +36,7 @@ def _skip_quoted(text, start, quote, backslash_escapes=False):
             return i + 1
         i += 1
     raise RowFilterError('unterminated %s in row filter %r'
-                       % ('string literal' if quote == "'" else 'quoted identifier', text))
+                         % ('string literal' if quote == "'" else 'quoted identifier', text))
 
 
 def _ident_char(ch, dollar=True):
@@ -63,7 +63,7 @@ def _skip_comment(text, i):
         end = text.find('\n', i)
         if end < 0:
             raise RowFilterError('a -- comment must not end the row filter %r (it would hide '
-                               'the closing parenthesis); end it with a newline' % text)
+                                 'the closing parenthesis); end it with a newline' % text)
         return end + 1
     depth = 0
     while i < len(text):
