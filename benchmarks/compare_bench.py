@@ -45,6 +45,8 @@ from runner import ansible_env  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_PATH = os.path.join(ROOT, 'plugins', 'modules', 'pg_table_compare.py')
 COLLECTIONS = os.path.join(ROOT, '.cache', 'collections')
+sys.path.insert(0, COLLECTIONS)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.compare_sql import parallel  # noqa: E402
 DB = 'bench'
 SETTINGS = (('shared_buffers', '512MB'),)
 GOAL_RATIO = 2.0
@@ -100,32 +102,13 @@ def load(cluster, rows):
     conn.close()
 
 
-def both(fn_source, fn_target):
-    """Run two callables at the same time; returns both results (re-raises the first error)."""
-    box = {}
-
-    def run(name, fn):
-        try:
-            box[name] = (True, fn())
-        except Exception as e:  # pylint: disable=broad-except
-            box[name] = (False, e)
-    thread = threading.Thread(target=run, args=('t', fn_target))
-    thread.start()
-    run('s', fn_source)
-    thread.join()
-    for name in ('s', 't'):
-        if not box[name][0]:
-            raise box[name][1]
-    return box['s'][1], box['t'][1]
-
-
 def baseline(conns):
     def scan(conn):
         with conn.cursor() as cur:
             cur.execute(BASELINE)
             return cur.fetchone()
     start = time.perf_counter()
-    result = both(lambda: scan(conns[0]), lambda: scan(conns[1]))
+    result = parallel(lambda: scan(conns[0]), lambda: scan(conns[1]))
     return time.perf_counter() - start, result
 
 
@@ -292,7 +275,7 @@ def main():
         print('starting clusters, loading %s rows into each...' % format(rows, ','), file=sys.stderr)
         clusters = start_clusters(base)
         source, target = clusters
-        both(lambda: load(source, rows), lambda: load(target, rows))
+        parallel(lambda: load(source, rows), lambda: load(target, rows))
         version = source.query('SHOW server_version')[0][0]
         size = source.query("SELECT pg_size_pretty(pg_table_size('bench')), "
                             "pg_size_pretty(pg_indexes_size('bench'))", dbname=DB)[0]

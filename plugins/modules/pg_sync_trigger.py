@@ -404,10 +404,13 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
     Executor, apply)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import parse_options
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.planner import (
-    ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
-    TriggerState, parse_tables, plan, row_trigger_name, truncate_trigger_name)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import (
+    ConfigTable, Environment, RoutineState, SetSpec, SetState, SourceTable, TriggerState,
+    parse_tables)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.planner import plan
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import row_trigger_name, truncate_trigger_name
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG12
 
 try:

@@ -267,9 +267,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, error_text, remote_connection_params,
     remote_server_argument_spec, traceback_text, require_version)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.compare_sql import CompareError, SqlSide, session_statements
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.table_compare import (
-    CompareError, Comparison, SqlSide, Tuning, parse_table_specs, resolve_table, retry_tasks,
-    session_statements, table_result, top_level_task)
+    Comparison, Tuning, parse_table_specs, resolve_table, retry_tasks, table_result, top_level_task)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11, PG95
 
 try:

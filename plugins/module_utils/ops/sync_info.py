@@ -24,7 +24,7 @@ import decimal
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import (
     SECRET_KEYS, ConninfoError, parse_conninfo)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import (
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.schema import (
     CHANGES_TABLE, SCHEMA as TRIGGER_SCHEMA, SETS_TABLE, TABLES_TABLE)
 
 try:

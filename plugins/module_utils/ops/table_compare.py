@@ -30,10 +30,7 @@ import collections
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import (
     parse_table_refs)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.compare_sql import (  # noqa: F401 pylint: disable=unused-import
-    SESSION_SETTINGS, CompareError, _rel, _key_parts, key_expr, key_literal, key_order, key_text,
-    row_hash, range_conditions, _where, bucket_expr, bounds_query, compare_query,
-    session_statements, SqlSide, parallel)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.compare_sql import CompareError, parallel
 
 KINDS = ('missing', 'extra', 'changed')
 TABLE_KEYS = ('name', 'columns', 'where', 'target_where', 'key_columns', 'replica_identity')

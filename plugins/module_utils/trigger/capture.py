@@ -27,7 +27,7 @@ import re
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, bind, quote_ident)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
 
 try:
     from psycopg2 import sql

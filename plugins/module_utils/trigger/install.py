@@ -16,9 +16,10 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common im
     alter_options_statement, create_options_clause, option_changes)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement, bind)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import (
-    OWNER_FORBIDDEN, PlanError)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import OWNER_FORBIDDEN
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import MONITORED, MONITOR_ROLE, ROUTINES
 
 try:
     from psycopg2 import sql
@@ -126,12 +127,12 @@ def routine_statements(env, owner):
     """Drop obsolete routines, create missing ones, replace those whose definition differs
     (body, SECURITY DEFINER, settings), own them, revoke PUBLIC's EXECUTE, set the comment."""
     check_version_gate(env)
-    wanted = dict((r.key, r) for r in q.ROUTINES)
+    wanted = dict((r.key, r) for r in ROUTINES)
     statements = [Statement(sql.SQL('DROP ROUTINE {}({})').format(
         storage_ident(cur.name), sql.SQL(cur.identity)))
         for key, cur in sorted(env.routines.items()) if cur.ours and key not in wanted]
     schema = env.search_path_schema
-    for routine in q.ROUTINES:
+    for routine in ROUTINES:
         cur = env.routines.get(routine.key)
         if cur is not None and cur.result != routine.result:
             statements.append(Statement(sql.SQL('DROP ROUTINE {}').format(routine.signature())))
@@ -143,9 +144,9 @@ def routine_statements(env, owner):
         if cur is None or cur.public_execute:
             statements.append(Statement(sql.SQL('REVOKE ALL ON ROUTINE {} FROM PUBLIC').format(
                 routine.signature())))
-        if routine.name in q.MONITORED and (cur is None or not cur.monitor_execute):
+        if routine.name in MONITORED and (cur is None or not cur.monitor_execute):
             statements.append(Statement(sql.SQL('GRANT EXECUTE ON ROUTINE {} TO {}').format(
-                routine.signature(), sql.Identifier(q.MONITOR_ROLE))))
+                routine.signature(), sql.Identifier(MONITOR_ROLE))))
         if cur is None or cur.comment != q.COMMENT:
             statements.append(Statement(sql.SQL('COMMENT ON ROUTINE {} IS %s').format(
                 routine.signature()), (q.COMMENT,)))
@@ -183,7 +184,7 @@ def infrastructure_statements(spec, env, set_state, plan):
         statements.extend(_owned('SCHEMA', sql.Identifier(q.SCHEMA), env.schema_owner, owner))
     if not env.monitor_usage:  # to call queue_status(); no table or other routine is granted
         statements.append(Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
-            sql.Identifier(q.SCHEMA), sql.Identifier(q.MONITOR_ROLE))))
+            sql.Identifier(q.SCHEMA), sql.Identifier(MONITOR_ROLE))))
     if env.dblink_schema is None:
         if not env.dblink_available:
             raise PlanError('the dblink extension is not available on this server: install the '

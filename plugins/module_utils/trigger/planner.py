@@ -30,17 +30,16 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.capture import (
     BackfillStatement, capture_body, capture_name, capture_statement, capture_statements, drop_capture_statement)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import (  # noqa: F401 pylint: disable=unused-import
-    ENABLED_ORIGIN, MODES, OWNER_FORBIDDEN, ROW_TRIGGER_TYPE, TABLE_KINDS, TRUNCATE_TRIGGER_TYPE,
-    ConfigTable, Environment, PlanError, RoutineState, SetSpec, SetState, SourceTable,
-    TriggerState, check_set_name, default_server_name, parse_tables,
-    row_trigger_name, server_options_from_target, truncate_trigger_name)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.install import (  # noqa: F401 pylint: disable=unused-import
-    drop_trigger_statement, lock_statement, table_ident, storage_ident,
-    FetchStatement, UserMappingStatement, check_version_gate,
-    owner_statements, _owned, routine_statements, upgrade_statements, infrastructure_statements,
-    server_statements, mapping_target, mapping_statements, replaced_server_statements, _real_options)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import (
+    ENABLED_ORIGIN, ROW_TRIGGER_TYPE, TABLE_KINDS, TRUNCATE_TRIGGER_TYPE, ConfigTable)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import row_trigger_name, truncate_trigger_name
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.install import (
+    drop_trigger_statement, lock_statement, table_ident, storage_ident, FetchStatement,
+    infrastructure_statements, server_statements, mapping_target, mapping_statements,
+    replaced_server_statements)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import CAPTURE_TRUNCATE
 
 try:
     from psycopg2 import sql
@@ -162,7 +161,7 @@ def capture_and_trigger_statements(capture, env, owner, current_triggers):
     statements = capture_statements(config.id, capture.body(),
                                     env.captures.get(config.id), owner)
     wanted = ((row_trigger_name(set_name), capture_name(config.id), [], ROW_TRIGGER_TYPE, True),
-              (truncate_trigger_name(set_name), q.CAPTURE_TRUNCATE,
+              (truncate_trigger_name(set_name), CAPTURE_TRUNCATE,
                truncate_trigger_args(set_name, capture.mode, config.id), TRUNCATE_TRIGGER_TYPE,
                False))
     for name, function, args, type_, row in wanted:
@@ -216,7 +215,7 @@ class TableChange(object):
             self.final_statements = [
                 capture_statement(desired.id, final.body()),
                 drop_trigger_statement(truncate, desired.source),
-                create_trigger_statement(truncate, desired.source, q.CAPTURE_TRUNCATE,
+                create_trigger_statement(truncate, desired.source, CAPTURE_TRUNCATE,
                                          truncate_trigger_args(spec.name, spec.mode, desired.id),
                                          False)]
         truncate_now = triggers.get(truncate_trigger_name(spec.name))

@@ -34,12 +34,7 @@ routine whose body differs (an upgrade).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.schema import (  # noqa: F401 pylint: disable=unused-import
-    VERSION, SCHEMA, OWNER_DEFAULT, MARKER, COMMENT, HEADER,
-    DBLINK_PLACEHOLDER, SETS_TABLE, TABLES_TABLE, CHANGES_TABLE, COMMITS_TABLE, COMMIT_TRIGGER,
-    CHANGES_SEQUENCE, PINNED, SEARCH_PATH, STORAGE, COMMIT_TRIGGER_DDL, UPGRADE_V1,
-    Routine, pinned_settings, settings_clause, remote_settings_sql, _sql_string, SECRET_ARGS_TABLE,
-    SECRET_ARGS_DDL, SECRET_ARGS_COPY, SECRET_ARGS_DROP, CREATE_MAPPING_BLOCK)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.schema import Routine, remote_settings_sql, _sql_string
 
 
 _FAILURE_HINT = Routine('_failure_hint', 'p_immediate boolean', 'p_immediate boolean', 'text',

@@ -15,11 +15,10 @@ import re
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.capture import (
     CAPTURE_NAME_RE)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 pylint: disable=unused-import
-    PREFIX, row_trigger_name, server_name, truncate_trigger_name)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import PREFIX, server_name
 
 MODES = ('queued', 'immediate')
 SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')

@@ -4,8 +4,12 @@ import re
 
 import pytest
 
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import planner as st
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import routines as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import state as st
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import planner
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.install import UserMappingStatement
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import MONITORED, ROUTINES
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import capture as cap
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
@@ -37,8 +41,8 @@ def spec(tables=('public.t',), **kw):
 
 def installed_routines(schema='tablesync', mode='queued'):
     shared = [st.RoutineState(r.name, r.identity, r.result, r.body(schema), r.definer,
-                              r.settings(), q.COMMENT, False, OWNER, r.name in q.MONITORED)
-              for r in q.ROUTINES]
+                              r.settings(), q.COMMENT, False, OWNER, r.name in MONITORED)
+              for r in ROUTINES]
     body = cap.capture_body('s1', mode, 1, ('public', 't'), ['id', 'v'], ['id'], OUTPUTS)
     return shared + [st.RoutineState('capture_1', '', 'trigger', body, True, q.pinned_settings(),
                                      cap.capture_comment(1), False, OWNER)]
@@ -100,7 +104,7 @@ def shown(the_plan):
 def plan(spec_, env, state, sources=None):
     if sources is None:
         sources = {('public', 't'): source()}
-    return st.plan(spec_, env, state, sources)
+    return planner.plan(spec_, env, state, sources)
 
 
 # ---- names and options ----------------------------------------------------------------------
@@ -112,7 +116,7 @@ def test_valid_set_names(name):
 
 @pytest.mark.parametrize('name', ['', 'Upper', '1abc', 'with-dash', 'x' * 45, 'spa ce', 'ü'])
 def test_invalid_set_names(name):
-    with pytest.raises(st.PlanError, match='not a valid sync set name'):
+    with pytest.raises(PlanError, match='not a valid sync set name'):
         st.check_set_name(name)
 
 
@@ -125,7 +129,7 @@ def test_parse_tables_strings_and_dicts():
 
 
 def test_parse_tables_names_every_problem():
-    with pytest.raises(st.PlanError) as e:
+    with pytest.raises(PlanError) as e:
         st.parse_tables(['a.t', 'a.t', {'name': 'b', 'keys': ['x']}, 'tablesync.trigger_changes',
                          {'name': 'c', 'key_columns': []}, 42, 'x.y.z'])
     text = str(e.value)
@@ -157,10 +161,10 @@ def test_fresh_install_in_order_with_masked_password():
         'CREATE TABLE tablesync.trigger_changes', 'CREATE TABLE tablesync.trigger_commits']
     assert text[4] == 'ALTER TABLE "tablesync"."trigger_sets" OWNER TO "%s"' % OWNER
     creates = [t for t in text if t.startswith('CREATE OR REPLACE')]
-    assert len(creates) == len(q.ROUTINES) + 1  # and the table's capture function
-    assert sum(t.startswith('REVOKE ALL ON ROUTINE') for t in text) == len(q.ROUTINES)
+    assert len(creates) == len(ROUTINES) + 1  # and the table's capture function
+    assert sum(t.startswith('REVOKE ALL ON ROUTINE') for t in text) == len(ROUTINES)
     assert sum(t.startswith('ALTER ROUTINE') and t.endswith('OWNER TO "%s"' % OWNER)
-               for t in text) == len(q.ROUTINES)
+               for t in text) == len(ROUTINES)
     start = text.index([t for t in text if t.startswith('CREATE CONSTRAINT TRIGGER')][0])
     tail = text[start:]
     assert tail[1] == ('CREATE SERVER "tablesync_s1" FOREIGN DATA WRAPPER dblink_fdw OPTIONS '
@@ -218,7 +222,7 @@ def test_existing_dblink_elsewhere_is_qualified_and_never_on_the_search_path():
 def test_existing_owner_role_with_powers_is_refused():
     for owner in ({'login': True}, {'superuser': True}, {'createrole': True, 'bypassrls': True},
                   {'members': ['pg_execute_server_program']}):
-        with pytest.raises(st.PlanError, match='must be a plain NOLOGIN role'):
+        with pytest.raises(PlanError, match='must be a plain NOLOGIN role'):
             plan(spec(), environment(owner=owner), set_state())
     assert shown(plan(spec(), environment(owner={'members': ['pg_monitor']}), set_state())) == []
 
@@ -233,7 +237,7 @@ def test_objects_of_another_owner_are_given_to_the_owner_role():
 
 
 def test_missing_dblink_package_is_a_clear_error():
-    with pytest.raises(st.PlanError, match='postgresql-contrib'):
+    with pytest.raises(PlanError, match='postgresql-contrib'):
         plan(spec(), environment(installed=False, dblink_available=False),
              set_state(installed=False), {('public', 't'): source(installed=False)})
 
@@ -296,7 +300,7 @@ def test_changed_result_type_drops_first_and_obsolete_routines_go():
 
 def test_newer_routines_are_never_downgraded():
     newer = _routines_with('flush', comment='tablesync.postgresql sync_trigger v%d' % (q.VERSION + 1))
-    with pytest.raises(st.PlanError, match=r'newer tablesync.postgresql \(sync_trigger v3\).*ships v2'):
+    with pytest.raises(PlanError, match=r'newer tablesync.postgresql \(sync_trigger v3\).*ships v2'):
         plan(spec(), environment(routines=newer), set_state())
 
 
@@ -321,7 +325,7 @@ def test_unqualified_names_are_found():
 
 
 def test_every_body_carries_the_version_and_no_secret():
-    for routine in q.ROUTINES:
+    for routine in ROUTINES:
         body = routine.body('tablesync')
         assert body.startswith(q.HEADER)
         assert 'sync_trigger v%d' % q.VERSION in body
@@ -332,8 +336,8 @@ def test_every_body_carries_the_version_and_no_secret():
             if routine.language == 'plpgsql':
                 assert not unqualified_names(body), routine.name
     assert q.COMMENT == 'tablesync.postgresql sync_trigger v%d' % q.VERSION
-    assert len(set(r.key for r in q.ROUTINES)) == len(q.ROUTINES)
-    assert [r.name for r in q.ROUTINES if not r.definer and r.language == 'plpgsql'] == ['flush']
+    assert len(set(r.key for r in ROUTINES)) == len(ROUTINES)
+    assert [r.name for r in ROUTINES if not r.definer and r.language == 'plpgsql'] == ['flush']
 
 
 def test_definer_routines_pin_search_path_and_every_text_form_setting():
@@ -360,7 +364,7 @@ def test_changed_password_recreates_the_mapping_masked():
     assert text[:2] == ['DROP USER MAPPING FOR "%s" SERVER "tablesync_s1"' % OWNER,
                         'CREATE USER MAPPING FOR "%s" SERVER "tablesync_s1" OPTIONS '
                         '("user" \'writer\', "password" \'********\')' % OWNER]
-    assert isinstance(the_plan.statements[1], st.UserMappingStatement)
+    assert isinstance(the_plan.statements[1], UserMappingStatement)
 
 
 def test_login_mapping_of_routines_v1_is_dropped():
@@ -381,9 +385,9 @@ def test_existing_server_without_target():
     row = set_state()
     row.row['server_managed'] = False
     assert shown(plan(spec(target=None), env, row)) == []
-    with pytest.raises(st.PlanError, match='foreign server tablesync_s1 does not exist'):
+    with pytest.raises(PlanError, match='foreign server tablesync_s1 does not exist'):
         plan(spec(target=None), environment(server=None, mapping=None), row)
-    with pytest.raises(st.PlanError, match='no user mapping for role %s' % OWNER):
+    with pytest.raises(PlanError, match='no user mapping for role %s' % OWNER):
         plan(spec(target=None), environment(mapping=None, mapping_exists=False), row)
 
 
@@ -394,7 +398,7 @@ def test_invisible_mapping_options_are_a_warning():
 
 @pytest.mark.parametrize('password', [PASSWORD, 'plain', "quote'", 'comma,semi;', '\\back'])
 def test_mapping_values_travel_by_copy(password):
-    statement = st.UserMappingStatement('Röle "x"', 'srv; x', {'user': 'u', 'password': password})
+    statement = UserMappingStatement('Röle "x"', 'srv; x', {'user': 'u', 'password': password})
     rows = list(csv.reader(statement.copy_data()))
     assert rows == [['0', 'role', 'Röle "x"'], ['1', 'server', 'srv; x'], ['2', 'user', 'u'],
                     ['3', 'password', password]]
@@ -413,7 +417,7 @@ def test_mapping_statement_runs_copy_and_a_fixed_block():
             self.calls.append((text, data.read()))
 
     cursor = Cursor()
-    st.UserMappingStatement('r', 's', {'user': 'u', 'password': 'secret'}).execute(cursor)
+    UserMappingStatement('r', 's', {'user': 'u', 'password': 'secret'}).execute(cursor)
     assert cursor.calls[0] == q.SECRET_ARGS_DDL
     assert cursor.calls[1][0] == q.SECRET_ARGS_COPY and 'secret' in cursor.calls[1][1]
     assert cursor.calls[2] == q.CREATE_MAPPING_BLOCK and 'secret' not in cursor.calls[2]
@@ -428,7 +432,7 @@ def test_fetch_statement_keeps_its_result():
         def fetchone(self):
             return (42,)
 
-    statement = st.flush_statement('s1')
+    statement = planner.flush_statement('s1')
     statement.execute(Cursor())
     assert statement.result == 42
 
@@ -446,7 +450,7 @@ def test_table_without_primary_key_is_synced_keyless():
 
 def test_key_columns_must_be_a_unique_not_null_index():
     sources = {('public', 't'): source(installed=False, primary_key=[], unique_keys=[['v']])}
-    with pytest.raises(st.PlanError, match=r'key_columns \(id\) of table public.t are neither'):
+    with pytest.raises(PlanError, match=r'key_columns \(id\) of table public.t are neither'):
         plan(spec([{'name': 'public.t', 'key_columns': ['id']}]), environment(installed=False),
              set_state(installed=False), sources)
     the_plan = plan(spec([{'name': 'public.t', 'key_columns': ['v']}]),
@@ -460,7 +464,7 @@ def test_table_problems_are_reported_together():
                ('public', 'g'): source('g', installed=False, generated=['total'])}
     tables = ['public.missing', 'public.v', 'public.p',
               {'name': 'public.g', 'key_columns': ['nope'], 'columns': ['v', 'total']}]
-    with pytest.raises(st.PlanError) as e:
+    with pytest.raises(PlanError) as e:
         plan(spec(tables), environment(installed=False), set_state(installed=False), sources)
     messages = e.value.messages
     assert 'table public.missing does not exist' in messages
@@ -650,7 +654,7 @@ def test_hostile_names_are_always_quoted(name):
 # ---- removal --------------------------------------------------------------------------------
 
 def test_absent_drains_drops_and_tears_down_the_last_set():
-    the_plan = st.plan(spec(state='absent'), environment(), set_state())
+    the_plan = planner.plan(spec(state='absent'), environment(), set_state())
     text = shown(the_plan)
     assert text[:5] == ['LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
                         "SELECT tablesync.drain('s1')",
@@ -662,7 +666,7 @@ def test_absent_drains_drops_and_tears_down_the_last_set():
                          'DROP USER MAPPING FOR "%s" SERVER "tablesync_s1"' % OWNER,
                          'DROP SERVER "tablesync_s1"']
     assert text[9] == 'DROP TABLE "tablesync"."trigger_commits"'
-    assert sum(t.startswith('DROP ROUTINE') for t in text) == len(q.ROUTINES)
+    assert sum(t.startswith('DROP ROUTINE') for t in text) == len(ROUTINES)
     assert text[-5:] == ['DROP TABLE "tablesync"."trigger_changes"',
                          'DROP TABLE "tablesync"."trigger_tables"',
                          'DROP TABLE "tablesync"."trigger_sets"',
@@ -671,7 +675,7 @@ def test_absent_drains_drops_and_tears_down_the_last_set():
 
 
 def test_absent_keeps_shared_objects_for_other_sets_and_discards_with_force():
-    the_plan = st.plan(spec(state='absent', force=True), environment(), set_state(other_sets=1))
+    the_plan = planner.plan(spec(state='absent', force=True), environment(), set_state(other_sets=1))
     text = shown(the_plan)
     assert text[:2] == ['LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
                         "DELETE FROM tablesync.trigger_changes WHERE set_name = 's1'"]
@@ -681,16 +685,16 @@ def test_absent_keeps_shared_objects_for_other_sets_and_discards_with_force():
 
 def test_absent_keeps_dblink_used_by_other_servers_and_foreign_objects():
     env = environment(dblink_servers=['tablesync_s1', 'someone_else'], schema_leftovers=0)
-    text = shown(st.plan(spec(state='absent'), env, set_state()))
+    text = shown(planner.plan(spec(state='absent'), env, set_state()))
     assert 'DROP EXTENSION dblink' not in text and 'DROP SCHEMA "tablesync"' not in text
     env = environment(dblink_schema='public', schema_leftovers=2)
-    text = shown(st.plan(spec(state='absent'), env, set_state()))
+    text = shown(planner.plan(spec(state='absent'), env, set_state()))
     assert 'DROP EXTENSION dblink' not in text and 'DROP SCHEMA "tablesync"' not in text
 
 
 def test_absent_of_unknown_set_does_nothing():
     env = environment(installed=False)
-    assert shown(st.plan(spec(state='absent'), env, set_state(installed=False))) == []
+    assert shown(planner.plan(spec(state='absent'), env, set_state(installed=False))) == []
 
 
 def test_renamed_server_replaces_the_one_the_module_created():
@@ -743,5 +747,5 @@ def test_upgrade_needs_every_synced_table():
                           'tablesync.postgresql sync_trigger v1')]
     other = st.ConfigTable(2, 'other', 'u', 'other', 'u', [], ['id'], set_name='s2',
                            mode='queued')
-    with pytest.raises(st.PlanError, match='table other.u of sync set s2 no longer exists'):
+    with pytest.raises(PlanError, match='table other.u of sync set s2 no longer exists'):
         plan(spec(), environment(routines=v1), set_state(other_tables=[other]))

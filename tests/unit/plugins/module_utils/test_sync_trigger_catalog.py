@@ -2,7 +2,7 @@
 import pytest
 
 from ansible_collections.tablesync.postgresql.plugins.modules import pg_sync_trigger as m
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.planner import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 
 
 def test_trigger_arguments_are_decoded_from_tgargs_hex():
@@ -35,9 +35,10 @@ def test_catalog_queries_take_parameters_only():
 
 def _plan_with_backfill():
     from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import planner as st
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.capture import BackfillStatement
     the_plan = st.Plan()
     first = st.verify_statement('s1')
-    backfill = st.BackfillStatement('s1', 1, ('public', 't'), False, ['id'],
+    backfill = BackfillStatement('s1', 1, ('public', 't'), False, ['id'],
                                     {'id': ('pg_catalog', 'int4out')})
     drain = st.drain_statement('s1')
     the_plan.statements = [first, backfill, drain]

@@ -10,10 +10,12 @@ import random
 import pytest
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement, render
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.compare_sql import (
+    CompareError, bounds_query, bucket_expr, compare_query, key_literal, row_hash,
+    session_statements)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.table_compare import (
-    CompareError, Comparison, Range, ResolvedTable, SideTable, Task, Tuning,
-    bounds_query, bucket_expr, compare_query, key_literal, parse_table_specs, resolve_table,
-    retry_tasks, row_hash, session_statements, table_result, top_level_task)
+    Comparison, Range, ResolvedTable, SideTable, Task, Tuning, parse_table_specs, resolve_table,
+    retry_tasks, table_result, top_level_task)
 
 HOSTILE_SCHEMA = 'Wé"ird; Schema'
 HOSTILE_TABLE = 'Order Items; DROP TABLE x --'
