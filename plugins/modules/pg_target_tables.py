@@ -55,9 +55,10 @@ description:
   - A partitioned table on the source is created as a plain table on the target (publish it
     with C(publish_via_partition_root) so its rows arrive under its own name). Partitions
     listed by name are created as plain tables too.
-  - Existing tables are never altered. Their columns are compared with the source's (missing
-    on the target, extra on the target, type differs); with O(check_columns=true) any
-    difference fails the task, naming each table and its differing columns.
+  - Existing tables are compared with the source's (columns missing on the target, extra on
+    the target, type differs). What happens then is set by O(schema_changes) - fail naming each table
+    and its differing columns, only report, or follow the source (see O(schema_changes) and
+    C(docs/schema-changes.md)).
   - The source connection only reads (a read-only transaction), also in check mode.
 author:
   - tablesync maintainers (@tablesync)
@@ -97,6 +98,40 @@ options:
       - With V(false), the differences are only returned in RV(differences).
     type: bool
     default: true
+  schema_changes:
+    description:
+      - What to do with an existing table whose columns differ from the source's.
+      - V(refuse) fails the task, naming each table and its differing columns, before anything
+        is changed. V(ignore) only returns them in RV(differences).
+      - V(follow) alters the target to the source's shape. At once, since the target then only
+        accepts more than before - added columns (type, collation, C(NOT NULL), and for rows
+        that existed before the source's C(ADD COLUMN ... DEFAULT) exactly the value the source
+        gave them, read from C(pg_attribute.attmissingval)), lossless type widening (C(smallint)
+        to C(integer) to C(bigint), integers to unconstrained C(numeric), C(real) to C(double
+        precision), longer or unbounded C(varchar), C(varchar) to C(text), longer C(char),
+        more C(numeric) precision with the same scale, more fractional seconds), C(DROP NOT
+        NULL). Once every subscription of the table in this database confirmed (its slot's
+        C(confirmed_flush_lsn) on the source) everything the source wrote before this call
+        read it - since a change decoded before the source's C(DROP COLUMN) still carries the
+        column - C(DROP COLUMN) and C(SET NOT NULL); until then they are returned as pending
+        in RV(column_changes) and a later call applies them (see O(catch_up_timeout)).
+      - Changes that cannot be followed exactly fail the task naming the table, the column and
+        the reason, and nothing is changed - type narrowing or any other type change, a changed
+        collation, generation expression or primary key, a column that looks renamed (a new
+        column and a gone one of the same type: the catalogs cannot tell a rename from a drop
+        and an add), a column added with a volatile default or whose table was rewritten since
+        (the value of the rows that existed then cannot be proven).
+      - Default V(refuse) with O(check_columns=true), else V(ignore).
+    type: str
+    choices: [refuse, follow, ignore]
+  catch_up_timeout:
+    description:
+      - With O(schema_changes=follow), how long (seconds) to wait for the subscriptions to
+        confirm the source's current position before the changes that need it (C(DROP COLUMN),
+        C(SET NOT NULL)) are left pending for a later call. V(0) does not wait. Check mode
+        never waits.
+    type: int
+    default: 30
   indexes:
     description:
       - Create the source's secondary indexes that the target tables lack (see the description
@@ -235,6 +270,17 @@ indexes:
         - table: sales.customers
           index: customers_email_idx
           reason: "it needs columns the column list leaves out: email"
+column_changes:
+  description:
+    - With O(schema_changes=follow), the tables whose columns were followed, by
+      C(schema.table) - C(changes) made (in check mode, that would be made), C(pending) the
+      changes waiting for the subscriptions to catch up.
+  returned: always
+  type: dict
+  sample:
+    sales.orders:
+      changes: ["add column discount with the value the source gave its existing rows", "widen column qty from integer to bigint"]
+      pending: ["drop column legacy_code"]
 queries:
   description: The statements run (in check mode, that would be run), in order.
   returned: always
@@ -253,6 +299,8 @@ diff:
 '''
 
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, connection_secrets, error_text, remote_connection_params,
@@ -262,6 +310,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import (
     PlanError, TargetState, needed_collations, needed_types, parse_table_specs, plan_changes,
     resolve_desired, table_from_catalog)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.text_forms import TEXT_FORM_SETTINGS
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11, PG12
 
 try:
@@ -288,7 +337,9 @@ SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
                   'not_null', a.attnotnull,
                   'collation_schema', cn.nspname,
                   'collation', co.collname,
-                  'generated', {generated}) ORDER BY a.attnum) AS columns
+                  'generated', {generated},
+                  'has_default', {has_default},
+                  'missing', {missing}) ORDER BY a.attnum) AS columns
          FROM pg_catalog.pg_attribute a
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
          LEFT JOIN pg_catalog.pg_collation co
@@ -342,6 +393,10 @@ SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
 '''
 
 _GENERATED_EXPR = "CASE WHEN a.attgenerated = 's' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END"
+# A default, not a generation expression (attgenerated is 12+).
+_HAS_DEFAULT_EXPR = {True: "a.atthasdef AND a.attgenerated = ''", False: 'a.atthasdef'}
+# The value rows that existed before ADD COLUMN ... DEFAULT got (11+), as array text.
+_MISSING_EXPR = "CASE WHEN a.atthasmissing THEN a.attmissingval::text END"
 
 _SOURCE_SQL = '''
 WITH defs AS ({definitions})
@@ -404,6 +459,8 @@ class TableCatalog(object):
         version = self.conn.server_version
         return sql.SQL(_DEFINITIONS_SQL).format(
             generated=sql.SQL(_GENERATED_EXPR if version >= PG12 else 'NULL::text'),
+            has_default=sql.SQL(_HAS_DEFAULT_EXPR[version >= PG12]),
+            missing=sql.SQL(_MISSING_EXPR if version >= PG11 else 'NULL::text'),
             key_columns=sql.SQL('i.indnkeyatts' if version >= PG11 else 'i.indnatts'))
 
     def _query(self, template, params):
@@ -411,6 +468,8 @@ class TableCatalog(object):
         try:
             with self.conn.cursor() as cur:
                 cur.execute("SET LOCAL search_path = pg_catalog")
+                for name, value in TEXT_FORM_SETTINGS:
+                    cur.execute(sql.SQL('SET LOCAL {} = {}').format(sql.Identifier(name), sql.Literal(value)))
                 cur.execute(query, params)
                 return cur.fetchone()
         finally:
@@ -424,6 +483,8 @@ def argument_spec():
         tables=dict(type='list', elements='raw', required=True),
         create_schemas=dict(type='bool', default=True),
         check_columns=dict(type='bool', default=True),
+        schema_changes=dict(type='str', choices=['refuse', 'follow', 'ignore']),
+        catch_up_timeout=dict(type='int', default=30),
         indexes=dict(type='bool', default=False),
         defer_indexes=dict(type='bool', default=True),
     )
@@ -436,12 +497,52 @@ def source_connection_params(params):
 
 
 def read_source(module, specs):
+    """(source connection, TableDefs, the source's WAL position after reading them)."""
     conn = connect(module, params=source_connection_params(module.params))
-    try:
-        conn.set_session(readonly=True)
-        return TableCatalog(conn).source_tables([s.key for s in specs])
-    finally:
-        conn.close()
+    conn.set_session(readonly=True)
+    tables = TableCatalog(conn).source_tables([s.key for s in specs])
+    with conn.cursor() as cur:
+        cur.execute('SELECT pg_catalog.pg_current_wal_lsn()::text')
+        (lsn,) = cur.fetchone()
+    conn.rollback()
+    return conn, tables, lsn
+
+
+# The slots of this database's subscriptions that replicate any of the given tables.
+_SLOTS_SQL = """
+SELECT DISTINCT s.subslotname
+  FROM pg_catalog.pg_subscription s
+  JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid
+  JOIN pg_catalog.pg_class c ON c.oid = r.srrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN unnest(%(schemas)s::text[], %(names)s::text[]) AS t(nsp, rel) ON t.nsp = n.nspname AND t.rel = c.relname
+ WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+"""
+
+# Whether every one of the slots confirmed the position (a missing slot never does).
+_CONFIRMED_SQL = """
+SELECT pg_catalog.count(*) = pg_catalog.cardinality(%(slots)s::text[])
+  FROM pg_catalog.pg_replication_slots
+ WHERE slot_name = ANY (%(slots)s::text[]) AND confirmed_flush_lsn >= %(lsn)s::pg_lsn
+"""
+
+
+def caught_up(target_conn, source_conn, keys, lsn, timeout):
+    """Whether every subscription replicating ``keys`` here applied what the source wrote
+    before ``lsn``, waiting up to ``timeout`` seconds."""
+    with target_conn.cursor() as cur:
+        cur.execute(_SLOTS_SQL, TableCatalog._key_params(keys))
+        slots = [r[0] for r in cur.fetchall() if r[0]]
+    target_conn.rollback()
+    deadline = time.monotonic() + max(timeout, 0)
+    while True:
+        with source_conn.cursor() as cur:
+            cur.execute(_CONFIRMED_SQL, dict(slots=slots, lsn=lsn))
+            (done,) = cur.fetchone()
+        source_conn.rollback()
+        if done or time.monotonic() >= deadline:
+            return bool(done)
+        time.sleep(0.5)
 
 
 def empty_index_report():
@@ -450,7 +551,23 @@ def empty_index_report():
 
 def fail_plan(module, error, **result):
     module.fail_json(msg=' '.join(error.messages), differences=error.differences, created=[],
-                     queries=[], indexes=empty_index_report(), **result)
+                     queries=[], indexes=empty_index_report(), column_changes={}, **result)
+
+
+def plan_target(module, conn, source_conn, desired, lsn):
+    """Read the target and plan; with followed changes waiting for the subscriptions to catch up,
+    wait (outside check mode) and plan again including them once they did."""
+    p = module.params
+    target = TableCatalog(conn).target_state(desired)
+    args = (desired, target, p['create_schemas'], p['check_columns'], p['indexes'], p['defer_indexes'],
+            p['schema_changes'])
+    plan = plan_changes(*args)
+    if plan.pending:
+        keys = [t.key for t in desired if t.display in plan.column_changes]
+        timeout = 0 if module.check_mode else p['catch_up_timeout']
+        if caught_up(conn, source_conn, keys, lsn, timeout):
+            plan = plan_changes(*args, caught_up=True)
+    return plan
 
 
 def main():
@@ -460,8 +577,10 @@ def main():
         specs = parse_table_specs(p['tables'])
     except PlanError as e:
         fail_plan(module, e)
+    source_conn = None
     try:
-        desired = resolve_desired(specs, read_source(module, specs))
+        source_conn, source_tables, lsn = read_source(module, specs)
+        desired = resolve_desired(specs, source_tables)
     except PlanError as e:
         fail_plan(module, e)
     except (psycopg2.Error, ValueError) as e:
@@ -471,9 +590,7 @@ def main():
     conn = connect(module)
     try:
         try:
-            target = TableCatalog(conn).target_state(desired)
-            plan = plan_changes(desired, target, p['create_schemas'], p['check_columns'],
-                                p['indexes'], p['defer_indexes'])
+            plan = plan_target(module, conn, source_conn, desired, lsn)
         except PlanError as e:
             fail_plan(module, e)
         except (psycopg2.Error, ValueError) as e:
@@ -485,9 +602,9 @@ def main():
             executor.run(plan.statements)
             executor.commit()
         except ExecutionError as e:
-            module.fail_json(msg='Creating the tables failed, nothing was created: %s' % e.msg,
+            module.fail_json(msg='Changing the tables failed, nothing was changed: %s' % e.msg,
                              queries=executor.queries, created=[], differences=plan.differences,
-                             indexes=empty_index_report())
+                             indexes=empty_index_report(), column_changes={})
         try:
             executor.run(plan.index_statements)
         except ExecutionError as e:
@@ -495,15 +612,24 @@ def main():
                 msg='Building an index failed (the tables and the indexes built before it stay; '
                     'a re-run builds the missing ones): %s' % e.msg,
                 changed=len(executor.queries) > 1, queries=executor.queries, created=plan.created,
-                differences=plan.differences, indexes=plan.indexes)
+                differences=plan.differences, indexes=plan.indexes, column_changes=plan.column_changes)
     finally:
         conn.close()
+        if source_conn is not None:
+            source_conn.close()
 
     module.exit_json(
         changed=executor.changed, created=plan.created, differences=plan.differences,
-        queries=executor.queries, indexes=plan.indexes,
-        diff=dict(before=dict(tables=sorted(plan.existing)),
-                  after=dict(tables=sorted(plan.existing + plan.created))))
+        queries=executor.queries, indexes=plan.indexes, column_changes=plan.column_changes,
+        diff=dict(before=dict(tables=sorted(plan.existing), columns=_columns_shown(plan, 'before')),
+                  after=dict(tables=sorted(plan.existing + plan.created), columns=_columns_shown(plan, 'after'))))
+
+
+def _columns_shown(plan, side):
+    """For --diff: the followed tables' changes (after) against their differences (before)."""
+    if side == 'before':
+        return dict((t, plan.differences[t]) for t in plan.column_changes)
+    return dict((t, c['changes']) for t, c in plan.column_changes.items())
 
 
 if __name__ == '__main__':

@@ -26,129 +26,19 @@ always ``sql.Identifier``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import re
-
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import format_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.column_changes import plan_column_changes
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.table_defs import (
+    OTHER_KINDS, CatalogSQL, Column, Index, TableDef, identifier_list, catalog_sql,
+    catalog_type_name, column_definition)
 
 try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
-
-TABLE_KINDS = {'r': 'table', 'p': 'partitioned table'}
-OTHER_KINDS = {
-    'v': 'view', 'm': 'materialized view', 'f': 'foreign table', 'S': 'sequence',
-    'i': 'index', 'I': 'partitioned index', 'c': 'composite type', 't': 'TOAST table',
-}
-
-# What format_type() prints: identifiers (bare or double-quoted), dots, type modifiers made of
-# digits, the array suffix and spaces ("timestamp(3) with time zone", "public.mood[]").
-_TYPE_TOKEN = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|\(\d+(?:,\d+)*\)|\[\]|\.| )'
-_TYPE_NAME_RE = re.compile(r'^%s+$' % _TYPE_TOKEN)
-
-
-class CatalogSQL(str):
-    """SQL text produced by the server's catalog functions (format_type, pg_get_expr).
-
-    The planner inserts SQL text into statements only when it carries this type, i.e. when
-    ``table_from_catalog`` read (and, for type names, validated) it from a catalog row.
-    """
-
-
-def catalog_type_name(text):
-    """Validate a format_type() result and mark it as catalog SQL."""
-    if not isinstance(text, str) or not _TYPE_NAME_RE.match(text):
-        raise ValueError('unexpected type name %r from the catalog' % (text,))
-    return CatalogSQL(text)
-
-
-def _catalog_sql(text):
-    if not isinstance(text, CatalogSQL):
-        raise TypeError('refusing to insert SQL text %r that was not read from a catalog' % (text,))
-    return sql.SQL(text)
-
-
-class Column(object):
-    """A column as created on the target. Defaults and identity are not copied: the target
-    receives every value from the source."""
-
-    __slots__ = ('name', 'type', 'not_null', 'collation', 'generated')
-
-    def __init__(self, name, type_, not_null=False, collation=None, generated=None):
-        self.name = name
-        self.type = type_            # CatalogSQL from format_type()
-        self.not_null = not_null
-        self.collation = collation   # (schema, name) when not the type's default, else None
-        self.generated = generated   # CatalogSQL expression of a stored generated column
-
-    def signature(self):
-        """What must match between source and target: the type and the generation."""
-        if self.generated is None:
-            return str(self.type)
-        return '%s GENERATED ALWAYS AS (%s) STORED' % (self.type, self.generated)
-
-
-class Index(object):
-    """A secondary index as the catalog describes it.
-
-    ``method`` is the part of ``pg_get_indexdef()`` after ``USING`` (access method, key columns
-    with their operator classes and ordering, INCLUDE, WITH, WHERE), read and checked by the
-    catalog query; ``columns`` names every table column the index needs (keys, INCLUDE,
-    expressions and predicate); ``immediate`` is false for the index of a DEFERRABLE unique
-    constraint; ``valid`` is false for an index a failed concurrent build left behind.
-    """
-
-    __slots__ = ('name', 'unique', 'method', 'columns', 'immediate', 'valid')
-
-    def __init__(self, name, unique=False, method=None, columns=(), immediate=True, valid=True):
-        self.name = name
-        self.unique = unique
-        self.method = method
-        self.columns = list(columns)
-        self.immediate = immediate
-        self.valid = valid
-
-
-class TableDef(object):
-    __slots__ = ('schema', 'name', 'kind', 'columns', 'primary_key', 'replica_identity',
-                 'replica_index', 'indexes')
-
-    def __init__(self, schema, name, kind, columns=(), primary_key=None, replica_identity='d',
-                 replica_index=None, indexes=()):
-        self.indexes = list(indexes)          # secondary indexes (not the primary key's)
-        self.schema = schema
-        self.name = name
-        self.kind = kind
-        self.columns = list(columns)
-        self.primary_key = primary_key          # (constraint name, [columns]) or None
-        self.replica_identity = replica_identity  # pg_class.relreplident
-        self.replica_index = replica_index      # (index name, [columns]) or None
-
-    @property
-    def key(self):
-        return (self.schema, self.name)
-
-    @property
-    def display(self):
-        return format_qualified(self.schema, self.name)
-
-    @property
-    def is_table(self):
-        return self.kind in TABLE_KINDS
-
-    def column_names(self):
-        return [c.name for c in self.columns]
-
-    def subset(self, names):
-        """Copy with only the named columns (in the table's column order)."""
-        wanted = set(names)
-        return TableDef(self.schema, self.name, self.kind,
-                        [c for c in self.columns if c.name in wanted], self.primary_key,
-                        self.replica_identity, self.replica_index, self.indexes)
-
 
 class TargetState(object):
     """What the target has of what the plan needs."""
@@ -165,7 +55,7 @@ class TargetState(object):
 
 class Plan(object):
     def __init__(self, statements, created, existing, differences, index_statements=(),
-                 indexes=None):
+                 indexes=None, column_changes=None):
         self.statements = statements
         self.created = created        # display names of the tables the statements create
         self.existing = existing      # display names of the listed tables the target has
@@ -174,6 +64,13 @@ class Plan(object):
         self.index_statements = list(index_statements)
         # {'built': {table: [index]}, 'deferred': {...}, 'skipped': [{table, index, reason}]}
         self.indexes = indexes or dict(built={}, deferred={}, skipped=[])
+        # {table: {changes: [...], pending: [...]}} of the tables whose columns were followed
+        self.column_changes = column_changes or {}
+
+    @property
+    def pending(self):
+        """Whether some followed change waits for the subscription to catch up."""
+        return any(c['pending'] for c in self.column_changes.values())
 
 
 # ---- reading the option and the catalog -----------------------------------------------------
@@ -216,8 +113,12 @@ def _column_from_catalog(col):
     if col.get('collation'):
         collation = (col['collation_schema'], col['collation'])
     generated = CatalogSQL(col['generated']) if col.get('generated') else None
+    # attmissingval as array text ('{5}'), read under the pinned text forms; only ever sent as a
+    # literal (column_changes)
+    missing = col.get('missing')
     return Column(col['name'], catalog_type_name(col['type']), bool(col.get('not_null')),
-                  collation, generated)
+                  collation, generated, bool(col.get('has_default')),
+                  missing)
 
 
 # ---- source side ----------------------------------------------------------------------------
@@ -272,12 +173,18 @@ def _subset_problem(table, columns):
 # ---- target side ----------------------------------------------------------------------------
 
 def plan_changes(desired, target, create_schemas=True, check_columns=True, indexes=False,
-                 defer_indexes=True):
+                 defer_indexes=True, schema_changes=None, caught_up=False):
     """Compare the desired tables with the target -> Plan, or PlanError before any change.
 
+    ``schema_changes``: what to do with an existing table whose columns differ: ``refuse``
+    (PlanError, nothing changed), ``ignore`` (report only) or ``follow`` (alter the target,
+    ``column_changes``; the changes that wait for the subscription to catch up are planned only
+    when ``caught_up``). None means ``refuse`` with ``check_columns``, else ``ignore``.
     With ``indexes``, the source's secondary indexes missing on the target are planned too (see
     ``plan_indexes``).
     """
+    if schema_changes is None:
+        schema_changes = 'refuse' if check_columns else 'ignore'
     existing, to_create, errors = [], [], []
     for table in desired:
         actual = target.tables.get(table.key)
@@ -288,29 +195,38 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True, index
                           % (table.display, OTHER_KINDS.get(actual.kind, 'relation')))
         else:
             existing.append((table, actual))
-    differences = {}
+    differences, followed = {}, []
     for table, actual in existing:
         diff = column_differences(table, actual)
         if diff:
             differences[table.display] = diff
+        if schema_changes == 'follow':
+            column_plan = plan_column_changes(table, actual)   # also NOT NULL changes
+            if not column_plan.empty:
+                followed.append(column_plan)
     missing_schemas = _missing_schemas(to_create, target)
     errors.extend(_creation_problems(to_create, target, missing_schemas, create_schemas))
-    if differences and check_columns:
+    if differences and schema_changes == 'refuse':
         errors.append('Columns differ between source and target (nothing was changed; set '
-                      'check_columns=false to skip existing tables anyway): %s.'
-                      % describe_differences(differences))
+                      'check_columns=false to skip existing tables anyway, or follow the source '
+                      'with schema_changes=follow): %s.' % describe_differences(differences))
+    for column_plan in followed:
+        errors.extend('Cannot follow the source: %s.' % e for e in column_plan.errors)
     if errors:
         raise PlanError(errors, differences, separator=' ')
     statements = [create_schema(s) for s in missing_schemas]
     for table in to_create:
         statements.extend(create_table(table))
+    for column_plan in followed:
+        statements.extend(column_plan.statements(caught_up))
     index_statements, index_report = [], None
     if indexes:
         created_now, index_statements, index_report = plan_indexes(
             desired, target, set(t.key for t in to_create), defer_indexes)
         statements.extend(created_now)
     return Plan(statements, [t.display for t in to_create], [t.display for t, dummy in existing],
-                differences, index_statements, index_report)
+                differences, index_statements, index_report,
+                dict((p.table, p.report(caught_up)) for p in followed))
 
 
 def plan_indexes(desired, target, created, defer_indexes=True):
@@ -461,22 +377,11 @@ def create_table(table):
     if table.primary_key:
         name, columns = table.primary_key
         elements.append(sql.SQL('CONSTRAINT {} PRIMARY KEY ({})').format(
-            sql.Identifier(name), _identifiers(columns)))
+            sql.Identifier(name), identifier_list(columns)))
     statements = [Statement(sql.SQL('CREATE TABLE {} ({})').format(
         ident, sql.SQL(', ').join(elements)))]
     statements.extend(replica_identity(table))
     return statements
-
-
-def column_definition(column):
-    parts = [sql.Identifier(column.name), _catalog_sql(column.type)]
-    if column.collation:
-        parts.append(sql.SQL('COLLATE {}').format(sql.Identifier(*column.collation)))
-    if column.generated is not None:
-        parts.append(sql.SQL('GENERATED ALWAYS AS ({}) STORED').format(_catalog_sql(column.generated)))
-    if column.not_null:
-        parts.append(sql.SQL('NOT NULL'))
-    return sql.SQL(' ').join(parts)
 
 
 def replica_identity(table):
@@ -491,7 +396,7 @@ def replica_identity(table):
     statements = []
     if not table.primary_key or table.primary_key[0] != name:
         statements.append(Statement(sql.SQL('CREATE UNIQUE INDEX {} ON {} ({})').format(
-            sql.Identifier(name), ident, _identifiers(columns))))
+            sql.Identifier(name), ident, identifier_list(columns))))
     statements.append(Statement(sql.SQL('ALTER TABLE {} REPLICA IDENTITY USING INDEX {}').format(
         ident, sql.Identifier(name))))
     return statements
@@ -501,14 +406,10 @@ def create_index(table, index, autocommit=False):
     """CREATE [UNIQUE] INDEX name ON schema.table USING <the source's definition>."""
     return Statement(sql.SQL('CREATE {}INDEX {} ON {} USING {}').format(
         sql.SQL('UNIQUE ' if index.unique else ''), sql.Identifier(index.name),
-        sql.Identifier(table.schema, table.name), _catalog_sql(index.method)),
+        sql.Identifier(table.schema, table.name), catalog_sql(index.method)),
         autocommit=autocommit)
 
 
 def drop_index(table, index):
     return Statement(sql.SQL('DROP INDEX {}').format(sql.Identifier(table.schema, index.name)),
                      autocommit=True)
-
-
-def _identifiers(names):
-    return sql.SQL(', ').join(sql.Identifier(n) for n in names)
