@@ -118,7 +118,7 @@ options:
       - Changes that cannot be followed exactly fail the task naming the table, the column and
         the reason, and nothing is changed - type narrowing or any other type change, a changed
         collation, generation expression or primary key, a column that looks renamed (a new
-        column and a gone one of the same type: the catalogs cannot tell a rename from a drop
+        column and a gone one of the same type, since the catalogs cannot tell a rename from a drop
         and an add), a column added with a volatile default or whose table was rewritten since
         (the value of the rows that existed then cannot be proven).
       - Default V(refuse) with O(check_columns=true), else V(ignore).
