@@ -324,7 +324,7 @@ except ImportError:  # pragma: no cover - reported by connect()
 # Version-dependent expressions are filled in by TableCatalog._definitions().
 _DEFINITIONS_SQL = '''
 SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
-       c.relreplident AS replica_identity, cols.columns,
+       c.relreplident AS replica_identity, cols.columns, cols.dropped,
        pk.name AS pk_name, pk.columns AS pk_columns, ri.name AS ri_name, ri.columns AS ri_columns,
        idx.indexes
   FROM unnest(%(schemas)s::text[], %(names)s::text[]) WITH ORDINALITY AS req(nsp, rel, ord)
@@ -339,7 +339,10 @@ SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
                   'collation', co.collname,
                   'generated', {generated},
                   'has_default', {has_default},
-                  'missing', {missing}) ORDER BY a.attnum) AS columns
+                  'missing', {missing},
+                  'attnum', a.attnum) ORDER BY a.attnum) AS columns,
+              ARRAY(SELECT a.attnum FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attisdropped) AS dropped
          FROM pg_catalog.pg_attribute a
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
          LEFT JOIN pg_catalog.pg_collation co
@@ -554,19 +557,38 @@ def fail_plan(module, error, **result):
                      queries=[], indexes=empty_index_report(), column_changes={}, **result)
 
 
-def plan_target(module, conn, source_conn, desired, lsn):
-    """Read the target and plan; with followed changes waiting for the subscriptions to catch up,
-    wait (outside check mode) and plan again including them once they did."""
+def plan_target(module, conn, desired, caught_up=False):
     p = module.params
     target = TableCatalog(conn).target_state(desired)
-    args = (desired, target, p['create_schemas'], p['check_columns'], p['indexes'], p['defer_indexes'],
-            p['schema_changes'])
-    plan = plan_changes(*args)
-    if plan.pending:
-        keys = [t.key for t in desired if t.display in plan.column_changes]
-        timeout = 0 if module.check_mode else p['catch_up_timeout']
-        if caught_up(conn, source_conn, keys, lsn, timeout):
-            plan = plan_changes(*args, caught_up=True)
+    return plan_changes(desired, target, p['create_schemas'], p['check_columns'], p['indexes'],
+                        p['defer_indexes'], p['schema_changes'], caught_up)
+
+
+def apply_plan(module, executor, plan):
+    try:
+        executor.run(plan.statements)
+        executor.commit()
+    except ExecutionError as e:
+        module.fail_json(msg='Changing the tables failed, nothing was changed: %s' % e.msg,
+                         queries=executor.queries, created=[], differences=plan.differences,
+                         indexes=empty_index_report(), column_changes={})
+
+
+def catch_up(module, conn, source_conn, desired, plan, lsn, executor):
+    """The followed changes that wait for the subscriptions (DROP COLUMN, SET NOT NULL): once
+    the subscriptions, unblocked by the changes just made, confirmed the source's position, plan
+    again with them and apply; else the plan stays, reporting them pending."""
+    if not plan.pending or module.check_mode:
+        return plan
+    keys = [t.key for t in desired if t.display in plan.column_changes]
+    if not caught_up(conn, source_conn, keys, lsn, module.params['catch_up_timeout']):
+        return plan
+    later = plan_target(module, conn, desired, caught_up=True)
+    apply_plan(module, executor, later)
+    for table, report in later.column_changes.items():
+        done = plan.column_changes.setdefault(table, dict(changes=[], pending=[]))
+        done['changes'] = done['changes'] + [c for c in report['changes'] if c not in done['changes']]
+        done['pending'] = []
     return plan
 
 
@@ -589,22 +611,17 @@ def main():
 
     conn = connect(module)
     try:
+        executor = Executor(conn, module.check_mode)
+        executor.add_secrets(*connection_secrets(p))
         try:
-            plan = plan_target(module, conn, source_conn, desired, lsn)
+            plan = plan_target(module, conn, desired)
+            apply_plan(module, executor, plan)
+            plan = catch_up(module, conn, source_conn, desired, plan, lsn, executor)
         except PlanError as e:
             fail_plan(module, e)
         except (psycopg2.Error, ValueError) as e:
             module.fail_json(msg='Cannot read the tables on the target: %s' % error_text(e, module.params),
                              exception=traceback_text(module.params))
-        executor = Executor(conn, module.check_mode)
-        executor.add_secrets(*connection_secrets(p))
-        try:
-            executor.run(plan.statements)
-            executor.commit()
-        except ExecutionError as e:
-            module.fail_json(msg='Changing the tables failed, nothing was changed: %s' % e.msg,
-                             queries=executor.queries, created=[], differences=plan.differences,
-                             indexes=empty_index_report(), column_changes={})
         try:
             executor.run(plan.index_statements)
         except ExecutionError as e:
@@ -628,7 +645,7 @@ def main():
 def _columns_shown(plan, side):
     """For --diff: the followed tables' changes (after) against their differences (before)."""
     if side == 'before':
-        return dict((t, plan.differences[t]) for t in plan.column_changes)
+        return dict((t, plan.differences.get(t, {})) for t in plan.column_changes)
     return dict((t, c['changes']) for t, c in plan.column_changes.items())
 
 

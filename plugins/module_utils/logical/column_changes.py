@@ -125,7 +125,8 @@ def plan_column_changes(desired, actual):
     missing = [c for c in desired.columns if c.name not in have]
     extra = [c for c in actual.columns if c.name not in wanted]
     for column in missing:
-        twins = [e.name for e in extra if e.signature() == column.signature()]
+        twins = [e.name for e in extra
+                 if e.signature() == column.signature() and _maybe_renamed(desired, actual, e, column)]
         if twins:
             plan.errors.append(
                 '%s: column %s is new on the source and %s of the same type is gone: this looks '
@@ -151,6 +152,23 @@ def plan_column_changes(desired, actual):
                            'be followed: re-create the table on the target and copy it again'
                            % (desired.display, _key_text(desired.primary_key), _key_text(actual.primary_key)))
     return plan
+
+
+def _maybe_renamed(desired, actual, gone, new):
+    """Whether the source's column ``new`` may be the target's ``gone`` renamed.
+
+    A rename keeps the column's attnum; an added column gets an attnum above every other. So
+    when a column the source still has follows ``gone`` on the target, ``new`` is a rename
+    exactly when its attnum lies before that column's. When ``gone`` is the target's last
+    column, both are possible (treated as a possible rename, so refused).
+    """
+    if new.attnum is None:
+        return True
+    source = dict((c.name, c.attnum) for c in desired.columns)
+    names = [c.name for c in actual.columns]
+    at = names.index(gone.name)
+    after = [source[n] for n in names[at + 1:] if source.get(n) is not None]
+    return not after or new.attnum < min(after)
 
 
 def _key_text(key):

@@ -59,10 +59,12 @@ class Column(object):
     ``pg_attribute.attmissingval``, the value rows that existed before an ADD COLUMN ... DEFAULT
     got) are read from the source for following added columns (``column_changes``)."""
 
-    __slots__ = ('name', 'type', 'not_null', 'collation', 'generated', 'has_default', 'missing_value')
+    __slots__ = ('name', 'type', 'not_null', 'collation', 'generated', 'has_default', 'missing_value',
+                 'attnum')
 
     def __init__(self, name, type_, not_null=False, collation=None, generated=None,
-                 has_default=False, missing_value=None):
+                 has_default=False, missing_value=None, attnum=None):
+        self.attnum = attnum         # pg_attribute.attnum (tells a rename from a drop and an add)
         self.name = name
         self.type = type_            # CatalogSQL from format_type()
         self.not_null = not_null
@@ -101,10 +103,11 @@ class Index(object):
 
 class TableDef(object):
     __slots__ = ('schema', 'name', 'kind', 'columns', 'primary_key', 'replica_identity',
-                 'replica_index', 'indexes')
+                 'replica_index', 'indexes', 'dropped')
 
     def __init__(self, schema, name, kind, columns=(), primary_key=None, replica_identity='d',
-                 replica_index=None, indexes=()):
+                 replica_index=None, indexes=(), dropped=()):
+        self.dropped = list(dropped)          # attnums of dropped columns
         self.indexes = list(indexes)          # secondary indexes (not the primary key's)
         self.schema = schema
         self.name = name
@@ -134,7 +137,7 @@ class TableDef(object):
         wanted = set(names)
         return TableDef(self.schema, self.name, self.kind,
                         [c for c in self.columns if c.name in wanted], self.primary_key,
-                        self.replica_identity, self.replica_index, self.indexes)
+                        self.replica_identity, self.replica_index, self.indexes, self.dropped)
 
 
 def column_definition(column):

@@ -98,7 +98,7 @@ def table_from_catalog(row):
     return TableDef(row['schema'], row['name'], row.get('kind'),
                     [_column_from_catalog(c) for c in row.get('columns') or ()],
                     primary_key, row.get('replica_identity') or 'd', replica_index,
-                    [_index_from_catalog(i) for i in row.get('indexes') or ()])
+                    [_index_from_catalog(i) for i in row.get('indexes') or ()], row.get('dropped') or ())
 
 
 def _index_from_catalog(item):
@@ -118,7 +118,7 @@ def _column_from_catalog(col):
     missing = col.get('missing')
     return Column(col['name'], catalog_type_name(col['type']), bool(col.get('not_null')),
                   collation, generated, bool(col.get('has_default')),
-                  missing)
+                  missing, col.get('attnum'))
 
 
 # ---- source side ----------------------------------------------------------------------------
