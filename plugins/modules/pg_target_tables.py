@@ -290,7 +290,9 @@ queries:
     - CREATE SCHEMA "sales"
     - CREATE TABLE "sales"."orders" ("id" bigint NOT NULL, "total" numeric(10,2), CONSTRAINT "orders_pkey" PRIMARY KEY ("id"))
 diff:
-  description: The listed tables present on the target before and after.
+  description:
+    - The listed tables present on the target before and after; with O(schema_changes=follow) also
+      C(columns), the followed tables' column differences (before) and changes (after).
   returned: always
   type: dict
   sample:
@@ -638,15 +640,21 @@ def main():
     module.exit_json(
         changed=executor.changed, created=plan.created, differences=plan.differences,
         queries=executor.queries, indexes=plan.indexes, column_changes=plan.column_changes,
-        diff=dict(before=dict(tables=sorted(plan.existing), columns=_columns_shown(plan, 'before')),
-                  after=dict(tables=sorted(plan.existing + plan.created), columns=_columns_shown(plan, 'after'))))
+        diff=dict(before=_diff_side(plan, 'before'), after=_diff_side(plan, 'after')))
 
 
-def _columns_shown(plan, side):
-    """For --diff: the followed tables' changes (after) against their differences (before)."""
+def _diff_side(plan, side):
+    """For --diff: the listed tables present, and the followed tables' differences (before)
+    and changes (after)."""
     if side == 'before':
-        return dict((t, plan.differences.get(t, {})) for t in plan.column_changes)
-    return dict((t, c['changes']) for t, c in plan.column_changes.items())
+        shown = dict(tables=sorted(plan.existing))
+        columns = dict((t, plan.differences.get(t, {})) for t in plan.column_changes)
+    else:
+        shown = dict(tables=sorted(plan.existing + plan.created))
+        columns = dict((t, c['changes']) for t, c in plan.column_changes.items())
+    if columns:
+        shown['columns'] = columns
+    return shown
 
 
 if __name__ == '__main__':
