@@ -40,6 +40,7 @@ try:
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
     sql = None
 
+
 class TargetState(object):
     """What the target has of what the plan needs."""
 

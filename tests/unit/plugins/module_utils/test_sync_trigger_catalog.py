@@ -39,7 +39,7 @@ def _plan_with_backfill():
     the_plan = st.Plan()
     first = st.verify_statement('s1')
     backfill = BackfillStatement('s1', 1, ('public', 't'), False, ['id'],
-                                    {'id': ('pg_catalog', 'int4out')})
+                                 {'id': ('pg_catalog', 'int4out')})
     drain = st.drain_statement('s1')
     the_plan.statements = [first, backfill, drain]
     the_plan.backfills = [('public.t', backfill)]
