@@ -34,7 +34,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
     NameError_, parse_qualified, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_ref
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 (re-exported to check_report)
-    PREFIX, SET_NAME_MAX, flush_unit, publication_name, refresh_unit, server_name, slot_name,
+    PREFIX, SET_NAME_MAX, SET_NAME_RE, flush_unit, publication_name, refresh_unit, server_name, slot_name,
     subscription_name)
 
 METHODS = ('logical', 'fdw', 'trigger')
@@ -45,7 +45,6 @@ SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
             'replica_identity')
 TABLE_KEYS = ('name', 'columns', 'where', 'replica_identity')
 REPLICA_IDENTITIES = ('default', 'full')
-SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 DEFAULT_PORT = 5432
 
 

@@ -11,10 +11,24 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import re
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 
 PREFIX = 'tablesync_'
-# tablesync_ + name + _ + 8 hex must fit PostgreSQL's 63-byte identifiers (slot names).
+# tablesync_ + name + _ + 8 hex (slot names, dblink connections) and tablesync_ + name +
+# _truncate (trigger names) must fit PostgreSQL's 63-byte identifiers.
 SET_NAME_MAX = 63 - len(PREFIX) - 9
+SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
+
+
+def check_set_name(name):
+    """The name, or PlanError: it becomes part of object and connection names."""
+    if not SET_NAME_RE.match(name or '') or len(name) > SET_NAME_MAX:
+        raise PlanError('name %r is not a valid sync set name: lower-case letters, digits and '
+                        'underscores, starting with a letter, at most %d characters (it becomes '
+                        'part of trigger and connection names)' % (name, SET_NAME_MAX))
+    return name
 
 
 def publication_name(set_name):

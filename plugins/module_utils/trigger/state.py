@@ -18,13 +18,9 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.captu
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import PREFIX, server_name
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import check_set_name, server_name
 
 MODES = ('queued', 'immediate')
-SET_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
-# tablesync_<set>_truncate (trigger) and tablesync_<set>_<8 hex> (dblink connection) must fit
-# PostgreSQL's 63-byte identifiers.
-SET_NAME_MAX = 63 - len(PREFIX) - len('_truncate')
 TABLE_KEYS = ('name', 'target', 'key_columns', 'columns')
 SERVER_OPTION_KEYS = ('host', 'port', 'dbname', 'sslmode', 'sslrootcert', 'connect_timeout',
                       'application_name')
@@ -43,14 +39,6 @@ _HEADER_RE = re.compile(r'^-- %s v(\d+) ' % re.escape(q.MARKER))
 
 
 # ---- names ----------------------------------------------------------------------------------
-
-def check_set_name(name):
-    if not SET_NAME_RE.match(name or '') or len(name) > SET_NAME_MAX:
-        raise PlanError('name %r is not a valid sync set name: lower-case letters, digits and '
-                        'underscores, starting with a letter, at most %d characters (it becomes '
-                        'part of trigger and connection names)' % (name, SET_NAME_MAX))
-    return name
-
 
 def default_server_name(set_name):
     return server_name(set_name)

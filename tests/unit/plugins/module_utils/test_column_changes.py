@@ -3,6 +3,9 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
+import os
+
 import pytest
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
@@ -83,19 +86,12 @@ def test_widening_is_followed():
         'ALTER TABLE "app"."T x" ALTER COLUMN "s" TYPE character varying(40)']
 
 
-@pytest.mark.parametrize('source, target, ok', [
-    ('bigint', 'integer', True), ('integer', 'smallint', True), ('integer', 'bigint', False),
-    ('numeric', 'bigint', True), ('numeric(10,2)', 'integer', False),
-    ('double precision', 'real', True), ('real', 'double precision', False),
-    ('character varying', 'character varying(5)', True), ('character varying(4)', 'character varying(5)', False),
-    ('text', 'character varying(5)', True), ('character varying(5)', 'text', False),
-    ('character(8)', 'character(4)', True), ('numeric(12,2)', 'numeric(10,2)', True),
-    ('numeric(12,3)', 'numeric(10,2)', False), ('numeric', 'numeric(10,2)', True),
-    ('numeric(10,2)', 'numeric', False), ('timestamp(6) without time zone', 'timestamp(3) without time zone', True),
-    ('timestamp without time zone', 'timestamp(3) without time zone', True),
-    ('timestamp with time zone', 'timestamp without time zone', False), ('text', 'integer', False),
-    ('integer', 'integer', False),
-])
+# shared with the integration test of the same rules in SQL (test_schema_follow_stream.py)
+WIDENING_CASES = [tuple(c) for c in json.load(open(os.path.join(
+    os.path.dirname(__file__), '..', '..', '..', 'cases', 'widening.json')))]
+
+
+@pytest.mark.parametrize('source, target, ok', WIDENING_CASES)
 def test_widening_rules(source, target, ok):
     assert widening(source, target) is ok
 

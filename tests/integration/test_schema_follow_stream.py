@@ -1,0 +1,113 @@
+"""pg_schema_follow: column changes carried inside the replication stream, while a writer runs.
+
+The source's ALTER TABLEs (ADD COLUMN with and without a default, DROP COLUMN, RENAME COLUMN,
+int -> bigint, varchar widening) are applied on the target at their place between row changes:
+no apply error at all, and the target equals the source row by row afterwards.
+"""
+import json
+import os
+import time
+
+import pytest
+from psycopg2 import sql
+
+from pgcluster import wait_for
+from runner import run_module
+from test_pg_subscription import SyncEnv, assert_ok
+from test_schema_follow import Writer, columns, errors, rows
+
+FOLLOW = 'tablesync.postgresql.pg_schema_follow'
+TARGET_TABLES = 'tablesync.postgresql.pg_target_tables'
+SET = 'flw'
+WIDENING_CASES = [tuple(c) for c in json.load(open(os.path.join(
+    os.path.dirname(__file__), '..', 'cases', 'widening.json')))]
+
+
+def follow(env, side, check=False, **kw):
+    cluster, db = (env.pub, env.pubdb) if side == 'source' else (env.sub, env.subdb)
+    args = dict(cluster.login(db), set=SET, side=side, **kw)
+    return run_module(FOLLOW, args, check=check, diff=check)
+
+
+@pytest.fixture
+def stream(publisher, subscriber):
+    env = SyncEnv(publisher, subscriber)
+    env.publication = 'tablesync_' + SET
+    env.pub_sql("CREATE TABLE t (id int PRIMARY KEY, q int, s varchar(20), old text NOT NULL DEFAULT 'x', v text)")
+    env.pub_sql("INSERT INTO t SELECT g, g, 's' || g, 'o' || g, 'v' || g FROM generate_series(1, 300) g")
+    assert_ok(follow(env, 'source', tables=['public.t']), changed=True)
+    env.create_publication(sql.Identifier('public', 't'), sql.Identifier('tablesync_ddl', SET))
+    assert_ok(run_module(TARGET_TABLES, dict(env.sub.login(env.subdb), source=env.publisher(),
+                                             tables=['public.t'])), changed=True)
+    assert_ok(follow(env, 'target'), changed=True)
+    assert_ok(env.run(wait_for_sync=True), changed=True)
+    yield env
+    env.cleanup()
+
+
+def test_install_is_idempotent_and_check_mode_changes_nothing(stream):
+    env = stream
+    for side in ('source', 'target'):
+        assert_ok(follow(env, side, tables=['public.t'] if side == 'source' else []), changed=False)
+    baseline = env.sub_sql('SELECT table_name, jsonb_array_length(columns) FROM tablesync_ddl.%s' % SET)
+    assert baseline == [('t', 5)]
+
+
+def test_least_privilege(stream):
+    env = stream
+    for query in (env.pub_sql, env.sub_sql):
+        public_exec = query("SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                            "WHERE n.nspname = 'tablesync_ddl' AND has_function_privilege('public', p.oid, 'EXECUTE')"
+                            " UNION ALL SELECT 'not definer ' || p.proname FROM pg_proc p JOIN pg_namespace n "
+                            "ON n.oid = p.pronamespace WHERE n.nspname = 'tablesync_ddl' AND NOT p.prosecdef"
+                            " UNION ALL SELECT 'no search_path ' || p.proname FROM pg_proc p JOIN pg_namespace n "
+                            "ON n.oid = p.pronamespace WHERE n.nspname = 'tablesync_ddl' "
+                            "AND NOT 'search_path=pg_catalog, pg_temp' = ANY (p.proconfig)")
+        assert public_exec == []
+        assert query("SELECT has_schema_privilege('public', 'tablesync_ddl', 'USAGE'), "
+                     "has_table_privilege('public', 'tablesync_ddl.%s', 'SELECT')" % SET) == [(False, False)]
+
+
+def test_migrations_flow_in_the_stream_with_no_apply_error(stream):
+    env = stream
+    with Writer(env):
+        time.sleep(0.5)
+        env.pub_sql("ALTER TABLE t ADD COLUMN discount numeric DEFAULT 0.5, ADD COLUMN note text, "
+                    "ADD COLUMN region text NOT NULL DEFAULT 'eu', DROP COLUMN old")
+        time.sleep(0.5)
+        env.pub_sql("UPDATE t SET note = 'n' || id WHERE id % 3 = 0")
+        env.pub_sql('ALTER TABLE t RENAME COLUMN note TO remark')
+        env.pub_sql("UPDATE t SET remark = remark || '!' WHERE id % 6 = 0")
+        env.pub_sql('ALTER TABLE t ALTER COLUMN q TYPE bigint, ALTER COLUMN s TYPE varchar(40)')
+        env.pub_sql("UPDATE t SET s = repeat('w', 35) WHERE id = 5")
+        env.pub_sql("BEGIN; ALTER TABLE t ADD COLUMN late int; UPDATE t SET late = id WHERE id < 50; COMMIT")
+        time.sleep(1)
+    wait_for(lambda: rows(env, 'target') == rows(env, 'source'), timeout=90,
+             what='target rows equal to the source')
+    assert columns(env, 'target') == columns(env, 'source')
+    assert errors(env) == (0, 0)
+    assert env.sub_sql('SELECT count(*) FROM t WHERE discount = 0.5 AND region = %s', ('eu',))[0][0] >= 290
+
+
+def test_unfollowable_change_stops_the_apply_with_the_reason(stream):
+    env = stream
+    env.pub_sql('ALTER TABLE t ADD COLUMN r double precision DEFAULT random()')
+    env.pub_sql("INSERT INTO t (id, q, s, v) VALUES (5000, 1, 's', 'after')")
+    wait_for(lambda: errors(env)[0] > 0, timeout=60, what='the apply worker to stop on the change')
+    assert env.sub_sql("SELECT count(*) FROM t WHERE id = 5000") == [(0,)]
+    assert 'r' not in [c[0] for c in columns(env, 'target')]
+
+
+@pytest.mark.parametrize('source, target, ok', WIDENING_CASES)
+def test_sql_widening_rules_equal_the_python_ones(subscriber, source, target, ok):
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.ddl_follow_sql import WIDENING
+    body = sql.SQL('CREATE FUNCTION pg_temp.w(s text, t text) RETURNS boolean LANGUAGE plpgsql AS {}').format(
+        sql.Literal(WIDENING))
+    conn = subscriber.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(body)
+            cur.execute('SELECT pg_temp.w(%s, %s)', (source, target))
+            assert cur.fetchone()[0] is ok
+    finally:
+        conn.close()
