@@ -34,15 +34,18 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
     NameError_, parse_qualified, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_ref
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 (re-exported to check_report)
-    PREFIX, SET_NAME_MAX, SET_NAME_RE, flush_unit, publication_name, refresh_unit, server_name, slot_name,
-    subscription_name)
+    PREFIX, SET_NAME_MAX, SET_NAME_RE, ddl_publication_name, ddl_queue_name, flush_unit, publication_name,
+    refresh_unit, server_name, slot_name, subscription_name)
 
 METHODS = ('logical', 'fdw', 'trigger')
 IMPLEMENTED_METHODS = ('logical', 'fdw', 'trigger')
 STATES = ('present', 'absent')
 PUBLISH = ('insert', 'update', 'delete', 'truncate')
 SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
-            'replica_identity')
+            'replica_identity', 'schema_changes')
+# logical sets: follow the source's column changes in the stream (and at each run), report
+# them only, or fail the run on them (docs/schema-changes.md)
+SCHEMA_CHANGES = ('follow', 'report', 'refuse')
 TABLE_KEYS = ('name', 'columns', 'where', 'replica_identity')
 REPLICA_IDENTITIES = ('default', 'full')
 DEFAULT_PORT = 5432
@@ -212,11 +215,19 @@ def _parse_set(index, raw, inventory):
         if ri_error:
             errors.append('%s: %s' % (label, ri_error))
 
+    schema_changes = raw.get('schema_changes', 'follow')
+    if schema_changes not in SCHEMA_CHANGES:
+        errors.append('%s: schema_changes must be one of %s, got %r'
+                      % (label, ', '.join(SCHEMA_CHANGES), schema_changes))
+    elif 'schema_changes' in raw and method != 'logical':
+        errors.append('%s: schema_changes applies to logical sets only (method %s)' % (label, method))
+
     if errors:
         return None, errors
     return {
         'name': name,
         'method': method,
+        'schema_changes': schema_changes if method == 'logical' else None,
         'state': state,
         'source': {'host': source['host'], 'database': source['database']},
         'targets': norm_targets,
@@ -404,6 +415,7 @@ def _plan(parsed, host, hostvars, methods):
             ignored.append({'name': item['name'], 'method': item['method']})
             continue
         present = item['state'] == 'present'
+        follow = item['schema_changes'] == 'follow'
         publication = publication_name(item['name'])
         table_names = [format_qualified(*k) for k in item['table_keys']]
         if item['source']['host'] == host:
@@ -434,6 +446,10 @@ def _plan(parsed, host, hostvars, methods):
                 'state': item['state'],
                 'database': db,
                 'publication': publication,
+                'schema_changes': item['schema_changes'],
+                # with schema_changes follow: the queue of column changes and its publication
+                'ddl_publication': follow and ddl_publication_name(item['name']) or None,
+                'ddl_queue': ddl_queue_name(item['name']),
                 # the trigger source's flush unit and foreign server to its target
                 'flush_unit': flush_unit(item['name']),
                 'server': server_name(item['name']),
@@ -461,6 +477,10 @@ def _plan(parsed, host, hostvars, methods):
                 'database': target['database'],
                 'subscription': subscription_name(item['name']),
                 'publication': publication,
+                'schema_changes': item['schema_changes'],
+                # what the subscription subscribes to and the tables it then holds
+                'publications': [publication] + ([ddl_publication_name(item['name'])] if follow else []),
+                'subscribed_names': table_names + ([ddl_queue_name(item['name'])] if follow else []),
                 # the fdw consumer's foreign server and local copies' refresh unit
                 'server': server_name(item['name']),
                 'refresh_unit': refresh_unit(item['name']),
@@ -637,6 +657,9 @@ def sync_cleanup(infos, sets, wanted_slots=None, prefix=PREFIX):
     task), and ``prefix``ed logical slots that no present set needs and no consumer uses.
     """
     known = set((s['database'], s['publication']) for s in sets or [])
+    # a set's queue publication is wanted while the set is present and follows schema changes
+    known.update((s['database'], s['ddl_publication']) for s in sets or []
+                 if s.get('ddl_publication') and s.get('state') == 'present')
     wanted = set(wanted_slots or [])
     publications, slots = [], {}
     for result in _loop_results(infos):

@@ -92,7 +92,9 @@ def test_subscriptions_stream_over_tls(pub):
 def test_publications_and_slots(pub):
     pubs = psql(pub, "shop", "SELECT string_agg(format('%s:%s%s%s', pubname, pubinsert::int, pubupdate::int, "
                              "pubdelete::int), ',' ORDER BY pubname) FROM pg_publication")
-    assert pubs == "tablesync_audit:100,tablesync_shop:111"
+    # each set's own publication, and the one of its queue of column changes (schema_changes
+    # follow, the default: docs/schema-changes.md)
+    assert pubs == "tablesync_audit:100,tablesync_audit_ddl:100,tablesync_shop:111,tablesync_shop_ddl:100"
     tables = psql(pub, "shop", "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY schemaname, tablename) "
                                "FROM pg_publication_tables WHERE pubname = 'tablesync_shop'")
     assert tables == "sales.customers,sales.order_notes,sales.orders,sales.shipments"
@@ -117,7 +119,7 @@ def test_initial_copy(subs):
         # the tables were ready from the start, no table synchronisation worker recorded an LSN
         assert psql(sub, db, "SELECT count(*) || ':' || count(srsublsn) FROM pg_subscription_rel r "
                              "JOIN pg_subscription s ON s.oid = r.srsubid "
-                             "WHERE s.subname = 'tablesync_shop'") == "4:0"
+                             "WHERE s.subname = 'tablesync_shop'") == "5:0"  # 4 tables and the queue
         # the subscription is enabled, its copy marker replaced (no comment)
         assert psql(sub, db, "SELECT string_agg(subenabled::text || ':' || "
                              "coalesce(obj_description(oid, 'pg_subscription'), '-'), ',') "

@@ -28,7 +28,7 @@ def test_publication_follows_the_set(pub):
 def test_subscription_was_refreshed(sub):
     rel = psql(sub, "shop", "SELECT string_agg(format('%s:%s', srrelid::regclass, srsubstate), ',' ORDER BY srrelid::regclass::text) "
                             "FROM pg_subscription_rel")
-    assert rel == "sales.customers:r,sales.orders:r,sales.shipments:r"
+    assert rel == "sales.customers:r,sales.orders:r,sales.shipments:r,tablesync_ddl.orders:r"
     # the added table was created and copied
     assert psql(sub, "shop", "SELECT count(*) FROM sales.customers") == "7"
 
@@ -53,7 +53,7 @@ def test_absent_and_removed_sets_are_gone(pub, sub):
     subs = psql(sub, "postgres", "SELECT string_agg(subname, ',' ORDER BY subname) FROM pg_subscription")
     assert subs == "tablesync_orders"
     pubs = psql(pub, "shop", "SELECT string_agg(pubname, ',' ORDER BY pubname) FROM pg_publication")
-    assert pubs == "tablesync_orders"
+    assert pubs == "tablesync_orders,tablesync_orders_ddl"
     slots = psql(pub, "postgres", "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots")
     assert slots.startswith("tablesync_orders_") and "," not in slots  # orphan, legacy and gone slots dropped
     # the replication role may read exactly the tables of the remaining set

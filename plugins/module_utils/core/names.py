@@ -35,6 +35,20 @@ def publication_name(set_name):
     return PREFIX + set_name
 
 
+# Schema following (pg_schema_follow): the schema of the queues, each set's queue table and
+# the publication that carries it in the set's subscription.
+DDL_SCHEMA = PREFIX + 'ddl'
+
+
+def ddl_queue_name(set_name):
+    """The set's queue table, as a ``schema.table`` entry of a tables list."""
+    return '%s.%s' % (DDL_SCHEMA, set_name)
+
+
+def ddl_publication_name(set_name):
+    return PREFIX + set_name + '_ddl'
+
+
 def subscription_name(set_name):
     return PREFIX + set_name
 

@@ -31,7 +31,12 @@ set's replication role, which copies the queue).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA = 'tablesync_ddl'
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import DDL_SCHEMA
+
+SCHEMA = DDL_SCHEMA
+
+# The bodies below spell the schema (SCHEMA) and the publication prefix (core.names.PREFIX)
+# literally; tests/unit/.../test_ddl_follow.py checks they agree with core.names.
 EVENT_TRIGGER = 'tablesync_ddl_capture'
 APPLY_TRIGGER = 'tablesync_ddl_apply'
 

@@ -417,3 +417,33 @@ def test_sync_plans_is_every_method_from_one_validation():
     assert plans['ignored_sets'] == sync_plan(SETS, 'sub1', HOSTS)['ignored_sets']
     with pytest.raises(AnsibleFilterError):
         sync_plans([{'name': 'bad name'}], 'sub1', HOSTS)
+
+
+def test_schema_changes_follow_by_default_and_carry_a_queue_publication():
+    pub = sync_plan(SETS, 'pub', HOSTS)['publisher_sets'][0]
+    assert pub['schema_changes'] == 'follow'
+    assert pub['ddl_publication'] == 'tablesync_orders_ddl' and pub['ddl_queue'] == 'tablesync_ddl.orders'
+    part = sync_plan(SETS, 'sub1', HOSTS, methods=['logical'])['subscriber_parts'][0]
+    assert part['publications'] == ['tablesync_orders', 'tablesync_orders_ddl']
+    assert part['subscribed_names'] == part['table_names'] + ['tablesync_ddl.orders']
+    sets = copy.deepcopy(SETS)
+    sets[0]['schema_changes'] = 'report'
+    part = sync_plan(sets, 'sub1', HOSTS, methods=['logical'])['subscriber_parts'][0]
+    assert part['publications'] == ['tablesync_orders'] and part['subscribed_names'] == part['table_names']
+    assert sync_plan(sets, 'pub', HOSTS)['publisher_sets'][0]['ddl_publication'] is None
+
+
+@pytest.mark.parametrize('change, expected', [
+    (lambda s: s[0].update(schema_changes='always'), "schema_changes must be one of follow, report, refuse"),
+    (lambda s: s[3].update(schema_changes='follow'), 'schema_changes applies to logical sets only'),
+])
+def test_schema_changes_errors(change, expected):
+    assert any(expected in e for e in errors_for(change))
+
+
+def test_cleanup_keeps_the_queue_publication_of_following_sets_only():
+    sets = sync_plan(SETS, 'pub', HOSTS)['publisher_sets']
+    infos = {'results': [{'item': 'shop', 'publications': [
+        {'name': 'tablesync_orders_ddl'}, {'name': 'tablesync_stock_ddl'}, {'name': 'tablesync_orders'}]}]}
+    sets[1]['ddl_publication'] = None   # stock no longer follows
+    assert sync_cleanup(infos, sets)['publications'] == [{'database': 'shop', 'name': 'tablesync_stock_ddl'}]

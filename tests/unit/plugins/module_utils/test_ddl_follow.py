@@ -62,3 +62,9 @@ def test_absent_keeps_shared_objects_while_another_set_uses_them():
     assert last == ['DROP TABLE "tablesync_ddl"."shop"', 'DROP EVENT TRIGGER "tablesync_ddl_capture"',
                     'DROP SCHEMA "tablesync_ddl" CASCADE']
     assert plan('source', 'shop', 'absent', FollowState()) == ([], [])
+
+
+def test_bodies_spell_the_names_of_core_names():
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import DDL_SCHEMA, PREFIX
+    assert DDL_SCHEMA == 'tablesync_ddl' and PREFIX == 'tablesync_'
+    assert "pt.pubname = 'tablesync_' || q.relname" in FUNCTIONS['capture'][4]
