@@ -129,3 +129,20 @@ def test_check_verify_covers_the_added_table_and_the_changed_filter(pub, sub):
                             "1 rows differ (sales.customers) (threshold 0)"], breaches
     finally:
         psql(sub, "shop", "INSERT INTO sales.customers VALUES (100, 'new customer') ON CONFLICT DO NOTHING")
+
+
+COLUMNS = ("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attname) "
+           "FROM pg_attribute WHERE attrelid = '{}'::regclass AND attnum > 0 AND NOT attisdropped")
+
+
+def test_migration_during_writes_reached_the_target(pub, sub):
+    """The side effect's migration (add with a default, rename, widen, add and fill) ran while
+    the writer wrote: the target has the source's columns and rows, with no apply error."""
+    for table in ("sales.orders", "sales.shipments"):
+        assert psql(sub, "shop", COLUMNS.format(table)) == psql(pub, "shop", COLUMNS.format(table)), table
+    assert psql(sub, "shop", COLUMNS.format("sales.orders")) == "discount numeric, id bigint, total numeric(10,2)"
+    _wait_equal(pub, sub, "SELECT concat_ws('|', id, total, discount) FROM sales.orders",
+                "SELECT concat_ws('|', id, total, discount) FROM sales.orders")
+    _wait_equal(pub, sub, "SELECT concat_ws('|', id, country, note) FROM sales.shipments WHERE country = 'DE'",
+                "SELECT concat_ws('|', id, country, note) FROM sales.shipments")
+
