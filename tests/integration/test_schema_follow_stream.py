@@ -96,6 +96,7 @@ def test_unfollowable_change_stops_the_apply_with_the_reason(stream):
     wait_for(lambda: errors(env)[0] > 0, timeout=60, what='the apply worker to stop on the change')
     assert env.sub_sql("SELECT count(*) FROM t WHERE id = 5000") == [(0,)]
     assert 'r' not in [c[0] for c in columns(env, 'target')]
+    assert 'tablesync: cannot follow public.t: column r was added with a volatile default' in env.sub.log_text()
 
 
 @pytest.mark.parametrize('source, target, ok', WIDENING_CASES)

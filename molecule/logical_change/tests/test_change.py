@@ -145,4 +145,3 @@ def test_migration_during_writes_reached_the_target(pub, sub):
                 "SELECT concat_ws('|', id, total, discount) FROM sales.orders")
     _wait_equal(pub, sub, "SELECT concat_ws('|', id, country, note) FROM sales.shipments WHERE country = 'DE'",
                 "SELECT concat_ws('|', id, country, note) FROM sales.shipments")
-

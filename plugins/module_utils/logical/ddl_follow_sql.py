@@ -218,8 +218,9 @@ BEGIN
                                   col->>'missing', tablesync_ddl.type_sql(col - 'collation'));
         EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', ident, colname);
       ELSIF (col->>'has_default')::boolean THEN
-        RAISE EXCEPTION 'tablesync: cannot follow %: column % was added with a default whose value in the existing rows is not in the catalogs (a volatile default)', ident, colname
-          USING HINT = 'add the column on the target and copy the table again (docs/schema-changes.md)';
+        RAISE EXCEPTION 'tablesync: cannot follow %: column % was added with a volatile default', ident, colname
+          USING DETAIL = 'the value the existing rows got is not in the catalogs',
+                HINT = 'add the column on the target and copy the table again (docs/schema-changes.md)';
       ELSE
         EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s%s', ident, colname, tablesync_ddl.type_sql(col),
                                   CASE WHEN not_null THEN ' NOT NULL' ELSE '' END);
