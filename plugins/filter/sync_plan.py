@@ -439,7 +439,9 @@ def _plan(parsed, host, hostvars, methods):
             select_tables.setdefault(db, [])
             if present:
                 have = set(select_tables[db])
-                select_tables[db].extend(t for t in table_names if t not in have)
+                # the queue of column changes is copied by the subscriptions too
+                published = table_names + ([ddl_queue_name(item['name'])] if follow else [])
+                select_tables[db].extend(t for t in published if t not in have)
             identity = item['replica_identity']
             publisher_sets.append({
                 'name': item['name'],

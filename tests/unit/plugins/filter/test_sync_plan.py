@@ -201,7 +201,7 @@ def test_publisher_part():
     assert plan['select_tables'] == [
         {'database': 'legacy', 'tables': []},  # the absent set's grants are revoked
         {'database': 'shop', 'tables': ['sales.orders', 'sales.customers', 'public.audit_log',
-                                        'sales.stock']},
+                                        'tablesync_ddl.orders', 'sales.stock', 'tablesync_ddl.stock']},
     ]
     assert plan['publications'] == {'shop': ['tablesync_orders', 'tablesync_stock'], 'legacy': []}
     assert len(plan['slots']) == 3
