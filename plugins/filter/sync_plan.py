@@ -572,14 +572,17 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
     walsender per subscription served plus ``sync_workers`` temporary ones per subscription
     during the initial copy, plus ``headroom``. Subscriber: max_logical_replication_workers
     covers an apply worker and ``sync_workers`` table-sync workers per subscription;
-    max_replication_slots covers one replication origin per subscription (PostgreSQL < 18);
-    max_worker_processes leaves 8 to parallel query and other background workers.
+    max_replication_slots covers one replication origin per subscription (PostgreSQL < 18),
+    max_active_replication_origins the same on PostgreSQL 18+ (the postgresql_server role
+    leaves it out on older servers, which do not have it); max_worker_processes leaves 8 to
+    parallel query and other background workers.
     Counts are rounded up to ``step`` (fewer restarts as sets are added) and never go below
     ``minimums`` (PostgreSQL's defaults by default). ``extra`` is merged last (user
     overrides; a value of None removes a setting from management).
     """
     mins = {'max_replication_slots': 10, 'max_wal_senders': 10,
-            'max_logical_replication_workers': 4, 'max_worker_processes': 8}
+            'max_logical_replication_workers': 4, 'max_worker_processes': 8,
+            'max_active_replication_origins': 10}
     mins.update(minimums or {})
     counts = plan.get('counts') or {}
     served = int(counts.get('subscriptions_served') or 0)
@@ -599,6 +602,8 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
         out['max_logical_replication_workers'] = workers
         out['max_worker_processes'] = max(workers + 8, mins['max_worker_processes'])
         out['max_sync_workers_per_subscription'] = int(sync_workers)
+        out['max_active_replication_origins'] = max(_round_up(held + headroom, step),
+                                                    mins['max_active_replication_origins'])
     if plan.get('is_publisher') or plan.get('is_subscriber'):
         out['max_replication_slots'] = max(_round_up(slots + headroom, step),
                                            mins['max_replication_slots'])

@@ -296,7 +296,10 @@ def test_replication_settings_publisher_and_subscriber():
         'max_worker_processes': 18,
         'max_sync_workers_per_subscription': 2,
         'max_replication_slots': 10,
+        'max_active_replication_origins': 10,  # PostgreSQL 18+: 2 subscriptions + 4, default 10
     }
+    many = {'is_subscriber': True, 'counts': {'subscriptions_held': 15}}
+    assert replication_settings(many)['max_active_replication_origins'] == 20
     small = sync_plan(SETS[1:2], 'pub', HOSTS)
     assert replication_settings(small, step=1)['max_wal_senders'] == 10  # never below the default
     assert replication_settings(small, step=1, minimums={'max_wal_senders': 1})['max_wal_senders'] == 7
