@@ -28,6 +28,8 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.six import string_types
 from ansible.module_utils.six.moves.collections_abc import Mapping
 
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
+    invalidation_cause, lost_slot_status)
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
     IMPLEMENTED_METHODS, PREFIX, PUBLISH, slot_name, sync_hosts)
 
@@ -293,9 +295,10 @@ def _logical_row(row, item, target, hostvars, t):
             if slot.get('active') is False and t['inactive_slot']:
                 row['breaches'].append('%s: replication slot %s is not active'
                                        % (label, slot_key))
-            if slot.get('wal_status') == 'lost':
-                row['breaches'].append('%s: replication slot %s has lost the WAL it needs; the '
-                                       'subscription must be recreated' % (label, slot_key))
+            if lost_slot_status(slot) == 'lost':
+                row['breaches'].append('%s: replication slot %s was invalidated (%s); the '
+                                       'subscription must be recreated (on_lost_slot=rebuild)'
+                                       % (label, slot_key, invalidation_cause(slot)))
             if _over(slot.get('retained_bytes'), t['max_retained_bytes']):
                 row['breaches'].append('%s: slot %s retains %d bytes of WAL (threshold %s)'
                                        % (label, slot_key, slot['retained_bytes'],

@@ -640,7 +640,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import NameError_
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
-    SLOT_NONE, SubscriptionError, drop_statement, desired_from_params, lost_slot_status, plan,
+    SLOT_NONE, SubscriptionError, drop_statement, desired_from_params, invalidation_cause, lost_slot_status, plan,
     plan_detach_and_drop, plan_rebuild, refreshes_with_publication_change, refresh_skipped,
     required_versions, secret_variants, tables_to_empty, truncate_statement)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription_status import (
@@ -672,7 +672,8 @@ PUBLISHER_CONNECT_TIMEOUT = 10
 
 # On the publisher, as the subscription's own role: its slot, and the tables its publications
 # publish (both views are readable by every role).
-SLOT_QUERY = ("SELECT slot_name, wal_status, active_pid FROM pg_catalog.pg_replication_slots "
+# Every column the server's view has (invalidation_reason is 17+), as one JSON object.
+SLOT_QUERY = ("SELECT pg_catalog.to_jsonb(s) AS slot FROM pg_catalog.pg_replication_slots s "
               "WHERE slot_name = %s")
 PUBLISHED_TABLES_QUERY = ("SELECT DISTINCT schemaname, tablename FROM pg_catalog.pg_publication_tables "
                           "WHERE pubname = ANY(%s) ORDER BY 1, 2")
@@ -911,6 +912,7 @@ class SubscriptionTask(object):
             with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 cur.execute(SLOT_QUERY, (slot,))
                 row = cur.fetchone()
+                row = row['slot'] if row else None
                 status = lost_slot_status(row)
                 if current is None and status != 'lost':
                     return None
@@ -924,15 +926,15 @@ class SubscriptionTask(object):
             conn.close()
         if status is None:
             return None
-        what = ('was invalidated (wal_status lost: the WAL it needed was removed, see '
-                'max_slot_wal_keep_size)' if status == 'lost' else 'does not exist')
+        what = ('was invalidated (%s)' % invalidation_cause(row) if status == 'lost' else 'does not exist')
         if mode == 'fail':
             self.fail('The replication slot %s of subscription %s %s on the publisher: the '
                       'subscription has missed changes and cannot resume. Re-create it with '
                       'on_lost_slot=rebuild (role logical_subscriber: -e '
                       'logical_subscriber_on_lost_slot=rebuild), which empties its target tables '
                       'and copies them again.' % (slot, self.name, what),
-                      lost_slot={'slot': slot, 'status': status})
+                      lost_slot={'slot': slot, 'status': status,
+                                 'reason': (row or {}).get('invalidation_reason')})
         self.warn('The replication slot %s of subscription %s %s on the publisher: the '
                   'subscription is re-created and its tables copied again (on_lost_slot=rebuild).'
                   % (slot, self.name, what))

@@ -566,12 +566,30 @@ def plan_rebuild(desired, current, tables):
 
 def lost_slot_status(slot):
     """'lost', 'missing' or None (usable) for a row of the publisher's pg_replication_slots
-    (None: no such slot)."""
+    (None: no such slot). Invalidated: ``wal_status`` lost, or an ``invalidation_reason``
+    (PostgreSQL 17+; 18 invalidates idle slots without losing their WAL)."""
     if slot is None:
         return 'missing'
-    if slot.get('wal_status') == 'lost':
+    if slot.get('wal_status') == 'lost' or slot.get('invalidation_reason'):
         return 'lost'
     return None
+
+
+# pg_replication_slots.invalidation_reason (17+) -> why, and what to look at
+INVALIDATION_CAUSES = {
+    'wal_removed': 'the WAL it needed was removed, see max_slot_wal_keep_size',
+    'rows_removed': 'rows it needed were removed by VACUUM (on a standby: see hot_standby_feedback)',
+    'wal_level_insufficient': 'wal_level was lowered below logical on the server',
+    'idle_timeout': 'it was idle longer than idle_replication_slot_timeout allows',
+}
+
+
+def invalidation_cause(slot):
+    """Why an invalidated slot was invalidated, from the columns the server has."""
+    reason = (slot or {}).get('invalidation_reason')
+    if reason:
+        return '%s: %s' % (reason, INVALIDATION_CAUSES.get(reason, 'see the server log'))
+    return 'wal_status lost: the WAL it needed was removed, see max_slot_wal_keep_size'
 
 
 def refreshes_with_publication_change(desired, current):

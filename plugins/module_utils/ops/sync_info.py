@@ -247,7 +247,8 @@ _WALSENDER = Join('LEFT JOIN pg_catalog.pg_stat_replication sr ON sr.pid = r.act
 _SLOTS = Section(
     'slots', 'pg_catalog.pg_replication_slots r',
     [_slot('slot_name'), _slot('slot_type'), _slot('plugin'), _slot('database'), _slot('active'),
-     _slot('active_pid'), _slot('wal_status'), _slot('safe_wal_size'), _slot('restart_lsn'),
+     _slot('active_pid'), _slot('wal_status'), _slot('invalidation_reason'), _slot('safe_wal_size'),
+     _slot('restart_lsn'),
      _slot('confirmed_flush_lsn'),
      _bytes_behind('retained_bytes', 'restart_lsn'),
      _bytes_behind('lag_bytes', 'confirmed_flush_lsn'),

@@ -199,7 +199,7 @@ def test_every_breach_is_listed():
                  'sub1/shop: lag 5368709120 bytes (threshold 1073741824)',
                  'sub2/copy: the apply worker of subscription tablesync_orders is not running',
                  'sub2/copy: 1 table sync errors',
-                 'sub2/copy: replication slot %s has lost the WAL' % SLOT2,
+                 'sub2/copy: replication slot %s was invalidated (wal_status lost: the WAL it needed was removed' % SLOT2,
                  'sub2/copy: slot %s retains 10 bytes of WAL (threshold 5)' % SLOT2,
                  'sub2/copy: lag 400.0 seconds (threshold 300)',
                  'queue, pub/shop -> sub1/dw: the oldest queued change is 900.0 seconds old',

@@ -855,6 +855,14 @@ def test_catalog_query_reads_skip_and_origin_from_15():
 def test_lost_slot_status():
     assert sub.lost_slot_status(None) == 'missing'
     assert sub.lost_slot_status({'wal_status': 'lost'}) == 'lost'
+    # PostgreSQL 18 invalidates an idle slot whose WAL is still there
+    idle = {'wal_status': 'reserved', 'invalidation_reason': 'idle_timeout'}
+    assert sub.lost_slot_status(idle) == 'lost'
+    assert sub.invalidation_cause(idle) == ('idle_timeout: it was idle longer than '
+                                            'idle_replication_slot_timeout allows')
+    assert sub.invalidation_cause({'wal_status': 'lost', 'invalidation_reason': 'wal_removed'}).startswith(
+        'wal_removed: the WAL it needed was removed')
+    assert sub.invalidation_cause({'wal_status': 'lost'}).startswith('wal_status lost: the WAL')
     for usable in ('reserved', 'extended', 'unreserved', None):
         assert sub.lost_slot_status({'wal_status': usable}) is None
 
