@@ -42,6 +42,8 @@ THRESHOLDS = {
     'worker_not_running': (True, 'bool'),
     'max_apply_errors': (0, 'number'),
     'max_sync_errors': (0, 'number'),
+    # PostgreSQL 18+ counts the conflicts the apply worker met (update_missing, ...)
+    'max_conflicts': (0, 'number'),
     'max_retained_bytes': (None, 'number'),
     'max_queue_age_seconds': (300, 'number'),
     'max_queue_depth': (None, 'number'),
@@ -226,6 +228,7 @@ def _new_row(item, target):
         'lag_seconds': None,
         'apply_errors': None,
         'sync_errors': None,
+        'conflicts': None,
         'errors': None,
         'verify': None,
         'mismatching_rows': None,
@@ -254,6 +257,9 @@ def _logical_row(row, item, target, hostvars, t):
     if sub is not None:
         row['apply_errors'] = sub.get('apply_error_count')
         row['sync_errors'] = sub.get('sync_error_count')
+        counts = dict((k, v) for k, v in (sub.get('conflicts') or {}).items() if v)
+        if sub.get('conflicts') is not None:
+            row['conflicts'] = sum(counts.values())
         row['lag_seconds'] = sub.get('lag_seconds')
         row['lag_bytes'] = sub.get('lag_bytes')
         tables = sub.get('tables') or []
@@ -279,6 +285,11 @@ def _logical_row(row, item, target, hostvars, t):
         if _over(row['sync_errors'], t['max_sync_errors']):
             row['breaches'].append('%s: %d table sync errors (threshold %s)'
                                    % (label, row['sync_errors'], t['max_sync_errors']))
+        if _over(row['conflicts'], t['max_conflicts']):
+            row['breaches'].append('%s: %d conflicts (%s; threshold %s; the target differed from '
+                                   'the source: verify and repair, docs/faults.md)'
+                                   % (label, row['conflicts'], ', '.join(
+                                       '%s %d' % kv for kv in sorted(counts.items())), t['max_conflicts']))
     elif sub_info is not None:
         row['breaches'].append('%s: subscription %s does not exist in %s'
                                % (label, subscription_name, row['target']))

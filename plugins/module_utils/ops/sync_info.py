@@ -204,7 +204,14 @@ _SUBSCRIPTIONS = Section(
      Field('last_msg_age_seconds', _age('w.last_msg_receipt_time'),
            [Column('pg_stat_subscription', 'last_msg_receipt_time')], _APPLY_WORKER),
      _stats('apply_error_count'),
-     _stats('sync_error_count'),
+     # by the columns the server has: sync_table_error_count from PostgreSQL 19 on
+     Field('sync_error_count', "COALESCE(pg_catalog.to_jsonb(st) ->> 'sync_error_count', "
+           "pg_catalog.to_jsonb(st) ->> 'sync_table_error_count')::bigint",
+           [Column('pg_stat_subscription_stats', 'subid')], _SUBSCRIPTION_STATS),
+     # PostgreSQL 18+: confl_insert_exists ... as {insert_exists: n, ...}; NULL before
+     Field('conflicts', "(SELECT pg_catalog.json_object_agg(pg_catalog.substr(e.key, 7), e.value::bigint)"
+           " FROM pg_catalog.jsonb_each_text(pg_catalog.to_jsonb(st)) e WHERE e.key LIKE 'confl\\_%%')",
+           [Column('pg_stat_subscription_stats', 'subid')], _SUBSCRIPTION_STATS),
      Field('tables',
            "(SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
            "'schema', n.nspname, 'name', c.relname, 'state', sr.srsubstate, 'lsn', sr.srsublsn)"

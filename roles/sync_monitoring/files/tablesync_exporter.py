@@ -53,6 +53,8 @@ FAMILIES = (
      'Errors while applying replicated changes (PostgreSQL 15+).'),
     ('tablesync_sync_errors_total', 'counter',
      'Errors during the initial copy of tables (PostgreSQL 15+).'),
+    ('tablesync_subscription_conflicts_total', 'counter',
+     'Conflicts the apply worker met, by type (PostgreSQL 18+: insert_exists, update_missing, ...).'),
     ('tablesync_slot_active', 'gauge',
      'Whether a consumer is connected to the replication slot (1) or not (0).'),
     ('tablesync_slot_retained_bytes', 'gauge',
@@ -97,11 +99,18 @@ SELECT s.subname AS name, s.subenabled AS enabled, w.pid IS NOT NULL AS worker_r
    AND pg_catalog.starts_with(s.subname, %(prefix)s)
  ORDER BY s.subname
 """
-STATS_15 = ('(SELECT st.apply_error_count FROM pg_catalog.pg_stat_subscription_stats st'
-            ' WHERE st.subid = s.oid) AS apply_errors,'
-            ' (SELECT st.sync_error_count FROM pg_catalog.pg_stat_subscription_stats st'
-            ' WHERE st.subid = s.oid) AS sync_errors')
-STATS_OLD = 'NULL::bigint AS apply_errors, NULL::bigint AS sync_errors'
+# Read by the columns the server has, not by its version: sync_error_count is
+# sync_table_error_count from PostgreSQL 19 on, and the confl_* counters are 18+.
+STATS_15 = ("(SELECT (pg_catalog.to_jsonb(st) ->> 'apply_error_count')::bigint"
+            ' FROM pg_catalog.pg_stat_subscription_stats st WHERE st.subid = s.oid) AS apply_errors,'
+            " (SELECT COALESCE(pg_catalog.to_jsonb(st) ->> 'sync_error_count',"
+            " pg_catalog.to_jsonb(st) ->> 'sync_table_error_count')::bigint"
+            ' FROM pg_catalog.pg_stat_subscription_stats st WHERE st.subid = s.oid) AS sync_errors,'
+            ' (SELECT pg_catalog.json_object_agg(pg_catalog.substr(e.key, 7), e.value::bigint)'
+            ' FROM pg_catalog.pg_stat_subscription_stats st,'
+            ' pg_catalog.jsonb_each_text(pg_catalog.to_jsonb(st)) e'
+            " WHERE st.subid = s.oid AND e.key LIKE 'confl\\_%%') AS conflicts")
+STATS_OLD = 'NULL::bigint AS apply_errors, NULL::bigint AS sync_errors, NULL::json AS conflicts'
 
 SLOTS_SQL = """
 SELECT r.slot_name, r.database, r.active,
@@ -229,6 +238,8 @@ def add_database(metrics, database, data):
         metrics.add('tablesync_subscription_tables_not_ready', labels, sub.get('tables_not_ready'))
         metrics.add('tablesync_apply_errors_total', labels, sub.get('apply_errors'))
         metrics.add('tablesync_sync_errors_total', labels, sub.get('sync_errors'))
+        for kind, count in sorted((sub.get('conflicts') or {}).items()):
+            metrics.add('tablesync_subscription_conflicts_total', dict(labels, type=kind), count)
     for queue in data.get('trigger_queues') or []:
         labels = {'database': database, 'set': queue['name']}
         metrics.add('tablesync_trigger_queue_depth', labels, queue.get('depth'))

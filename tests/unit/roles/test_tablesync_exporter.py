@@ -80,7 +80,8 @@ def full_metrics():
         'copy': {'subscriptions': [
             {'name': 'tablesync_orders', 'enabled': True, 'worker_running': False,
              'lag_bytes': None, 'lag_seconds': None, 'last_message_age_seconds': None,
-             'tables_not_ready': 0, 'apply_errors': 3, 'sync_errors': 0}],
+             'tables_not_ready': 0, 'apply_errors': 3, 'sync_errors': 0,
+             'conflicts': {'update_missing': 2, 'insert_exists': 0}}],
             'trigger_queues': []},
         'gone': None,
     }
@@ -119,6 +120,10 @@ def test_render_samples():
             'tablesync_subscription_enabled{database="copy",set="orders",subscription="tablesync_orders"} 1',
             'tablesync_subscription_worker_running{database="copy",set="orders",subscription="tablesync_orders"} 0',
             'tablesync_apply_errors_total{database="copy",set="orders",subscription="tablesync_orders"} 3',
+            'tablesync_subscription_conflicts_total{database="copy",set="orders",subscription="tablesync_orders",'
+            'type="update_missing"} 2',
+            'tablesync_subscription_conflicts_total{database="copy",set="orders",subscription="tablesync_orders",'
+            'type="insert_exists"} 0',
             'tablesync_slot_active{database="shop",set="orders",slot="tablesync_orders_1a2b3c4d"} 0',
             'tablesync_slot_retained_bytes{database="shop",set="orders",slot="tablesync_orders_1a2b3c4d"} 2048',
             'tablesync_slot_lag_bytes{database="shop",set="orders",slot="tablesync_orders_1a2b3c4d"} 1024',

@@ -356,3 +356,16 @@ def test_compare_items_take_the_key_of_keyless_tables():
     assert SETS[0]['tables'][0] == 'sales.orders'
     with pytest.raises(AnsibleFilterError, match='keys must be a dict'):
         check_compare_items(SETS, 'sub1', healthy(), 'target', ['id'])
+
+
+def test_conflicts_of_postgresql_18_are_a_breach_with_their_kinds():
+    hv = healthy()
+    hv['sub1']['tablesync_check_info']['results'][1]['subscriptions'] = [subscription(
+        conflicts={'insert_exists': 0, 'update_missing': 2, 'delete_missing': 1})]
+    report = check_report(SETS, hv)
+    row = rows_by_target(report)['orders:sub1/shop']
+    assert row['conflicts'] == 3
+    assert ('sync set orders, pub/shop -> sub1/shop: 3 conflicts (delete_missing 1, update_missing 2; '
+            'threshold 0;') in '\n'.join(report['breaches'])
+    # older servers: no counters, nothing said
+    assert rows_by_target(check_report(SETS, healthy()))['orders:sub1/shop']['conflicts'] is None

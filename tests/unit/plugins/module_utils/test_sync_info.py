@@ -71,7 +71,7 @@ def test_old_server_without_subscription_stats():
     section = si.SECTION_DEFS['subscriptions']
     available = all_available([section]) - set([si.Column('pg_stat_subscription_stats', 'subid')])
     readable, missing = si.readable_fields(section, available)
-    assert missing == ['apply_error_count', 'sync_error_count']
+    assert missing == ['apply_error_count', 'sync_error_count', 'conflicts']
     query = text(si.section_query(section, readable))
     assert 'pg_stat_subscription_stats' not in query
     assert 'NULL AS "apply_error_count"' in query
