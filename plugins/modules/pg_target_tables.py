@@ -25,6 +25,9 @@ description:
     C(NOT NULL), a collation that is not the type's default, the primary key (with its
     constraint name) and the replica identity (C(FULL), or C(USING INDEX) with the unique index
     it names).
+  - Generated columns are created generated, stored or (PostgreSQL 18+) virtual as on the
+    source; a virtual one needs PostgreSQL 18 on the target (the task fails before any change
+    otherwise).
   - Not copied are column defaults, identity and sequences (the target receives every value
     from the source; an identity column becomes a plain C(NOT NULL) column), check, unique
     (other than the replica identity index) and foreign key constraints, triggers, ownership,
@@ -340,6 +343,7 @@ SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
                   'collation_schema', cn.nspname,
                   'collation', co.collname,
                   'generated', {generated},
+                  'generated_kind', {generated_kind},
                   'has_default', {has_default},
                   'missing', {missing},
                   'attnum', a.attnum) ORDER BY a.attnum) AS columns,
@@ -397,7 +401,8 @@ SELECT req.ord, req.nsp AS schema, req.rel AS name, c.relkind AS kind,
         WHERE i.indrelid = c.oid AND NOT i.indisprimary AND i.indislive) idx ON true
 '''
 
-_GENERATED_EXPR = "CASE WHEN a.attgenerated = 's' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END"
+# stored ('s', 12+) and virtual ('v', 18+) generated columns
+_GENERATED_EXPR = "CASE WHEN a.attgenerated IN ('s', 'v') THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END"
 # A default, not a generation expression (attgenerated is 12+).
 _HAS_DEFAULT_EXPR = {True: "a.atthasdef AND a.attgenerated = ''", False: 'a.atthasdef'}
 # The value rows that existed before ADD COLUMN ... DEFAULT got (11+), as array text.
@@ -454,7 +459,8 @@ class TableCatalog(object):
                       coll_names=[c[1] for c in collations])
         tables, schemas, missing_types, missing_collations, copying = self._query(_TARGET_SQL, params)
         return TargetState(schemas, [table_from_catalog(r) for r in tables or ()],
-                           missing_types, missing_collations or (), copying or ())
+                           missing_types, missing_collations or (), copying or (),
+                           self.conn.server_version)
 
     @staticmethod
     def _key_params(keys):
@@ -465,6 +471,7 @@ class TableCatalog(object):
         return sql.SQL(_DEFINITIONS_SQL).format(
             generated=sql.SQL(_GENERATED_EXPR if version >= PG12 else 'NULL::text'),
             has_default=sql.SQL(_HAS_DEFAULT_EXPR[version >= PG12]),
+            generated_kind=sql.SQL("NULLIF(a.attgenerated, '')" if version >= PG12 else 'NULL::text'),
             missing=sql.SQL(_MISSING_EXPR if version >= PG11 else 'NULL::text'),
             key_columns=sql.SQL('i.indnkeyatts' if version >= PG11 else 'i.indnatts'))
 

@@ -60,10 +60,11 @@ class Column(object):
     got) are read from the source for following added columns (``column_changes``)."""
 
     __slots__ = ('name', 'type', 'not_null', 'collation', 'generated', 'has_default', 'missing_value',
-                 'attnum')
+                 'attnum', 'virtual')
 
     def __init__(self, name, type_, not_null=False, collation=None, generated=None,
-                 has_default=False, missing_value=None, attnum=None):
+                 has_default=False, missing_value=None, attnum=None, virtual=False):
+        self.virtual = virtual       # a virtual generated column (PostgreSQL 18+), else stored
         self.attnum = attnum         # pg_attribute.attnum (tells a rename from a drop and an add)
         self.name = name
         self.type = type_            # CatalogSQL from format_type()
@@ -77,7 +78,8 @@ class Column(object):
         """What must match between source and target: the type and the generation."""
         if self.generated is None:
             return str(self.type)
-        return '%s GENERATED ALWAYS AS (%s) STORED' % (self.type, self.generated)
+        return '%s GENERATED ALWAYS AS (%s) %s' % (self.type, self.generated,
+                                                   'VIRTUAL' if self.virtual else 'STORED')
 
 
 class Index(object):
@@ -145,7 +147,8 @@ def column_definition(column):
     if column.collation:
         parts.append(sql.SQL('COLLATE {}').format(sql.Identifier(*column.collation)))
     if column.generated is not None:
-        parts.append(sql.SQL('GENERATED ALWAYS AS ({}) STORED').format(catalog_sql(column.generated)))
+        parts.append(sql.SQL('GENERATED ALWAYS AS ({}) {}').format(
+            catalog_sql(column.generated), sql.SQL('VIRTUAL' if column.virtual else 'STORED')))
     if column.not_null:
         parts.append(sql.SQL('NOT NULL'))
     return sql.SQL(' ').join(parts)

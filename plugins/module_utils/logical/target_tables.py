@@ -44,7 +44,9 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
 class TargetState(object):
     """What the target has of what the plan needs."""
 
-    def __init__(self, schemas=(), tables=(), missing_types=(), missing_collations=(), copying=()):
+    def __init__(self, schemas=(), tables=(), missing_types=(), missing_collations=(), copying=(),
+                 server_version=None):
+        self.server_version = server_version   # server_version_num (None: not known)
         self.schemas = set(schemas)
         self.tables = dict((t.key, t) for t in tables)
         self.missing_types = set(missing_types)
@@ -119,7 +121,7 @@ def _column_from_catalog(col):
     missing = col.get('missing')
     return Column(col['name'], catalog_type_name(col['type']), bool(col.get('not_null')),
                   collation, generated, bool(col.get('has_default')),
-                  missing, col.get('attnum'))
+                  missing, col.get('attnum'), col.get('generated_kind') == 'v')
 
 
 # ---- source side ----------------------------------------------------------------------------
@@ -358,6 +360,13 @@ def _creation_problems(to_create, target, missing_schemas, create_schemas):
             problems.append('Cannot create %s: types missing on the target: %s (create them '
                             'first, e.g. the enum or domain, or the extension providing them).'
                             % (table.display, ', '.join(types)))
+        virtual = [c.name for c in table.columns if c.virtual]
+        if virtual and target.server_version is not None and target.server_version < 180000:
+            problems.append('Cannot create %s: %s %s virtual generated on the source, which needs '
+                            'PostgreSQL 18 on the target (this one is %d); make them stored on the '
+                            'source or upgrade the target.'
+                            % (table.display, ', '.join(virtual), 'is' if len(virtual) == 1 else 'are',
+                               target.server_version // 10000))
         collations = [c for c in needed_collations([table]) if c in target.missing_collations]
         if collations:
             problems.append('Cannot create %s: collations missing on the target: %s.'

@@ -435,3 +435,17 @@ def test_index_definition_must_come_from_the_catalog():
         Index, create_index)
     with pytest.raises(TypeError):
         create_index(ORDERS, Index('x', method='btree (a); DROP TABLE t'))
+
+
+def test_virtual_generated_columns_stay_virtual_and_need_18_on_the_target():
+    source = row('app', 'v', [col('id', 'bigint', True),
+                              dict(col('twice', 'bigint'), generated='(id * 2)', generated_kind='v'),
+                              dict(col('thrice', 'bigint'), generated='(id * 3)', generated_kind='s')],
+                 pk=('v_pkey', ['id']))
+    text = render_all(plan(['app.v'], [source], TargetState(['app'], server_version=180001)).statements)
+    assert text[0] == ('CREATE TABLE "app"."v" ("id" bigint NOT NULL, '
+                       '"twice" bigint GENERATED ALWAYS AS ((id * 2)) VIRTUAL, '
+                       '"thrice" bigint GENERATED ALWAYS AS ((id * 3)) STORED, CONSTRAINT "v_pkey" PRIMARY KEY ("id"))')
+    with pytest.raises(PlanError) as e:
+        plan(['app.v'], [source], TargetState(['app'], server_version=170005))
+    assert 'twice is virtual generated on the source, which needs PostgreSQL 18 on the target (this one is 17)' in str(e.value)
