@@ -2,7 +2,11 @@
 # Builds the local systemd + PostgreSQL test image localhost/tablesync-pg:<suite> with
 # debootstrap (no registry is reachable, so nothing is pulled) and `podman import`.
 #
-#   scripts/build-image.sh bookworm|trixie [--force]
+#   scripts/build-image.sh bookworm|trixie|sid [--force]
+#
+# bookworm: PostgreSQL 15, trixie: 17, sid: 18 (Debian has it only in sid; a pure sid rootfs
+# does not boot here - its systemd refuses cgroup v1 and its Release file is past Valid-Until -
+# so the sid image is trixie with PostgreSQL 18 and what it needs taken from sid, pinned low).
 #
 # Cached: the image carries a label with the hash of its recipe (this script plus the files
 # listed in RECIPE_FILES); when an image with the same label exists, nothing is done (<1 s).
@@ -12,11 +16,15 @@ set -euo pipefail
 
 SUITE="${1:-}"
 FORCE="${2:-}"
+BASE="$SUITE"           # the suite debootstrap installs
+PG_PACKAGES=(postgresql)
 case "$SUITE" in
-  bookworm) PG_EXTRA=(postgresql-contrib) ;;  # contrib is a separate package up to PostgreSQL 15
-  trixie)   PG_EXTRA=() ;;                    # ... and part of `postgresql` from 16 on
-  *) echo "usage: $0 bookworm|trixie [--force]" >&2; exit 2 ;;
+  bookworm) PG_PACKAGES+=(postgresql-contrib) ;;  # contrib is a separate package up to PostgreSQL 15
+  trixie)   ;;                                    # ... and part of `postgresql` from 16 on
+  sid)      BASE=trixie; PG_PACKAGES=() ;;        # PostgreSQL 18 from sid, installed after debootstrap
+  *) echo "usage: $0 bookworm|trixie|sid [--force]" >&2; exit 2 ;;
 esac
+SID_PACKAGES=(postgresql postgresql-18 postgresql-client-18 postgresql-common postgresql-client-common libpq5)
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -72,8 +80,8 @@ mkdir -p "$ROOTFS" "$DEBS"
 
 start=$SECONDS
 PACKAGES=(python3 python3-apt systemd systemd-sysv dbus sudo iproute2 procps
-          ca-certificates locales postgresql "${PG_EXTRA[@]}")
-echo "build-image: debootstrap $SUITE (${PACKAGES[*]})"
+          ca-certificates locales "${PG_PACKAGES[@]}")
+echo "build-image: debootstrap $BASE (${PACKAGES[*]})"
 # LC_ALL=C.UTF-8: postgresql-common creates the default cluster during debootstrap with the
 # environment's locale; C.UTF-8 gives it UTF8 encoding instead of SQL_ASCII.
 # The keyring is given explicitly: on Ubuntu debootstrap's default is Ubuntu's, which does
@@ -82,7 +90,7 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 [ -r "$KEYRING" ] || { echo "build-image: $KEYRING is missing: install debian-archive-keyring" >&2; exit 1; }
 LC_ALL=C.UTF-8 LANG=C.UTF-8 debootstrap --variant=minbase --components=main --keyring="$KEYRING" \
   --cache-dir="$DEBS" --include="$(IFS=,; echo "${PACKAGES[*]}")" \
-  "$SUITE" "$ROOTFS" "$MIRROR" >"$BUILD_DIR/$SUITE.debootstrap.log" 2>&1 \
+  "$BASE" "$ROOTFS" "$MIRROR" >"$BUILD_DIR/$SUITE.debootstrap.log" 2>&1 \
   || { tail -n 30 "$BUILD_DIR/$SUITE.debootstrap.log" >&2; exit 1; }
 echo "build-image: debootstrap done in $((SECONDS - start)) s"
 
@@ -90,13 +98,29 @@ in_root() { LC_ALL=C.UTF-8 chroot "$ROOTFS" "$@"; }
 
 # apt sources: the full suite (updates + security), so roles can apt-get install inside.
 cat >"$ROOTFS/etc/apt/sources.list" <<EOF
-deb $MIRROR $SUITE main
-deb $MIRROR $SUITE-updates main
-deb http://deb.debian.org/debian-security $SUITE-security main
+deb $MIRROR $BASE main
+deb $MIRROR $BASE-updates main
+deb http://deb.debian.org/debian-security $BASE-security main
 EOF
+if [ "$SUITE" = sid ]; then
+  # sid's Release file may be past its Valid-Until on the mirror; pinned at 50, apt takes from
+  # sid only what trixie cannot give (PostgreSQL 18 and the libraries it needs)
+  echo "deb [check-valid-until=no] $MIRROR sid main" >"$ROOTFS/etc/apt/sources.list.d/sid.list"
+  printf 'Package: *\nPin: release n=sid\nPin-Priority: 50\n' >"$ROOTFS/etc/apt/preferences.d/sid"
+fi
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 # Fresh package lists in the image: `apt-get install python3-psycopg2` works without an update.
 in_root apt-get -qq update
+if [ "$SUITE" = sid ]; then
+  # as during debootstrap: no service starts in the chroot, /proc for the maintainer scripts
+  printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
+  chmod +x "$ROOTFS/usr/sbin/policy-rc.d"
+  mount -t proc proc "$ROOTFS/proc"
+  DEBIAN_FRONTEND=noninteractive in_root apt-get -qq -y -t sid install "${SID_PACKAGES[@]}" \
+    >"$BUILD_DIR/$SUITE.apt.log" 2>&1 || { tail -n 30 "$BUILD_DIR/$SUITE.apt.log" >&2; exit 1; }
+  umount "$ROOTFS/proc"
+  rm -f "$ROOTFS/usr/sbin/policy-rc.d"
+fi
 in_root apt-get -qq clean
 : >"$ROOTFS/etc/resolv.conf"   # podman provides its own at run time
 

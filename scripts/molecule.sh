@@ -42,7 +42,7 @@ fi
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS"
 export ANSIBLE_HOME="$REPO/.cache"
 
-for suite in bookworm trixie; do "$HERE/build-image.sh" "$suite"; done
+for suite in bookworm trixie sid; do "$HERE/build-image.sh" "$suite"; done
 
 if [ "$#" -gt 0 ]; then
   scenarios=("$@")

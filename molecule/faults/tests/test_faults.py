@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import ANSI, INVENTORY, connect, psql, wait_for
+from helpers import ANSI, INVENTORY, connect, pg_unit, psql, wait_for
 
 SRC, DST = "faults-src", "faults-dst"
 NETWORK = "tablesync-molecule-faults"
@@ -192,12 +192,12 @@ def test_in_sync_with_the_writer_running(src, dst):
 
 
 def test_target_server_stopped_then_started(src, dst):
-    dst.check_output("systemctl stop postgresql@17-main")
+    dst.check_output(f"systemctl stop {pg_unit(dst)}")
     try:
         wait_written(src)  # the source goes on writing while its target is down
-        assert not dst.service("postgresql@17-main").is_running
+        assert not dst.service(pg_unit(dst)).is_running
     finally:
-        dst.check_output("systemctl start postgresql@17-main")
+        dst.check_output(f"systemctl start {pg_unit(dst)}")
     assert_synced(src, dst)
 
 
@@ -216,7 +216,7 @@ def test_network_cut_then_restored(src, dst):
 
 def test_publisher_restarted(src, dst):
     before = psql(src, "postgres", "SELECT pg_postmaster_start_time()")
-    src.check_output("systemctl restart postgresql@15-main")
+    src.check_output(f"systemctl restart {pg_unit(src)}")
     assert psql(src, "postgres", "SELECT pg_postmaster_start_time()") != before
     wait_written(src)
     assert_synced(src, dst)
@@ -301,7 +301,7 @@ def test_publisher_host_restarted_while_the_playbook_runs(src, dst):
             # the boot: PostgreSQL started by systemd (the unit is active once pg_ctlcluster
             # returns, a moment after the server accepts connections), then the writer again
             # (the shutdown ended it) - also when an assertion below fails, for the next tests
-            booted = wait_for(lambda: src.run("systemctl is-active --quiet postgresql@15-main")
+            booted = wait_for(lambda: src.run(f"systemctl is-active --quiet {pg_unit(src)}")
                               .rc == 0 and src.run("pg_isready -q -t 2").rc == 0,
                               timeout=180, interval=1)
             if booted:
@@ -323,7 +323,7 @@ def test_publisher_host_restarted_while_the_playbook_runs(src, dst):
 def test_slot_lost_while_the_subscriber_stays_down(src, dst):
     slot = _slot(src)
     assert slot.startswith("tablesync_orders_"), slot
-    dst.check_output("systemctl stop postgresql@17-main")
+    dst.check_output(f"systemctl stop {pg_unit(dst)}")
     started = False
     try:
         # the publisher goes on writing; more WAL than max_slot_wal_keep_size (64MB) follows
@@ -334,11 +334,11 @@ def test_slot_lost_while_the_subscriber_stays_down(src, dst):
             return psql(src, "postgres", f"SELECT wal_status FROM pg_replication_slots "
                                          f"WHERE slot_name = '{slot}'") == "lost"
         assert wait_for(lost, timeout=180, interval=1)
-        dst.check_output("systemctl start postgresql@17-main")
+        dst.check_output(f"systemctl start {pg_unit(dst)}")
         started = True
     finally:
         if not started:
-            dst.check_output("systemctl start postgresql@17-main")
+            dst.check_output(f"systemctl start {pg_unit(dst)}")
     wait_written(src, 10)
 
     # the check names the dead slot

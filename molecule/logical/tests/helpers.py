@@ -108,3 +108,13 @@ def prom_samples(text):
         labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
         samples[(m.group(1), labels)] = float(m.group(3))
     return samples
+
+
+def pg_version(host):
+    """The major version of the host's cluster, read from the host (no codename map)."""
+    return host.check_output("ls /etc/postgresql").split()[0]
+
+
+def pg_unit(host):
+    """The systemd unit of the host's cluster, e.g. postgresql@17-main."""
+    return f"postgresql@{pg_version(host)}-main"

@@ -1,8 +1,8 @@
-"""Logical replication deployed by playbooks/site.yml: publisher PG15 -> subscribers PG15 and PG17."""
+"""Logical replication deployed by playbooks/site.yml: publisher PG18 -> subscribers PG15 and PG17."""
 
 import pytest
 
-from helpers import connect, hosts, psql, run_site, wait_for
+from helpers import connect, hosts, pg_version, psql, run_site, wait_for
 
 testinfra_hosts = [f"podman://{name}" for name in hosts()]
 
@@ -27,7 +27,7 @@ def _name(host):
 
 
 def _pg_version(host):
-    return {"bookworm": "15", "trixie": "17"}[host.system_info.codename]
+    return pg_version(host)
 
 
 def test_server_started_exactly_once_since_prepare(host):

@@ -1,11 +1,11 @@
-"""fdw and trigger sync sets deployed by playbooks/site.yml: source PG15 -> target/consumer PG17."""
+"""fdw and trigger sync sets deployed by playbooks/site.yml: source PG15 -> target/consumer PG18."""
 
 import os
 import subprocess
 
 import pytest
 
-from helpers import ANSI, INVENTORY, connect, hosts, psql, wait_for
+from helpers import ANSI, INVENTORY, connect, hosts, pg_unit, psql, wait_for
 
 testinfra_hosts = [f"podman://{name}" for name in hosts()]
 
@@ -104,7 +104,7 @@ def test_trigger_backfill_and_flush(src, dst):
 
 
 def test_trigger_target_down_source_writes_go_on(src, dst):
-    dst.check_output("systemctl stop postgresql@17-main")
+    dst.check_output(f"systemctl stop {pg_unit(dst)}")
     try:
         for i in range(5):
             psql(src, "shop", f"INSERT INTO sales.orders VALUES ({600 + i}, 2, {i}.5, 'offline')")
@@ -115,7 +115,7 @@ def test_trigger_target_down_source_writes_go_on(src, dst):
         src.run(f"systemctl start {FLUSH}.service")
         assert int(psql(src, "shop", "SELECT count(*) FROM tablesync.trigger_changes")) > 0
     finally:
-        dst.check_output("systemctl start postgresql@17-main")
+        dst.check_output(f"systemctl start {pg_unit(dst)}")
     assert wait_for(lambda: _same(src, dst) and _same(src, dst, LINES), timeout=60, interval=1)
     assert wait_for(lambda: psql(src, "shop", "SELECT count(*) FROM tablesync.trigger_changes") == "0",
                     timeout=30)
