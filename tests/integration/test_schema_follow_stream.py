@@ -112,3 +112,33 @@ def test_sql_widening_rules_equal_the_python_ones(subscriber, source, target, ok
             assert cur.fetchone()[0] is ok
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize('initial_copy', ['tablesync', 'snapshot'])
+def test_a_new_target_does_not_replay_the_history(stream, initial_copy):
+    """The queue's earlier rows (here: a column dropped since) reach a target created later by
+    its initial copy: they are history, skipped; the target has the source's current shape."""
+    env = stream
+    env.pub_sql('ALTER TABLE t DROP COLUMN old')
+    env.pub_sql("ALTER TABLE t ADD COLUMN fresh text NOT NULL DEFAULT 'f'")
+    late_db, late_sub = env.subdb + '_late', env.name + '_late'
+    env.sub.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(late_db)))
+    try:
+        assert_ok(run_module(TARGET_TABLES, dict(env.sub.login(late_db), source=env.publisher(),
+                                                 tables=['public.t'])), changed=True)
+        assert_ok(run_module(FOLLOW, dict(env.sub.login(late_db), set=SET, side='target')), changed=True)
+        assert_ok(run_module('tablesync.postgresql.pg_subscription', dict(
+            env.sub.login(late_db), name=late_sub, publications=[env.publication],
+            publisher=env.publisher(), initial_copy=initial_copy, wait_for_sync=True)), changed=True)
+        env.pub_sql("INSERT INTO t (id, q, s, v) VALUES (7000, 1, 's', 'late')")
+        wait_for(lambda: env.sub.query('SELECT count(*) FROM t WHERE id = 7000', dbname=late_db) == [(1,)],
+                 timeout=60, what='a row after the copy')
+        late = env.sub.query("SELECT attname FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 "
+                             'AND NOT attisdropped ORDER BY attname', dbname=late_db)
+        assert late == env.pub_sql("SELECT attname FROM pg_attribute WHERE attrelid = 't'::regclass "
+                                   'AND attnum > 0 AND NOT attisdropped ORDER BY attname')
+        assert env.sub.query('SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats '
+                             'WHERE subname = %s', (late_sub,), dbname=late_db) == [(0, 0)]
+    finally:
+        env.sub.execute(sql.SQL('DROP SUBSCRIPTION IF EXISTS {}').format(sql.Identifier(late_sub)), dbname=late_db)
+        env.sub.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(late_db)))

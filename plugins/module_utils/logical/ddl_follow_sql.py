@@ -176,6 +176,14 @@ BEGIN
   IF rel IS NULL THEN
     RETURN NULL;   -- a table this target does not have
   END IF;
+  -- rows an initial copy brings are history: the target tables were created from the source's
+  -- current shape (a table synchronisation worker copies in state 'd'; pg_subscription's
+  -- snapshot copy says so)
+  IF pg_catalog.current_setting('tablesync.copying', true) = 'on'
+     OR EXISTS (SELECT FROM pg_catalog.pg_subscription_rel r
+                 WHERE r.srrelid = TG_RELID AND r.srsubstate = 'd') THEN
+    RETURN NULL;
+  END IF;
   EXECUTE pg_catalog.format('SELECT q.columns FROM %I.%I q WHERE q.table_schema = $1 AND q.table_name = $2 '
                             'AND q.id < $3 ORDER BY q.id DESC LIMIT 1', TG_TABLE_SCHEMA, TG_TABLE_NAME)
     INTO prev USING NEW.table_schema, NEW.table_name, NEW.id;
