@@ -110,7 +110,7 @@ def inserts_per_second(source, rows):
     try:
         start = time.perf_counter()
         with conn.cursor() as cur:
-            for _ in range(rows):
+            for dummy in range(rows):
                 cur.execute("INSERT INTO t (v) VALUES ('dml')")
         return rows / (time.perf_counter() - start)
     finally:
@@ -119,7 +119,7 @@ def inserts_per_second(source, rows):
 
 def dml_cost(source, rows, repeat):
     rates = {'disabled': [], 'enabled': []}
-    for _ in range(repeat):
+    for dummy in range(repeat):
         for state in ('disabled', 'enabled'):
             source.execute('ALTER EVENT TRIGGER tablesync_ddl_capture %s' % ('DISABLE' if state == 'disabled' else 'ENABLE'),
                            dbname=DB)

@@ -245,7 +245,10 @@ slots:
     active: {description: Whether a consumer is connected., type: bool}
     active_pid: {description: Process ID of the consumer., type: int}
     wal_status: {description: Availability of the WAL the slot needs (PostgreSQL 13+)., type: str}
-    invalidation_reason: {description: 'Why the slot was invalidated (PostgreSQL 17+; 18 adds idle_timeout): wal_removed, rows_removed, wal_level_insufficient, idle_timeout.', type: str}
+    invalidation_reason:
+      description: 'Why the slot was invalidated (PostgreSQL 17+; 18 adds idle_timeout): wal_removed,
+        rows_removed, wal_level_insufficient, idle_timeout.'
+      type: str
     safe_wal_size: {description: Bytes that can still be written before the slot is lost (PostgreSQL 13+)., type: int}
     restart_lsn: {description: Oldest WAL location the slot needs., type: str}
     confirmed_flush_lsn: {description: Location up to which the consumer confirmed receipt., type: str}

@@ -14,6 +14,7 @@ testinfra_hosts = [
     ).get_hosts("all")
 ]
 
+
 def _pg_version(host):
     """The cluster's major version, read from the host (no codename map)."""
     return host.check_output("ls /etc/postgresql").split()[0]
