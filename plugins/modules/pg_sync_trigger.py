@@ -411,6 +411,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors i
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.planner import plan
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import row_trigger_name, truncate_trigger_name
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.follow import EVENT_TRIGGER, SCHEMA_INDEX
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG12
 
 try:
@@ -422,6 +423,19 @@ MINIMUM_VERSION = PG12
 
 ENVIRONMENT_QUERY = '''
 SELECT current_user AS role,
+       (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) AS superuser,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+                JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
+               WHERE c.relnamespace = ns.oid AND c.relname = 'trigger_tables'
+                 AND a.attname = 'numbers' AND NOT a.attisdropped) AS follow_storage,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c
+               WHERE c.relnamespace = ns.oid AND c.relname = %(schema_index)s) AS schema_index,
+       (SELECT pg_catalog.json_build_object('enabled', et.evtenabled, 'function', p.proname,
+                                            'function_schema', pn.nspname)
+          FROM pg_catalog.pg_event_trigger AS et
+          JOIN pg_catalog.pg_proc AS p ON p.oid = et.evtfoid
+          JOIN pg_catalog.pg_namespace AS pn ON pn.oid = p.pronamespace
+         WHERE et.evtname = %(event_trigger)s) AS event_trigger,
        e.nspname AS dblink_schema,
        (SELECT pg_catalog.json_build_object(
                    'superuser', r.rolsuper, 'login', r.rolcanlogin, 'createrole', r.rolcreaterole,
@@ -534,6 +548,8 @@ SELECT req.nspname AS schema, req.relname AS name, c.oid IS NOT NULL AS exists, 
        ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                 AND a.attgenerated <> '' ORDER BY a.attnum) AS generated,
+       (SELECT pg_catalog.json_object_agg(a.attname, a.attnum) FROM pg_catalog.pg_attribute AS a
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS numbers,
        (SELECT pg_catalog.json_object_agg(a.attname, pg_catalog.json_build_array(fn.nspname, f.proname))
           FROM pg_catalog.pg_attribute AS a
           JOIN pg_catalog.pg_type AS ty ON ty.oid = a.atttypid
@@ -619,6 +635,7 @@ class SyncTriggerCatalog(object):
         params = dict(self._trigger_names(), schema=q.SCHEMA, server=self.spec.server,
                       owner=self.spec.owner,
                       commits=q.COMMITS_TABLE, commit_trigger=q.COMMIT_TRIGGER,
+                      schema_index=SCHEMA_INDEX, event_trigger=EVENT_TRIGGER,
                       own_relations=[name for name, _ddl in q.STORAGE] + [q.CHANGES_SEQUENCE],
                       marker_like=q.MARKER.replace('_', '\\_') + '%')
         row = self._fetch(ENVIRONMENT_QUERY, params)[0]
@@ -642,7 +659,9 @@ class SyncTriggerCatalog(object):
             dblink_servers=row['dblink_servers'], schema_leftovers=row['schema_leftovers'],
             owner=row['owner'], schema_owner=row['schema_owner'], owners=row['owners'],
             server_usage=row['server_usage'], login_mapping=row['login_mapping'],
-            legacy_triggers=row['legacy_triggers'] or (), monitor_usage=row['monitor_usage'])
+            legacy_triggers=row['legacy_triggers'] or (), monitor_usage=row['monitor_usage'],
+            superuser=row['superuser'], follow_storage=row['follow_storage'],
+            schema_index=row['schema_index'], event_trigger=row['event_trigger'])
 
     def sources(self, names, set_name=None):
         """SourceTables of (schema, table) pairs, with the triggers of ``set_name`` (default:
@@ -661,7 +680,7 @@ class SyncTriggerCatalog(object):
                 row['schema'], row['name'], row['exists'], row['kind'], row['partition'],
                 row['primary_key'], row['columns'], row['generated'], triggers,
                 dict((k, tuple(v)) for k, v in (row['outputs'] or {}).items()),
-                row['unique_keys'] or ())
+                row['unique_keys'] or (), row['numbers'] or {})
         return result
 
     def set_state(self, env):
@@ -670,7 +689,8 @@ class SyncTriggerCatalog(object):
         row = self._fetch(SET_QUERY, {'set': self.spec.name})[0]
         tables = [ConfigTable(t['id'], t['source_schema'], t['source_table'], t['target_schema'],
                               t['target_table'], t['key_columns'], t['columns'],
-                              t['backfilled_at'] is not None)
+                              t['backfilled_at'] is not None, numbers=t.get('numbers'),
+                              follow=t.get('follow'))
                   for t in row['tables'] or ()]
         others = [ConfigTable(t['id'], t['source_schema'], t['source_table'], t['target_schema'],
                               t['target_table'], t['key_columns'], t['columns'],

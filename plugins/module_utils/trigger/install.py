@@ -18,6 +18,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statemen
     Secret, Statement, bind)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import OWNER_FORBIDDEN
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import follow
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import MONITORED, MONITOR_ROLE, ROUTINES
 
@@ -199,11 +200,36 @@ def infrastructure_statements(spec, env, set_state, plan):
             statements.append(Statement(sql.SQL(ddl)))
         statements.extend(_owned('TABLE', storage_ident(name),
                                  env.owners.get(name) if name in storage else None, owner))
+    if q.TABLES_TABLE in storage and not env.follow_storage:
+        statements.extend(Statement(sql.SQL(ddl)) for ddl in follow.UPGRADE_V2)
+    if not env.schema_index:
+        statements.append(Statement(sql.SQL(follow.SCHEMA_INDEX_DDL)))
     routines = routine_statements(env, owner)
     plan.routines_changed = bool(routines)
     statements.extend(routines)
     if not env.commit_trigger or env.upgrading:
         statements.append(Statement(sql.SQL(q.COMMIT_TRIGGER_DDL)))
+    statements.extend(event_trigger_statements(env, plan))
+    return statements
+
+
+def event_trigger_statements(env, plan):
+    """The event trigger that follows column changes (follow.py); it needs a superuser."""
+    current = env.event_trigger
+    wanted = {'enabled': 'O', 'function': follow.EVENT_FUNCTION, 'function_schema': q.SCHEMA}
+    if current == wanted:
+        return []
+    if not env.superuser:
+        plan.warnings.append(
+            'column changes of the synced tables are not followed: creating the event trigger %s '
+            'needs a superuser; after an ALTER TABLE of a synced table run this module again '
+            '(docs/schema-changes.md)' % follow.EVENT_TRIGGER)
+        return []
+    trigger = sql.Identifier(follow.EVENT_TRIGGER)
+    statements = []
+    if current is not None:
+        statements.append(Statement(sql.SQL('DROP EVENT TRIGGER {}').format(trigger)))
+    statements.append(Statement(sql.SQL(follow.EVENT_TRIGGER_DDL)))
     return statements
 
 

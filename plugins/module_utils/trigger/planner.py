@@ -40,6 +40,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.insta
     replaced_server_statements)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import CAPTURE_TRUNCATE
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.follow import EVENT_TRIGGER
 
 try:
     from psycopg2 import sql
@@ -179,17 +180,19 @@ def config_statement(current, desired, set_name):
     if current is None:
         return Statement(sql.SQL(
             'INSERT INTO tablesync.trigger_tables (id, set_name, source_schema, source_table, '
-            'target_schema, target_table, key_columns, columns) '
-            'VALUES (%s, %s, %s, %s, %s, %s, %s::text[], %s::text[])'),
+            'target_schema, target_table, key_columns, columns, numbers, follow) '
+            'VALUES (%s, %s, %s, %s, %s, %s, %s::text[], %s::text[], %s::smallint[], %s)'),
             (desired.id, set_name, desired.source_schema, desired.source_table,
-             desired.target_schema, desired.target_table, desired.key_columns, desired.columns))
+             desired.target_schema, desired.target_table, desired.key_columns, desired.columns,
+             desired.numbers, desired.follow))
     if current.values() == desired.values():
         return None
     return Statement(sql.SQL(
         'UPDATE tablesync.trigger_tables SET target_schema = %s, target_table = %s, '
-        'key_columns = %s::text[], columns = %s::text[] WHERE id = %s'),
+        'key_columns = %s::text[], columns = %s::text[], numbers = %s::smallint[], follow = %s '
+        'WHERE id = %s'),
         (desired.target_schema, desired.target_table, desired.key_columns, desired.columns,
-         desired.id))
+         desired.numbers, desired.follow, desired.id))
 
 
 class TableChange(object):
@@ -231,9 +234,12 @@ class TableChange(object):
 
 
 def desired_config(resolved, current, table_id):
+    numbers = resolved.source_table.numbers
     return ConfigTable(table_id, resolved.source[0], resolved.source[1], resolved.target[0],
                        resolved.target[1], resolved.key_columns, resolved.columns,
-                       backfilled=bool(current and current.backfilled))
+                       backfilled=bool(current and current.backfilled),
+                       numbers=[numbers[c] for c in resolved.columns],
+                       follow=not resolved.spec.columns)
 
 
 def table_changes(spec, resolved_tables, set_state, env):
@@ -445,8 +451,12 @@ def teardown_statements(env, server_dropped, dropped_captures=()):
         return [Statement(sql.SQL('DROP TABLE {}').format(storage_ident(name)))
                 for name in names if name in env.storage]
 
-    # the commit trigger depends on a routine, routines depend on the rowtype of trigger_tables
+    # the commit trigger and the event trigger depend on routines, routines depend on the
+    # rowtype of trigger_tables
     statements = drop_tables([q.COMMITS_TABLE])
+    if env.event_trigger is not None:
+        statements.append(Statement(sql.SQL('DROP EVENT TRIGGER {}').format(
+            sql.Identifier(EVENT_TRIGGER))))
     statements.extend(Statement(sql.SQL('DROP ROUTINE {}({})').format(
         storage_ident(r.name), sql.SQL(r.identity)))
         for _key, r in sorted(env.routines.items()) if r.ours)

@@ -34,6 +34,7 @@ routine whose body differs (an upgrade).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.follow import FOLLOW_ROUTINES
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.schema import Routine, remote_settings_sql, _sql_string
 
 
@@ -155,6 +156,8 @@ DECLARE
   v_change record;
   v_table tablesync.trigger_tables;
   v_table_id integer;
+  v_shape jsonb;
+  v_follow text;
   v_skip boolean := false;
   v_target text;
   v_cols text;
@@ -198,6 +201,19 @@ BEGIN
             p_set, v_change.table_id;
         ELSE
           v_target := format('%I.%I', v_table.target_schema, v_table.target_table);
+          -- a change carries the columns the table had when it was captured: those before the
+          -- table's next column change ('S', queued by _follow_ddl), if one follows it
+          SELECT c.key[1]::jsonb INTO v_shape FROM tablesync.trigger_changes AS c
+           WHERE c.table_id = v_change.table_id AND c.op = 'S' AND c.id > v_change.id
+           ORDER BY c.id LIMIT 1;
+          IF v_shape IS NOT NULL AND v_table.numbers IS NOT NULL THEN
+            v_table.key_columns := ARRAY(
+              SELECT (SELECT e->>'name' FROM jsonb_array_elements(v_shape) AS e
+                       WHERE (e->>'attnum')::integer = v_table.numbers[array_position(v_table.columns, k.name)])
+                FROM unnest(v_table.key_columns) WITH ORDINALITY AS k(name, n) ORDER BY k.n);
+            v_table.columns := ARRAY(SELECT e->>'name' FROM jsonb_array_elements(v_shape) WITH ORDINALITY AS x(e, n)
+                                      ORDER BY x.n);
+          END IF;
           v_cols := tablesync._quoted_list(v_table.columns, '%1$I', ', ');
           IF cardinality(v_table.key_columns) > 0 THEN
             v_keys := tablesync._quoted_list(v_table.key_columns, '%1$I', ', ');
@@ -237,6 +253,21 @@ BEGIN
         NULL;  -- queued in the pending INSERT above
       ELSIF v_change.op = 'T' THEN
         v_batch := v_batch || format('TRUNCATE %s', v_target);
+      ELSIF v_change.op = 'S' THEN
+        -- the source's columns changed here: alter the target between the rows before and after
+        IF cardinality(v_batch) > 0 THEN
+          v_sql := array_to_string(v_batch, '; ');
+          PERFORM @dblink@.dblink_exec(v_conn, v_sql);
+          v_batch := ARRAY[]::text[];
+          v_bytes := 0;
+        END IF;
+        FOREACH v_follow IN ARRAY tablesync._follow_target(v_conn, v_target, v_change.key[1]::jsonb,
+                                                           v_change.row[1]::jsonb) LOOP
+          v_sql := v_follow;
+          PERFORM @dblink@.dblink_exec(v_conn, v_sql);
+        END LOOP;
+        v_table_id := NULL;  -- the next change reads the table's columns again
+        v_first := NULL;
       ELSIF v_keys IS NOT NULL THEN
         -- a DELETE, or an UPDATE that changes the key: delete the old key, upsert the new row
         v_batch := v_batch || format('DELETE FROM %s WHERE (%s) = %s', v_target, v_keys,
@@ -580,6 +611,6 @@ ROUTINES = (
     _REMOTE_OPEN,
     _APPLY_ENTRIES, _REGISTER_COMMIT, _CAPTURE_TRUNCATE, _COMMIT_IMMEDIATE, _FLUSH_BATCH,
     _FLUSH_STEP, _LAST_ERROR, _QUEUE_STATUS, _BACKLOG_ENDS, _FLUSH, _DRAIN, _VERIFY_TARGET,
-)
+) + FOLLOW_ROUTINES
 
 CAPTURE_TRUNCATE = _CAPTURE_TRUNCATE.name

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
     sql = None
 
 
-VERSION = 2
+VERSION = 3
 SCHEMA = 'tablesync'
 OWNER_DEFAULT = 'tablesync_trigger_owner'
 MARKER = 'tablesync.postgresql sync_trigger'
@@ -61,6 +61,8 @@ STORAGE = (
     key_columns text[] NOT NULL,
     columns text[] NOT NULL,
     backfilled_at timestamptz,
+    numbers smallint[],
+    follow boolean NOT NULL DEFAULT false,
     UNIQUE (set_name, source_schema, source_table)
 )'''),
     (CHANGES_TABLE, '''CREATE TABLE tablesync.trigger_changes (

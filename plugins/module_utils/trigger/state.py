@@ -156,7 +156,8 @@ class Environment(object):
                  mapping_exists=False, search_path_schema=None, set_triggers=(),
                  dblink_servers=(), schema_leftovers=0, owner=None, schema_owner=None,
                  owners=None, server_usage=False, login_mapping=False, legacy_triggers=(),
-                 monitor_usage=False):
+                 monitor_usage=False, superuser=True, follow_storage=True, schema_index=False,
+                 event_trigger=None):
         self.role = role
         self.dblink_schema = dblink_schema
         self.dblink_available = dblink_available
@@ -180,6 +181,11 @@ class Environment(object):
         self.login_mapping = login_mapping
         self.legacy_triggers = [tuple(t) for t in legacy_triggers]
         self.monitor_usage = monitor_usage
+        # routines v3 (follow.py): storage columns, index and the event trigger
+        self.superuser = superuser
+        self.follow_storage = follow_storage
+        self.schema_index = schema_index
+        self.event_trigger = event_trigger
 
     @property
     def storage_complete(self):
@@ -217,7 +223,8 @@ class SourceTable(object):
     columns (no expressions, no predicate)."""
 
     def __init__(self, schema, name, exists=True, kind='r', partition=False, primary_key=(),
-                 columns=(), generated=(), triggers=(), outputs=None, unique_keys=()):
+                 columns=(), generated=(), triggers=(), outputs=None, unique_keys=(),
+                 numbers=None):
         self.schema = schema
         self.name = name
         self.exists = exists
@@ -229,6 +236,9 @@ class SourceTable(object):
         self.triggers = dict((t.name, t) for t in triggers)
         self.outputs = dict(outputs or {})
         self.unique_keys = [list(k) for k in unique_keys]
+        # column -> attnum (what the event trigger of routines v3 follows columns by)
+        self.numbers = dict(numbers) if numbers is not None else dict(
+            (c, i + 1) for i, c in enumerate(self.columns))
 
     @property
     def key(self):
@@ -238,10 +248,10 @@ class SourceTable(object):
 class ConfigTable(object):
     """A row of tablesync.trigger_tables (``key_columns`` empty: keyless)."""
 
-    FIELDS = ('target_schema', 'target_table', 'key_columns', 'columns')
+    FIELDS = ('target_schema', 'target_table', 'key_columns', 'columns', 'numbers', 'follow')
 
     def __init__(self, id_, source_schema, source_table, target_schema, target_table, key_columns,
-                 columns, backfilled=False, set_name=None, mode=None):
+                 columns, backfilled=False, set_name=None, mode=None, numbers=None, follow=False):
         self.id = id_
         self.source_schema = source_schema
         self.source_table = source_table
@@ -252,6 +262,10 @@ class ConfigTable(object):
         self.backfilled = backfilled
         self.set_name = set_name
         self.mode = mode
+        # attnums of ``columns`` (None: written by routines v2); ``follow``: the table is synced
+        # with all its columns, so columns added to it join (routines v3, follow.py)
+        self.numbers = list(numbers) if numbers is not None else None
+        self.follow = bool(follow)
 
     @property
     def source(self):

@@ -62,7 +62,8 @@ def environment(installed=True, **kw):
             server={'fdw': 'dblink_fdw', 'options': st.server_options_from_target(TARGET, 's1')},
             mapping={'user': 'writer', 'password': PASSWORD},
             set_triggers=[('public', 't', 'tablesync_s1'), ('public', 't', 'tablesync_s1_truncate')],
-            dblink_servers=['tablesync_s1'])
+            dblink_servers=['tablesync_s1'], schema_index=True,
+            event_trigger={'enabled': 'O', 'function': '_follow_ddl', 'function_schema': 'tablesync'})
     base.update(kw)
     return st.Environment(**base)
 
@@ -88,7 +89,8 @@ def set_state(installed=True, mode='queued', backlog=0, tables=None, **kw):
     row = {'name': 's1', 'server': 'tablesync_s1', 'server_managed': True, 'mode': mode,
            'batch_size': 1000}
     if tables is None:
-        tables = [st.ConfigTable(1, 'public', 't', 'public', 't', ['id'], ['id', 'v'])]
+        tables = [st.ConfigTable(1, 'public', 't', 'public', 't', ['id'], ['id', 'v'],
+                                 numbers=[1, 2], follow=True)]
     return st.SetState(row, tables, backlog=backlog, max_table_id=max([0] + [t.id for t in tables]),
                        **kw)
 
@@ -167,6 +169,11 @@ def test_fresh_install_in_order_with_masked_password():
                for t in text) == len(ROUTINES)
     start = text.index([t for t in text if t.startswith('CREATE CONSTRAINT TRIGGER')][0])
     tail = text[start:]
+    assert tail[1] == ('CREATE EVENT TRIGGER tablesync_trigger_follow ON ddl_command_end '
+                       "WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION tablesync._follow_ddl()")
+    assert text[11] == ('CREATE INDEX IF NOT EXISTS trigger_changes_schema ON '
+                        "tablesync.trigger_changes (table_id, id) WHERE op = 'S'")
+    tail = tail[:1] + tail[2:]
     assert tail[1] == ('CREATE SERVER "tablesync_s1" FOREIGN DATA WRAPPER dblink_fdw OPTIONS '
                        '("application_name" \'tablesync_s1\', "host" \'db2\', "port" \'5432\', '
                        '"dbname" \'reporting\')')
@@ -175,9 +182,9 @@ def test_fresh_install_in_order_with_masked_password():
                        '("user" \'writer\', "password" \'********\')' % OWNER)
     assert tail[4].startswith('INSERT INTO tablesync.trigger_sets')
     assert tail[5] == ("INSERT INTO tablesync.trigger_tables (id, set_name, source_schema, "
-                       "source_table, target_schema, target_table, key_columns, columns) VALUES "
-                       "(1, 's1', 'public', 't', 'public', 't', ARRAY['id']::text[], "
-                       "ARRAY['id', 'v']::text[])")
+                       "source_table, target_schema, target_table, key_columns, columns, numbers, "
+                       "follow) VALUES (1, 's1', 'public', 't', 'public', 't', ARRAY['id']::text[], "
+                       "ARRAY['id', 'v']::text[], ARRAY[1, 2]::smallint[], true)")
     assert tail[6].startswith('CREATE OR REPLACE FUNCTION "tablesync"."capture_1"() RETURNS '
                               'trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '
                               'pg_catalog, pg_temp SET "DateStyle" = \'ISO, YMD\'')
@@ -262,7 +269,7 @@ def test_outdated_body_is_replaced_and_comment_updated():
     assert text[0].startswith('CREATE OR REPLACE FUNCTION "tablesync"."drain"(p_set text) RETURNS '
                               'bigint LANGUAGE plpgsql SECURITY DEFINER')
     assert text[1] == ('COMMENT ON ROUTINE "tablesync"."drain"(p_set text) IS '
-                       "'tablesync.postgresql sync_trigger v2'")
+                       "'tablesync.postgresql sync_trigger v%d'" % q.VERSION)
 
 
 def test_changed_capture_body_is_replaced():
@@ -300,7 +307,8 @@ def test_changed_result_type_drops_first_and_obsolete_routines_go():
 
 def test_newer_routines_are_never_downgraded():
     newer = _routines_with('flush', comment='tablesync.postgresql sync_trigger v%d' % (q.VERSION + 1))
-    with pytest.raises(PlanError, match=r'newer tablesync.postgresql \(sync_trigger v3\).*ships v2'):
+    with pytest.raises(PlanError, match=r'newer tablesync.postgresql \(sync_trigger v%d\).*ships v%d'
+                       % (q.VERSION + 1, q.VERSION)):
         plan(spec(), environment(routines=newer), set_state())
 
 
@@ -528,8 +536,8 @@ def test_changed_target_only_updates_config_after_drain():
     assert text == ['LOCK TABLE "public"."t" IN SHARE ROW EXCLUSIVE MODE',
                     "SELECT tablesync.drain('s1')",
                     "UPDATE tablesync.trigger_tables SET target_schema = 'rep', target_table = 't', "
-                    "key_columns = ARRAY['id']::text[], columns = ARRAY['id', 'v']::text[] "
-                    "WHERE id = 1",
+                    "key_columns = ARRAY['id']::text[], columns = ARRAY['id', 'v']::text[], "
+                    "numbers = ARRAY[1, 2]::smallint[], follow = true WHERE id = 1",
                     "SELECT tablesync.verify_target('s1')"]
 
 
@@ -559,7 +567,8 @@ def test_new_table_gets_next_id_and_removed_table_drains():
 
 
 def test_removed_table_with_force_discards_its_changes():
-    state = set_state(tables=[st.ConfigTable(1, 'public', 't', 'public', 't', ['id'], ['id', 'v']),
+    state = set_state(tables=[st.ConfigTable(1, 'public', 't', 'public', 't', ['id'], ['id', 'v'],
+                                             numbers=[1, 2], follow=True),
                               st.ConfigTable(2, 'public', 'gone', 'public', 'gone', ['id'], ['id'])])
     text = shown(plan(spec(force=True), environment(), state))
     assert text == ["DELETE FROM tablesync.trigger_changes WHERE set_name = 's1' AND table_id = "
