@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: pg_schema_follow
-short_description: Carry a logical sync set's column changes inside its replication stream
+short_description: Make sync targets follow the source's column changes
 version_added: 0.4.0
 description:
   - Installs what makes every target of a logical sync set follow the source's C(ALTER TABLE)
@@ -49,14 +49,16 @@ attributes:
     description: Shows the objects present before and after.
 options:
   set:
-    description: The sync set's name (its publication is C(tablesync_<set>)).
+    description:
+      - The sync set's name (its publication is C(tablesync_<set>)).
+      - Required with O(side=source) and O(side=target); not used with O(side=trigger_target)
+        (its function serves every trigger set of the database).
     type: str
-    required: true
   side:
-    description: V(source) (capture) or V(target) (apply).
+    description: V(source) (capture), V(target) (apply) or V(trigger_target) (the trigger sets' target database).
     type: str
     required: true
-    choices: [source, target]
+    choices: [source, target, trigger_target]
   tables:
     description:
       - On the source, the set's tables (C(schema.table) strings or dicts with C(name)); those
@@ -66,6 +68,11 @@ options:
     default: []
   replication_role:
     description: On the source, the role the subscriptions connect as; it may read the queue.
+    type: str
+  writer_role:
+    description:
+      - With O(side=trigger_target), the login the trigger sets' flush connects as (their
+        target user); it gets C(USAGE) on the schema and C(EXECUTE) on C(follow_table).
     type: str
   state:
     description: V(absent) drops the set's queue, and the schema and event trigger with the last one.
@@ -88,6 +95,12 @@ EXAMPLES = r'''
     login_db: shop_copy
     set: shop
     side: target
+
+- name: Let the flush of the trigger sets targeting this database alter its tables
+  tablesync.postgresql.pg_schema_follow:
+    login_db: reporting
+    side: trigger_target
+    writer_role: tablesync_writer
 '''
 
 RETURN = r'''
@@ -145,6 +158,11 @@ SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s),
          WHERE n.nspname = %(schema)s AND c.relname = %(set)s AND t.tgname = %(apply_trigger)s),
        CASE WHEN %(role)s::text IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %(role)s)
             THEN true
+            WHEN %(side)s = 'trigger_target'
+            THEN pg_catalog.to_regprocedure(pg_catalog.format('%%I.follow_table(text, jsonb, jsonb)', %(schema)s)) IS NOT NULL
+                 AND pg_catalog.has_function_privilege(%(role)s, pg_catalog.to_regprocedure(
+                     pg_catalog.format('%%I.follow_table(text, jsonb, jsonb)', %(schema)s)), 'EXECUTE')
+                 AND pg_catalog.has_schema_privilege(%(role)s, %(schema)s, 'USAGE')
             WHEN pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s, %(set)s)) IS NULL THEN false
             ELSE pg_catalog.has_table_privilege(%(role)s, pg_catalog.format('%%I.%%I', %(schema)s, %(set)s), 'SELECT')
                  AND pg_catalog.has_schema_privilege(%(role)s, %(schema)s, 'USAGE') END
@@ -154,7 +172,8 @@ _BASELINED_SQL = 'SELECT DISTINCT table_schema, table_name FROM {}'
 
 
 def read_state(conn, set_name, side, tables, role):
-    params = dict(schema=SCHEMA, set=set_name, event_trigger=EVENT_TRIGGER, apply_trigger=APPLY_TRIGGER, role=role)
+    params = dict(schema=SCHEMA, set=set_name, event_trigger=EVENT_TRIGGER, apply_trigger=APPLY_TRIGGER, role=role,
+                  side=side)
     with conn.cursor() as cur:
         cur.execute(_STATE_SQL, params)
         schema, functions, queues, event_trigger, apply_trigger, role_can_read = cur.fetchone()
@@ -173,22 +192,27 @@ def read_state(conn, set_name, side, tables, role):
 def argument_spec():
     spec = connection_argument_spec()
     spec.update(
-        set=dict(type='str', required=True),
-        side=dict(type='str', required=True, choices=['source', 'target']),
+        set=dict(type='str'),
+        side=dict(type='str', required=True, choices=['source', 'target', 'trigger_target']),
         tables=dict(type='list', elements='raw', default=[]),
         replication_role=dict(type='str'),
+        writer_role=dict(type='str'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
     )
     return spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[('side', 'source', ('set',)), ('side', 'target', ('set',))])
     p = module.params
-    try:
-        set_name = check_set_name(p['set'])
-    except (PlanError, ValueError) as e:
-        module.fail_json(msg=str(e))
+    set_name = None
+    if p['side'] != 'trigger_target':
+        try:
+            set_name = check_set_name(p['set'])
+        except (PlanError, ValueError) as e:
+            module.fail_json(msg=str(e))
+    role = p['writer_role'] if p['side'] == 'trigger_target' else p['replication_role']
     refs, errors = parse_table_refs(p['tables'], ('name',))
     if errors:
         module.fail_json(msg='Invalid entry in tables: %s' % '; '.join(errors))
@@ -198,10 +222,10 @@ def main():
         module.fail_json(msg='pg_schema_follow side=%s needs PostgreSQL %s or later; this server is %s'
                          % (p['side'], version_text(needed), version_text(conn.server_version)))
     try:
-        current = read_state(conn, set_name, p['side'], [r.key for r in refs], p['replication_role'])
+        current = read_state(conn, set_name, p['side'], [r.key for r in refs], role)
     except psycopg2.Error as e:
         module.fail_json(msg='Cannot read the schema-follow objects: %s' % error_text(e, p))
-    statements, changes = plan(p['side'], set_name, p['state'], current, p['replication_role'])
+    statements, changes = plan(p['side'], set_name, p['state'], current, role)
     executor = Executor(conn, module.check_mode)
     executor.add_secrets(*connection_secrets(p))
     try:
@@ -213,7 +237,8 @@ def main():
     finally:
         conn.close()
     before = dict(queue=current.queue, schema=current.schema)
-    after = dict(queue=p['state'] == 'present', schema=p['state'] == 'present' or bool(current.queues - set([set_name])))
+    after = dict(queue=p['state'] == 'present' and p['side'] != 'trigger_target',
+                 schema=p['state'] == 'present' or bool(current.queues - set([set_name])))
     module.exit_json(changed=executor.changed, queries=executor.queries, changes=changes,
                      diff=dict(before=before, after=after))
 

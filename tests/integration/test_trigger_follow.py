@@ -13,7 +13,10 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from test_pg_sync_trigger import make_pair, run, sync_args
+from runner import run_module
+from test_pg_sync_trigger import WRITER, make_pair, run, sync_args
+
+FOLLOW = 'tablesync.postgresql.pg_schema_follow'
 
 HOSTILE = 'Amount;--"x'
 DDL = '''
@@ -109,8 +112,9 @@ def last_error(cluster, db, name):
 def pair(publisher, subscriber, request):
     db = 'trg_follow_%s' % request.node.name.split('[')[0][-20:].lower()
     make_pair(publisher, subscriber, db, DDL)
-    for table in ('t', 'k', 'listed'):  # following alters the target: its user owns the tables
-        subscriber.execute('ALTER TABLE public.%s OWNER TO tablesync_writer' % table, dbname=db)
+    installed = run_module(FOLLOW, dict(subscriber.login(db), side='trigger_target', writer_role=WRITER))
+    assert installed['changed'] and not installed.get('failed'), installed
+    assert run_module(FOLLOW, dict(subscriber.login(db), side='trigger_target', writer_role=WRITER))['changed'] is False
     mode = getattr(request, 'param', 'queued')
     args = sync_args(publisher, subscriber, db, 'flw', TABLES, backfill=True, flush=True, mode=mode)
     first = run(args)
@@ -186,6 +190,16 @@ def test_unfollowable_change_stops_the_flush_with_the_reason(publisher, subscrib
     fixed = run(args)
     assert not fixed.get('failed') and fixed['backlog'] == 0, fixed
     assert_equal(publisher, subscriber, db, 'public.t')
+
+
+def test_the_target_login_alters_only_tables_it_may_write(publisher, subscriber, pair):
+    db, args = pair
+    subscriber.execute('REVOKE DELETE ON public.k FROM %s' % WRITER, dbname=db)
+    publisher.execute('ALTER TABLE public.k ADD COLUMN c int', dbname=db)
+    assert run(args).get('failed')
+    message = last_error(publisher, db, 'flw')
+    assert 'cannot follow public.k: tablesync_writer may not write it, so it may not alter it' in message, message
+    assert [r[0] for r in shape(subscriber, db, 'public.k')] == ['a', 'b']
 
 
 def test_a_key_column_cannot_leave_the_set(publisher, pair):

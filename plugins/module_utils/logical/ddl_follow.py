@@ -44,7 +44,10 @@ def queue_ident(set_name):
 
 
 def plan(side, set_name, state, current, replication_role=None):
-    """-> (statements, changes): ``changes`` names each object created, replaced or dropped."""
+    """-> (statements, changes): ``changes`` names each object created, replaced or dropped.
+    ``side``: source, target (a logical set's) or trigger_target (no queue; ``replication_role``
+    is then the trigger sets' target login, which may call ``follow_table``); ``set_name`` is
+    None for trigger_target."""
     if state == 'absent':
         return _plan_absent(set_name, current)
     statements, changes = [], []
@@ -61,6 +64,8 @@ def plan(side, set_name, state, current, replication_role=None):
         statements.append(Statement(sql.SQL('REVOKE ALL ON FUNCTION {} FROM PUBLIC').format(
             sql.Identifier(SCHEMA, name))))
         changes.append('function %s.%s' % (SCHEMA, name))
+    if side == 'trigger_target':
+        return statements + _trigger_target_statements(current, replication_role, changes), changes
     queue = queue_ident(set_name)
     if not current.queue:
         identity = 'GENERATED ALWAYS AS IDENTITY' if side == 'source' else ''
@@ -130,12 +135,22 @@ def _target_statements(set_name, current, changes):
     return statements
 
 
+def _trigger_target_statements(current, role, changes):
+    """A trigger set's target login may call follow_table (for tables it may write)."""
+    if not role or current.role_can_read:
+        return []
+    changes.append('EXECUTE on %s.follow_table for %s' % (SCHEMA, role))
+    return [Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(sql.Identifier(SCHEMA), sql.Identifier(role))),
+            Statement(sql.SQL('GRANT EXECUTE ON FUNCTION {}(text, jsonb, jsonb) TO {}').format(
+                sql.Identifier(SCHEMA, 'follow_table'), sql.Identifier(role)))]
+
+
 def _plan_absent(set_name, current):
     statements, changes = [], []
-    if current.queue:
+    if set_name and current.queue:
         statements.append(Statement(sql.SQL('DROP TABLE {}').format(queue_ident(set_name))))
         changes.append('queue %s.%s dropped' % (SCHEMA, set_name))
-    if current.schema and not (current.queues - set([set_name])):
+    if current.schema and not (current.queues - set([set_name])):  # the last set of the database
         if current.event_trigger is not None:
             statements.append(Statement(sql.SQL('DROP EVENT TRIGGER {}').format(sql.Identifier(EVENT_TRIGGER))))
             changes.append('event trigger %s dropped' % EVENT_TRIGGER)

@@ -165,13 +165,7 @@ END
 APPLY = r'''
 DECLARE
   rel pg_catalog.regclass := pg_catalog.to_regclass(pg_catalog.format('%I.%I', NEW.table_schema, NEW.table_name));
-  ident text := pg_catalog.format('%I.%I', NEW.table_schema, NEW.table_name);
   prev jsonb;
-  col jsonb;
-  gone jsonb;
-  have record;
-  colname text;
-  not_null boolean;
 BEGIN
   IF rel IS NULL THEN
     RETURN NULL;   -- a table this target does not have
@@ -187,9 +181,25 @@ BEGIN
   EXECUTE pg_catalog.format('SELECT q.columns FROM %I.%I q WHERE q.table_schema = $1 AND q.table_name = $2 '
                             'AND q.id < $3 ORDER BY q.id DESC LIMIT 1', TG_TABLE_SCHEMA, TG_TABLE_NAME)
     INTO prev USING NEW.table_schema, NEW.table_name, NEW.id;
+  PERFORM tablesync_ddl.follow(rel, prev, NEW.columns);
+  RETURN NULL;
+END
+'''
+
+# The table's columns ``cols`` (as columns_of writes them) applied to the table ``rel``; ``prev``:
+# the columns before (at least attnum and name; NULL: unknown, nothing is renamed or dropped).
+FOLLOW = r'''
+DECLARE
+  ident text := rel::text;
+  col jsonb;
+  gone jsonb;
+  have record;
+  colname text;
+  not_null boolean;
+BEGIN
   IF prev IS NOT NULL THEN
     -- a renamed column keeps its attnum
-    FOR col IN SELECT c FROM pg_catalog.jsonb_array_elements(NEW.columns) c LOOP
+    FOR col IN SELECT c FROM pg_catalog.jsonb_array_elements(cols) c LOOP
       gone := (SELECT o FROM pg_catalog.jsonb_array_elements(prev) o WHERE o->'attnum' = col->'attnum');
       IF gone IS NOT NULL AND gone->>'name' <> col->>'name'
          AND EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attname = gone->>'name'
@@ -201,7 +211,7 @@ BEGIN
     END LOOP;
     -- a dropped column's attnum is gone
     FOR gone IN SELECT o FROM pg_catalog.jsonb_array_elements(prev) o
-                WHERE NOT EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(NEW.columns) c
+                WHERE NOT EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(cols) c
                                    WHERE c->'attnum' = o->'attnum') LOOP
       IF EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attname = gone->>'name'
                   AND a.attnum > 0 AND NOT a.attisdropped) THEN
@@ -209,7 +219,7 @@ BEGIN
       END IF;
     END LOOP;
   END IF;
-  FOR col IN SELECT c FROM pg_catalog.jsonb_array_elements(NEW.columns) c LOOP
+  FOR col IN SELECT c FROM pg_catalog.jsonb_array_elements(cols) c LOOP
     colname := col->>'name';
     not_null := (col->>'not_null')::boolean;
     SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null INTO have
@@ -249,7 +259,25 @@ BEGIN
       EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', ident, colname);
     END IF;
   END LOOP;
-  RETURN NULL;
+END
+'''
+
+
+# A trigger set's flush (trigger/follow.py) calls this through its dblink connection to the
+# target, as the set's target login: the login may alter only tables it may write.
+FOLLOW_TABLE = r'''
+DECLARE
+  rel pg_catalog.regclass := pg_catalog.to_regclass(p_table);
+BEGIN
+  IF rel IS NULL THEN
+    RAISE EXCEPTION 'tablesync: cannot follow %: no such table on this target', p_table;
+  END IF;
+  IF NOT (pg_catalog.has_table_privilege(session_user, rel, 'INSERT')
+          AND pg_catalog.has_table_privilege(session_user, rel, 'DELETE')) THEN
+    RAISE EXCEPTION 'tablesync: cannot follow %: % may not write it, so it may not alter it', rel, session_user;
+  END IF;
+  PERFORM tablesync_ddl.follow(rel, p_prev, p_columns);
+  RETURN 'followed';
 END
 '''
 
@@ -260,6 +288,10 @@ FUNCTIONS = {
     'capture': ('', 'event_trigger', 'plpgsql', 'VOLATILE', CAPTURE),
     'widening': ('s text, t text', 'boolean', 'plpgsql', 'IMMUTABLE', WIDENING),
     'type_sql': ('col jsonb', 'text', 'plpgsql', 'STABLE', TYPE_SQL),
+    'follow': ('rel regclass, prev jsonb, cols jsonb', 'void', 'plpgsql', 'VOLATILE', FOLLOW),
     'apply': ('', 'trigger', 'plpgsql', 'VOLATILE', APPLY),
+    'follow_table': ('p_table text, p_prev jsonb, p_columns jsonb', 'text', 'plpgsql', 'VOLATILE',
+                     FOLLOW_TABLE),
 }
-SIDES = {'source': ('columns_of', 'capture'), 'target': ('widening', 'type_sql', 'apply')}
+SIDES = {'source': ('columns_of', 'capture'), 'target': ('widening', 'type_sql', 'follow', 'apply'),
+         'trigger_target': ('widening', 'type_sql', 'follow', 'follow_table')}

@@ -18,21 +18,22 @@ synced table:
 
 Changes queued before the ALTER carry the old columns and are applied with them (the flush
 takes the column names of a change from the table's next ``'S'`` change). When the flush
-reaches the ``'S'`` change, ``_follow_target`` compares it with the target table, read through
-the set's dblink connection, and alters the target in the same remote transaction as the rows
-around it: renames, drops, adds (existing rows get exactly the source's value), lossless
-widening and NOT NULL, with names quoted by ``format('%I')`` and type names checked; anything
-else (a narrowing, a volatile default) fails the flush naming the table, the column and the
-reason, and the changes stay queued until the target is fixed. No SQL text is captured: the
-queue holds catalog facts only, and only the owner role may write it.
+reaches the ``'S'`` change, it calls ``tablesync_ddl.follow_table(table, before, after)`` on the
+target, in the same remote transaction as the rows around it: the function that applies the
+logical method's column changes (``logical/ddl_follow_sql``, installed on the target by
+``pg_schema_follow side=trigger_target``, the trigger_target role does it) renames, drops,
+adds (existing rows get exactly the source's value), widens losslessly and sets NOT NULL, for
+tables the calling login may write only. Anything else (a narrowing, a volatile default) fails
+the flush naming the table, the column and the reason, and the changes stay queued until the
+target is fixed. No SQL text travels: the queue holds catalog facts only, only the owner role
+may write it, and they reach the target as literals.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import quote_ident
-from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.ddl_follow_sql import (
-    COLUMNS_OF, TYPE_SQL, WIDENING)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.ddl_follow_sql import COLUMNS_OF
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.schema import (
     HEADER, PINNED, SEARCH_PATH, Routine, _sql_string)
 
@@ -121,11 +122,6 @@ END
 
 _COLUMNS_OF = Routine('_columns_of', 'rel oid, names name[]', 'rel oid, names name[]', 'jsonb',
                       'sql', COLUMNS_OF, attributes='STABLE', definer=True)
-_WIDENING = Routine('_widening', 's text, t text', 's text, t text', 'boolean', 'plpgsql',
-                    WIDENING, attributes='IMMUTABLE', definer=True)
-_TYPE_SQL = Routine('_type_sql', 'col jsonb', 'col jsonb', 'text', 'plpgsql', TYPE_SQL,
-                    attributes='STABLE', definer=True)
-
 _FOLLOW_DDL = Routine('_follow_ddl', '', '', 'event_trigger', 'plpgsql', '''
 -- ddl_command_end, tag ALTER TABLE: the synced columns of each altered synced table follow the
 -- table (by attnum), its capture function is generated again and an 'S' change is queued.
@@ -205,107 +201,5 @@ BEGIN
 END
 '''.replace('@settings@', _SETTINGS_TEXT.replace("'", "''")), definer=True)
 
-_FOLLOW_TARGET = Routine(
-    '_follow_target', 'p_conn text, p_target text, p_prev jsonb, p_columns jsonb',
-    'p_conn text, p_target text, p_prev jsonb, p_columns jsonb', 'text[]', 'plpgsql', '''
--- The statements that bring the target table (p_target, quoted) from the shape it has to the
--- source's columns p_columns; p_prev: the synced columns before (attnum, name). The target's
--- columns are read in the caller's remote transaction, with type names as the source writes them.
-DECLARE
-  v_names text[];
-  v_types text[];
-  v_not_null boolean[];
-  v_out text[] := ARRAY[]::text[];
-  col jsonb;
-  gone jsonb;
-  i integer;
-  colname text;
-  not_null boolean;
-  v_owner boolean;
-BEGIN
-  PERFORM @dblink@.dblink_exec(p_conn, 'SET LOCAL search_path = pg_catalog, pg_temp');
-  SELECT coalesce(pg_catalog.array_agg(r.name ORDER BY r.num), '{}'),
-         coalesce(pg_catalog.array_agg(r.type ORDER BY r.num), '{}'),
-         coalesce(pg_catalog.array_agg(r.not_null ORDER BY r.num), '{}'),
-         coalesce(pg_catalog.bool_and(r.owner), false)
-    INTO v_names, v_types, v_not_null, v_owner
-    FROM @dblink@.dblink(p_conn, pg_catalog.format(
-           'SELECT a.attnum::integer, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), '
-           'a.attnotnull, pg_catalog.pg_has_role(c.relowner, ''USAGE'') FROM pg_catalog.pg_attribute AS a '
-           'JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid WHERE a.attrelid = %L::pg_catalog.regclass '
-           'AND a.attnum > 0 AND NOT a.attisdropped', p_target))
-         AS r(num integer, name text, type text, not_null boolean, owner boolean);
-  PERFORM @dblink@.dblink_exec(p_conn, 'SET LOCAL search_path TO DEFAULT');
-  -- a renamed column keeps its attnum
-  FOR col IN SELECT c FROM pg_catalog.jsonb_array_elements(p_columns) AS c LOOP
-    gone := (SELECT o FROM pg_catalog.jsonb_array_elements(p_prev) AS o WHERE o->'attnum' = col->'attnum');
-    IF gone IS NOT NULL AND gone->>'name' <> col->>'name' AND gone->>'name' = ANY (v_names)
-       AND NOT (col->>'name' = ANY (v_names)) THEN
-      v_out := v_out || pg_catalog.format('ALTER TABLE %s RENAME COLUMN %I TO %I', p_target,
-                                          gone->>'name', col->>'name');
-      v_names[pg_catalog.array_position(v_names, gone->>'name')] := col->>'name';
-    END IF;
-  END LOOP;
-  -- a dropped (or no longer synced) column's attnum is gone
-  FOR gone IN SELECT o FROM pg_catalog.jsonb_array_elements(p_prev) AS o
-               WHERE NOT EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(p_columns) AS c
-                                  WHERE c->'attnum' = o->'attnum') LOOP
-    i := pg_catalog.array_position(v_names, gone->>'name');
-    IF i IS NOT NULL THEN
-      v_out := v_out || pg_catalog.format('ALTER TABLE %s DROP COLUMN %I', p_target, gone->>'name');
-      v_names[i] := NULL;
-    END IF;
-  END LOOP;
-  FOR col IN SELECT c FROM pg_catalog.jsonb_array_elements(p_columns) AS c LOOP
-    colname := col->>'name';
-    not_null := (col->>'not_null')::boolean;
-    i := pg_catalog.array_position(v_names, colname);
-    IF i IS NULL THEN
-      IF col->>'missing' IS NOT NULL THEN
-        IF col->>'type' LIKE '%[]' THEN
-          RAISE EXCEPTION 'tablesync: cannot follow %: column % is an array added with a default', p_target, colname
-            USING HINT = 'add the column on the target and back-fill the table again (docs/schema-changes.md)';
-        END IF;
-        v_out := v_out || pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s%s DEFAULT (CAST(%L AS %s[]))[1]',
-                                            p_target, colname, tablesync._type_sql(col),
-                                            CASE WHEN not_null THEN ' NOT NULL' ELSE '' END,
-                                            col->>'missing', tablesync._type_sql(col - 'collation'))
-                       || pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', p_target, colname);
-      ELSIF (col->>'has_default')::boolean THEN
-        RAISE EXCEPTION 'tablesync: cannot follow %: column % was added with a volatile default', p_target, colname
-          USING DETAIL = 'the value the existing rows got is not in the catalogs',
-                HINT = 'add the column on the target and back-fill the table again (docs/schema-changes.md)';
-      ELSE
-        v_out := v_out || pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s%s', p_target, colname,
-                                            tablesync._type_sql(col), CASE WHEN not_null THEN ' NOT NULL' ELSE '' END);
-      END IF;
-      CONTINUE;
-    END IF;
-    IF v_types[i] <> col->>'type' THEN
-      IF NOT tablesync._widening(col->>'type', v_types[i]) THEN
-        RAISE EXCEPTION 'tablesync: cannot follow %: column % changed from % to %, which is not a lossless widening',
-          p_target, colname, v_types[i], col->>'type'
-          USING HINT = 're-create the column on the target and back-fill the table again (docs/schema-changes.md)';
-      END IF;
-      v_out := v_out || pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s', p_target, colname,
-                                          tablesync._type_sql(col));
-    END IF;
-    IF v_not_null[i] AND NOT not_null THEN
-      v_out := v_out || pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', p_target, colname);
-    ELSIF not_null AND NOT v_not_null[i] THEN
-      v_out := v_out || pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', p_target, colname);
-    END IF;
-  END LOOP;
-  IF pg_catalog.cardinality(v_out) > 0 AND NOT v_owner THEN
-    RAISE EXCEPTION 'tablesync: cannot follow %: the target user does not own the table', p_target
-      USING DETAIL = pg_catalog.format('needed: %s', pg_catalog.array_to_string(v_out, '; ')),
-            HINT = 'make the target user (or a role it is a member of) the owner of the target table, '
-                   'or run these statements on the target by hand (docs/schema-changes.md)';
-  END IF;
-  RETURN v_out;
-END
-''', definer=True)
-
 # creation order: SQL-language routines are checked at creation
-FOLLOW_ROUTINES = (_FORCE_QUOTE, _VALUES_ARRAY, _CAPTURE_BODY, _COLUMNS_OF, _WIDENING, _TYPE_SQL,
-                   _FOLLOW_TARGET, _FOLLOW_DDL)
+FOLLOW_ROUTINES = (_FORCE_QUOTE, _VALUES_ARRAY, _CAPTURE_BODY, _COLUMNS_OF, _FOLLOW_DDL)

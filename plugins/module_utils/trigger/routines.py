@@ -157,7 +157,6 @@ DECLARE
   v_table tablesync.trigger_tables;
   v_table_id integer;
   v_shape jsonb;
-  v_follow text;
   v_skip boolean := false;
   v_target text;
   v_cols text;
@@ -261,11 +260,9 @@ BEGIN
           v_batch := ARRAY[]::text[];
           v_bytes := 0;
         END IF;
-        FOREACH v_follow IN ARRAY tablesync._follow_target(v_conn, v_target, v_change.key[1]::jsonb,
-                                                           v_change.row[1]::jsonb) LOOP
-          v_sql := v_follow;
-          PERFORM @dblink@.dblink_exec(v_conn, v_sql);
-        END LOOP;
+        v_sql := format('SELECT tablesync_ddl.follow_table(%L, %L::jsonb, %L::jsonb)', v_target,
+                        v_change.key[1], v_change.row[1]);
+        PERFORM * FROM @dblink@.dblink(v_conn, v_sql) AS r(done text);
         v_table_id := NULL;  -- the next change reads the table's columns again
         v_first := NULL;
       ELSIF v_keys IS NOT NULL THEN

@@ -68,3 +68,24 @@ def test_bodies_spell_the_names_of_core_names():
     from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import DDL_SCHEMA, PREFIX
     assert DDL_SCHEMA == 'tablesync_ddl' and PREFIX == 'tablesync_'
     assert "pt.pubname = 'tablesync_' || q.relname" in FUNCTIONS['capture'][4]
+
+
+def test_trigger_target_gets_the_functions_and_a_grant_but_no_queue():
+    statements, changes = plan('trigger_target', None, 'present', FollowState(role_can_read=False), 'writer')
+    text = render_all(statements)
+    created = [t.split('(')[0] for t in text if t.startswith('CREATE OR REPLACE FUNCTION')]
+    assert created == ['CREATE OR REPLACE FUNCTION "tablesync_ddl"."%s"' % n for n in SIDES['trigger_target']]
+    assert 'follow_table' in SIDES['trigger_target'] and 'apply' not in SIDES['trigger_target']
+    assert not any('CREATE TABLE' in t or 'TRIGGER' in t for t in text)
+    assert text[-2:] == ['GRANT USAGE ON SCHEMA "tablesync_ddl" TO "writer"',
+                         'GRANT EXECUTE ON FUNCTION "tablesync_ddl"."follow_table"(text, jsonb, jsonb) TO "writer"']
+    assert changes[-1] == 'EXECUTE on tablesync_ddl.follow_table for writer'
+    done = installed('trigger_target', queue=False, queues=[], apply_trigger=None)
+    assert plan('trigger_target', None, 'present', done, 'writer') == ([], [])
+
+
+def test_the_logical_apply_and_the_trigger_flush_share_one_follow_function():
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.ddl_follow_sql import APPLY, FOLLOW_TABLE
+    assert 'PERFORM tablesync_ddl.follow(rel, prev, NEW.columns)' in APPLY
+    assert 'PERFORM tablesync_ddl.follow(rel, p_prev, p_columns)' in FOLLOW_TABLE
+    assert "has_table_privilege(session_user, rel, 'INSERT')" in FOLLOW_TABLE
