@@ -50,6 +50,14 @@ description:
     user-definable code (no casts, no C(to_jsonb)); nobody else may execute them or read the
     queue. Each remote call opens a new dblink connection under an unguessable name and closes
     it, so no session can reuse, skip or redirect it. See C(docs/security.md).
+  - B(Column changes.) An event trigger (C(tablesync_trigger_follow), created when the login is
+    a superuser, else a warning) follows each C(ALTER TABLE) of a synced table in its own
+    transaction: synced columns by attnum (renames and drops; added columns too when the
+    table's entry lists no C(columns)), a new capture function, and a queued column change
+    that the flush applies on the target between the rows before and after it, by calling
+    C(tablesync_ddl.follow_table) there (installed by M(tablesync.postgresql.pg_schema_follow)
+    with C(side=trigger_target)). A key column cannot be dropped while its table is synced. See
+    C(docs/schema-changes.md).
   - Routine bodies carry a version; a run after an upgrade of the collection replaces them
     (routines v1, which captured rows as jsonb, are upgraded in one transaction; their queue is
     applied by them first, every set's capture is rebuilt), and the module refuses to downgrade

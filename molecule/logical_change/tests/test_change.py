@@ -20,7 +20,8 @@ def sub():
 def test_publication_follows_the_set(pub):
     tables = psql(pub, "shop", "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY schemaname, tablename) "
                                "FROM pg_publication_tables WHERE pubname = 'tablesync_orders'")
-    assert tables == "sales.customers,sales.orders,sales.shipments"
+    assert tables == "sales.customers,sales.events,sales.orders,sales.shipments"
+    assert psql(pub, "shop", "SELECT pubviaroot FROM pg_publication WHERE pubname = 'tablesync_orders'") == "t"
     assert psql(pub, "shop", "SELECT rowfilter FROM pg_publication_tables "
                              "WHERE pubname = 'tablesync_orders' AND tablename = 'shipments'") == "(country = 'DE'::text)"
 
@@ -28,7 +29,7 @@ def test_publication_follows_the_set(pub):
 def test_subscription_was_refreshed(sub):
     rel = psql(sub, "shop", "SELECT string_agg(format('%s:%s', srrelid::regclass, srsubstate), ',' ORDER BY srrelid::regclass::text) "
                             "FROM pg_subscription_rel")
-    assert rel == "sales.customers:r,sales.orders:r,sales.shipments:r,tablesync_ddl.orders:r"
+    assert rel == "sales.customers:r,sales.events:r,sales.orders:r,sales.shipments:r,tablesync_ddl.orders:r"
     # the added table was created and copied
     assert psql(sub, "shop", "SELECT count(*) FROM sales.customers") == "7"
 
@@ -145,3 +146,14 @@ def test_migration_during_writes_reached_the_target(pub, sub):
                 "SELECT concat_ws('|', id, total, discount) FROM sales.orders")
     _wait_equal(pub, sub, "SELECT concat_ws('|', id, country, note) FROM sales.shipments WHERE country = 'DE'",
                 "SELECT concat_ws('|', id, country, note) FROM sales.shipments")
+
+
+def test_partitioned_table_and_its_new_partition_reach_the_target(pub, sub):
+    """sales.events is partitioned on the source, one plain table on the target (published via
+    its root); the partition attached during the writes and the column added to the partitioned
+    table reached the target, rows moved between partitions included."""
+    assert psql(sub, "shop", "SELECT relkind FROM pg_class WHERE oid = 'sales.events'::regclass") == "r"
+    assert psql(sub, "shop", COLUMNS.format("sales.events")) == psql(pub, "shop", COLUMNS.format("sales.events"))
+    _wait_equal(pub, sub, "SELECT concat_ws('|', id, at, kind, note) FROM sales.events",
+                "SELECT concat_ws('|', id, at, kind, note) FROM sales.events")
+    assert psql(sub, "shop", "SELECT count(*) FROM sales.events WHERE at >= '2027-01-01'") != "0"

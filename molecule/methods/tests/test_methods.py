@@ -183,3 +183,21 @@ def test_check_playbook_healthy():
     root = os.path.abspath(os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "..", ".."))
     rc, out = _playbook(os.path.join(root, "playbooks", "check.yml"))
     assert rc == 0, out[-6000:]
+
+
+def test_trigger_set_follows_a_migration_while_the_timer_flushes(src, dst):
+    """An application migration on the source (15) reaches the target (18) through the flush
+    timer: the column added with a default (existing rows get it), a rename and a widening,
+    rows written before and after it; nothing run by hand on the target."""
+    psql(src, "shop", "INSERT INTO sales.order_lines VALUES (900, 0, 'before')")
+    psql(src, "shop", "ALTER TABLE sales.order_lines ADD COLUMN qty int NOT NULL DEFAULT 1")
+    psql(src, "shop", "UPDATE sales.order_lines SET qty = 5 WHERE order_id = 900")
+    psql(src, "shop", "ALTER TABLE sales.order_lines RENAME COLUMN sku TO article")
+    psql(src, "shop", "ALTER TABLE sales.order_lines ALTER COLUMN qty TYPE bigint")
+    psql(src, "shop", "INSERT INTO sales.order_lines VALUES (901, 0, 'after', 5000000000)")
+    columns = ("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
+               "FROM pg_attribute WHERE attrelid = 'sales.order_lines'::regclass AND attnum > 0 AND NOT attisdropped")
+    assert wait_for(lambda: _same(src, dst, LINES), timeout=60, interval=1)
+    assert psql(dst, "shop_copy", columns) == psql(src, "shop", columns) == \
+        "order_id integer, line integer, article text, qty bigint"
+    assert psql(src, "shop", "SELECT coalesce(last_error, '') FROM tablesync.trigger_sets") == ""
