@@ -48,15 +48,18 @@ THRESHOLDS = {
     'max_queue_age_seconds': (300, 'number'),
     'max_queue_depth': (None, 'number'),
     'max_mismatching_rows': (0, 'number'),
+    # a target table whose columns differ from its source's (column changes followed by
+    # pg_schema_follow), or a trigger set's column change the flush has not applied
+    'schema_drift': (True, 'bool'),
 }
 
-SOURCE_SECTIONS = ['publications', 'slots', 'trigger_queues']
-TARGET_SECTIONS = ['subscriptions', 'fdw_servers']
+SOURCE_SECTIONS = ['publications', 'slots', 'trigger_queues', 'schema_changes']
+TARGET_SECTIONS = ['subscriptions', 'fdw_servers', 'schema_changes']
 # method -> the side of a set that runs its comparison
 COMPARED_FROM = {'target': 'logical', 'source': 'trigger'}
 COLUMNS = (('set', 'SET'), ('method', 'METHOD'), ('source', 'SOURCE'), ('target', 'TARGET'),
            ('state', 'STATE'), ('lag_bytes', 'LAG BYTES'), ('lag_seconds', 'LAG S'),
-           ('errors', 'ERRORS'), ('verify', 'VERIFY'))
+           ('errors', 'ERRORS'), ('schema', 'SCHEMA'), ('verify', 'VERIFY'))
 INFO_VAR = 'tablesync_check_info'
 COMPARE_VAR = 'tablesync_check_compare'
 COMPARE_TRIGGER_VAR = 'tablesync_check_compare_trigger'
@@ -115,7 +118,7 @@ def check_databases(sets, host):
         for target in item['targets']:
             if target['host'] == host:
                 wanted.setdefault(target['database'], set()).update(TARGET_SECTIONS)
-    order = SOURCE_SECTIONS + TARGET_SECTIONS
+    order = SOURCE_SECTIONS + [s for s in TARGET_SECTIONS if s not in SOURCE_SECTIONS]
     return [{'database': db, 'gather': [s for s in order if s in sections]}
             for db, sections in sorted(wanted.items())]
 
@@ -230,6 +233,8 @@ def _new_row(item, target):
         'sync_errors': None,
         'conflicts': None,
         'errors': None,
+        'schema': None,
+        'schema_drift': [],
         'verify': None,
         'mismatching_rows': None,
         'notes': [],
@@ -315,12 +320,52 @@ def _logical_row(row, item, target, hostvars, t):
                                        % (label, slot_key, slot['retained_bytes'],
                                           t['max_retained_bytes']))
     row['state'] = state
+    if pub_info is not None and sub_info is not None:
+        _schema_drift(row, item['name'], pub_info, sub_info, label, t)
     if _over(row['lag_bytes'], t['max_lag_bytes']):
         row['breaches'].append('%s: lag %d bytes (threshold %s)'
                                % (label, row['lag_bytes'], t['max_lag_bytes']))
     if _over(row['lag_seconds'], t['max_lag_seconds']):
         row['breaches'].append('%s: lag %.1f seconds (threshold %s)'
                                % (label, row['lag_seconds'], t['max_lag_seconds']))
+
+
+def _column_diff(source, target):
+    """What a target table's columns lack or have more than its source's ([name, type] pairs)."""
+    want = dict(tuple(c) for c in source or [])
+    have = dict(tuple(c) for c in target or [])
+    out = ['%s missing' % n for n in want if n not in have]
+    out += ['%s is %s, not %s' % (n, have[n], want[n]) for n in want if n in have and have[n] != want[n]]
+    out += ['%s only on the target' % n for n in have if n not in want]
+    return out
+
+
+def _schema_drift(row, set_name, pub_info, sub_info, label, t):
+    """Column changes of a following logical set: applied on the target, and the target's
+    tables equal to the source's columns (pg_sync_info section schema_changes, both sides)."""
+    source = dict((r.get('table'), r) for r in pub_info.get('schema_changes') or [] if r.get('set') == set_name)
+    if not source:
+        return  # the set does not follow column changes (or the source cannot tell)
+    target = dict((r.get('table'), r) for r in sub_info.get('schema_changes') or [] if r.get('set') == set_name)
+    pending, drifted = [], []
+    for table, src in sorted(source.items()):
+        dst = target.get(table)
+        if dst is None or (dst.get('last_change') or 0) < (src.get('last_change') or 0):
+            pending.append(table)
+            continue
+        if dst.get('table_columns') is None:
+            continue  # the table is not on this target (yet): the subscription reports it
+        diff = _column_diff(src.get('columns'), dst.get('table_columns'))
+        if diff:
+            drifted.append('%s (%s)' % (table, ', '.join(diff)))
+    row['schema_drift'] = drifted
+    row['schema'] = ('%d drifted' % len(drifted) if drifted else
+                     '%d pending' % len(pending) if pending else 'same')
+    if pending:
+        row['notes'].append('column changes of %s not applied yet' % ', '.join(pending))
+    if drifted and t['schema_drift']:
+        row['breaches'].append('%s: target tables differ from the source: %s (docs/schema-changes.md)'
+                               % (label, '; '.join(drifted)))
 
 
 def _trigger_row(row, item, hostvars, t):
@@ -342,6 +387,12 @@ def _trigger_row(row, item, hostvars, t):
     row['state'] = queue.get('mode') or 'present'
     row['lag_seconds'] = queue.get('oldest_entry_age_seconds')
     row['notes'].append('%s changes queued' % queue.get('depth'))
+    pending = queue.get('schema_changes_pending')
+    if pending is not None:
+        row['schema'] = '%d pending' % pending if pending else 'same'
+        if pending and queue.get('last_error') and t['schema_drift']:
+            row['breaches'].append('%s: %d column change(s) of the source wait for the flush, which '
+                                   'fails (below)' % (label, pending))
     if _over(queue.get('oldest_entry_age_seconds'), t['max_queue_age_seconds']):
         row['breaches'].append('%s: the oldest queued change is %.1f seconds old (threshold %s)'
                                % (label, queue['oldest_entry_age_seconds'],

@@ -165,7 +165,11 @@ SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s),
                  AND pg_catalog.has_schema_privilege(%(role)s, %(schema)s, 'USAGE')
             WHEN pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s, %(set)s)) IS NULL THEN false
             ELSE pg_catalog.has_table_privilege(%(role)s, pg_catalog.format('%%I.%%I', %(schema)s, %(set)s), 'SELECT')
-                 AND pg_catalog.has_schema_privilege(%(role)s, %(schema)s, 'USAGE') END
+                 AND pg_catalog.has_schema_privilege(%(role)s, %(schema)s, 'USAGE') END,
+       coalesce(pg_catalog.to_regprocedure(pg_catalog.format('%%I.status()', %(schema)s)) IS NOT NULL
+                AND pg_catalog.has_function_privilege('pg_monitor', pg_catalog.to_regprocedure(
+                    pg_catalog.format('%%I.status()', %(schema)s)), 'EXECUTE')
+                AND pg_catalog.has_schema_privilege('pg_monitor', %(schema)s, 'USAGE'), false)
 '''
 
 _BASELINED_SQL = 'SELECT DISTINCT table_schema, table_name FROM {}'
@@ -176,7 +180,7 @@ def read_state(conn, set_name, side, tables, role):
                   side=side)
     with conn.cursor() as cur:
         cur.execute(_STATE_SQL, params)
-        schema, functions, queues, event_trigger, apply_trigger, role_can_read = cur.fetchone()
+        schema, functions, queues, event_trigger, apply_trigger, role_can_read, monitor_ok = cur.fetchone()
         baselined = set()
         if set_name in queues:
             cur.execute(sql.SQL(_BASELINED_SQL).format(sql.Identifier(SCHEMA, set_name)))
@@ -186,7 +190,7 @@ def read_state(conn, set_name, side, tables, role):
     return FollowState(schema, functions, set_name in queues, queues,
                        event_trigger if side == 'source' else None, apply_trigger,
                        [t for t in tables if t not in baselined] if side == 'source' else (),
-                       role_can_read)
+                       role_can_read, monitor_ok)
 
 
 def argument_spec():

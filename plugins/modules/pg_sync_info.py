@@ -47,8 +47,8 @@ options:
       - The sections to read. The server version is always returned.
     type: list
     elements: str
-    choices: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers]
-    default: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers]
+    choices: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers, schema_changes]
+    default: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers, schema_changes]
   server_log:
     description:
       - Also return the last apply error of each subscription from the server log
@@ -286,10 +286,33 @@ trigger_queues:
     newest_entry_time: {description: "Time of the newest queued change (ISO 8601), V(null) when the queue is empty.", type: str}
     oldest_entry_age_seconds: {description: "Age of the oldest queued change in seconds, V(0) when the queue is empty.", type: float}
     last_flush_time: {description: Not recorded by pg_sync_trigger; always V(null) (listed in RV(unavailable))., type: str}
+    schema_changes_pending: {description: "Column changes of the set's tables (C(ALTER TABLE) on the source) queued and not yet applied on the target.", type: int}
   sample:
     - {name: orders, mode: queued, server: tablesync_orders, batch_size: 1000, tables: 2, depth: 12,
        oldest_entry_time: "2026-01-05T10:00:00.120000+00:00", newest_entry_time: "2026-01-05T10:00:04.500000+00:00",
        oldest_entry_age_seconds: 4.9, last_flush_time: null}
+schema_changes:
+  description:
+    - Column changes of the logical sync sets that follow them (M(tablesync.postgresql.pg_schema_follow)),
+      per set and table - on a source the last one captured, on a target the last one applied there -
+      with the table's own columns. Empty without the schema C(tablesync_ddl).
+    - On a target, a table whose RV(schema_changes[].table_columns) differ from RV(schema_changes[].columns)
+      has drifted from its source; a source's RV(schema_changes[].last_change) above the target's is not
+      applied there yet (C(check.yml) compares both).
+  returned: when V(schema_changes) is in O(gather)
+  type: list
+  elements: dict
+  contains:
+    set: {description: Name of the sync set., type: str}
+    table: {description: The table (C(schema.table))., type: str}
+    database: {description: Database (with O(each_database) only)., type: str}
+    last_change: {description: Number of the table's last column change (rising on the source)., type: int}
+    changed_at: {description: When it was captured on the source (ISO 8601)., type: str}
+    columns: {description: "The table's columns after that change, as C([name, type]) pairs.", type: list}
+    table_columns: {description: "The local table's columns as C([name, type]) pairs, V(null) when it does not exist.", type: list}
+  sample:
+    - {set: orders, table: sales.orders, last_change: 7, changed_at: "2026-12-05T10:00:00+00:00",
+       columns: [[id, bigint], [total, "numeric(10,2)"]], table_columns: [[id, bigint], [total, "numeric(10,2)"]]}
 fdw_servers:
   description: Foreign servers of the connected database, by name.
   returned: when V(fdw_servers) is in O(gather)
@@ -333,7 +356,7 @@ def argument_spec():
 
 
 # The sections read per database; the others (slots, settings) are server-wide.
-PER_DATABASE = ('publications', 'subscriptions', 'trigger_queues', 'fdw_servers')
+PER_DATABASE = ('publications', 'subscriptions', 'trigger_queues', 'fdw_servers', 'schema_changes')
 _DATABASES_SQL = ("SELECT datname FROM pg_catalog.pg_database "
                   "WHERE datallowconn AND NOT datistemplate ORDER BY datname")
 

@@ -52,7 +52,7 @@ description:
     it, so no session can reuse, skip or redirect it. See C(docs/security.md).
   - B(Column changes.) An event trigger (C(tablesync_trigger_follow), created when the login is
     a superuser, else a warning) follows each C(ALTER TABLE) of a synced table in its own
-    transaction: synced columns by attnum (renames and drops; added columns too when the
+    transaction - synced columns by attnum (renames and drops; added columns too when the
     table's entry lists no C(columns)), a new capture function, and a queued column change
     that the flush applies on the target between the rows before and after it, by calling
     C(tablesync_ddl.follow_table) there (installed by M(tablesync.postgresql.pg_schema_follow)

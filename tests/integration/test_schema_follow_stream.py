@@ -142,3 +142,36 @@ def test_a_new_target_does_not_replay_the_history(stream, initial_copy):
     finally:
         env.sub.execute(sql.SQL('DROP SUBSCRIPTION IF EXISTS {}').format(sql.Identifier(late_sub)), dbname=late_db)
         env.sub.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(late_db)))
+
+
+def test_drift_is_visible_in_pg_sync_info_and_the_metrics(stream, tmp_path):
+    """Both sides' last column change per table (pg_sync_info section schema_changes): equal
+    once applied; a target changed by hand drifts, and the exporter counts its columns."""
+    from test_check_playbook import run_exporter
+    env = stream
+    env.pub_sql('ALTER TABLE t ADD COLUMN extra int')
+    wait_for(lambda: 'extra' in [c[0] for c in columns(env, 'target')], timeout=60, what='the column on the target')
+
+    def info(side):
+        cluster, db = (env.pub, env.pubdb) if side == 'source' else (env.sub, env.subdb)
+        result = run_module('tablesync.postgresql.pg_sync_info', dict(cluster.login(db), gather=['schema_changes']))
+        assert not result.get('failed'), result.get('msg')
+        return dict((r['table'], r) for r in result['schema_changes'] if r['set'] == SET)
+    source, target = info('source')['public.t'], info('target')['public.t']
+    assert target['last_change'] == source['last_change'] > 1
+    assert ['extra', 'integer'] in source['columns']
+    assert target['table_columns'] == target['columns'] == source['columns']
+
+    env.sub_sql('ALTER TABLE t ALTER COLUMN extra TYPE bigint')  # drift by hand
+    assert info('target')['public.t']['table_columns'] != source['columns']
+    env.sub_sql(sql.SQL('ALTER SUBSCRIPTION {} RENAME TO {}').format(sql.Identifier(env.name),
+                                                                     sql.Identifier('tablesync_' + SET)))
+    try:
+        rc, err, lines = run_exporter(env.sub, str(tmp_path), [env.subdb])
+    finally:
+        env.sub_sql(sql.SQL('ALTER SUBSCRIPTION {} RENAME TO {}').format(sql.Identifier('tablesync_' + SET),
+                                                                         sql.Identifier(env.name)))
+    assert rc == 0, err
+    labels = '{database="%s",set="%s",table="public.t"}' % (env.subdb, SET)
+    assert 'tablesync_schema_drift_columns%s 2' % labels in lines  # extra integer vs extra bigint, both ways
+    assert 'tablesync_schema_last_change%s %d' % (labels, source['last_change']) in lines

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import publication_name
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.ddl_follow_sql import (
-    APPLY_TRIGGER, EVENT_TRIGGER, FUNCTIONS, QUEUE_DDL, SCHEMA, SETTINGS, SIDES)
+    APPLY_TRIGGER, EVENT_TRIGGER, FUNCTIONS, MONITOR_ROLE, QUEUE_DDL, SCHEMA, SETTINGS, SIDES)
 
 
 class FollowState(object):
@@ -28,7 +28,7 @@ class FollowState(object):
     ``queues``: names of every queue table of the schema (other sets' too)."""
 
     def __init__(self, schema=False, functions=None, queue=False, queues=(), event_trigger=None,
-                 apply_trigger=None, unbaselined=(), role_can_read=True):
+                 apply_trigger=None, unbaselined=(), role_can_read=True, monitor_ok=False):
         self.schema = schema
         self.functions = functions or {}
         self.queue = queue
@@ -37,6 +37,8 @@ class FollowState(object):
         self.apply_trigger = apply_trigger
         self.unbaselined = [tuple(t) for t in unbaselined]
         self.role_can_read = role_can_read
+        # pg_monitor may call status() (pg_sync_info, check.yml, the exporter)
+        self.monitor_ok = monitor_ok
 
 
 def queue_ident(set_name):
@@ -64,6 +66,12 @@ def plan(side, set_name, state, current, replication_role=None):
         statements.append(Statement(sql.SQL('REVOKE ALL ON FUNCTION {} FROM PUBLIC').format(
             sql.Identifier(SCHEMA, name))))
         changes.append('function %s.%s' % (SCHEMA, name))
+    if 'status' in SIDES[side] and not current.monitor_ok:
+        statements += [
+            Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(schema, sql.Identifier(MONITOR_ROLE))),
+            Statement(sql.SQL('GRANT EXECUTE ON FUNCTION {}() TO {}').format(
+                sql.Identifier(SCHEMA, 'status'), sql.Identifier(MONITOR_ROLE)))]
+        changes.append('EXECUTE on %s.status for %s' % (SCHEMA, MONITOR_ROLE))
     if side == 'trigger_target':
         return statements + _trigger_target_statements(current, replication_role, changes), changes
     queue = queue_ident(set_name)

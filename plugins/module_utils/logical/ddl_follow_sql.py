@@ -281,6 +281,38 @@ BEGIN
 END
 '''
 
+# What pg_sync_info (section schema_changes), check.yml and the exporter read, on both sides:
+# per queue (set) and table, the last captured change (id, time, columns as [name, type]) and
+# the local table's columns. On a target, a table whose columns differ from the last change
+# applied there has drifted; the source's last change id above the target's is not applied yet.
+STATUS = r'''
+DECLARE
+  q record;
+BEGIN
+  FOR q IN SELECT c.relname::text AS queue FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'tablesync_ddl' AND c.relkind = 'r' ORDER BY 1 LOOP
+    RETURN QUERY EXECUTE pg_catalog.format(
+      'SELECT %L::text, l.table_schema, l.table_name, l.id, l.captured_at, '
+      '  (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(e->>''name'', e->>''type'') '
+      '                               ORDER BY (e->>''attnum'')::integer) '
+      '     FROM pg_catalog.jsonb_array_elements(l.columns) e), '
+      '  (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(a.attname, '
+      '                               pg_catalog.format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum) '
+      '     FROM pg_catalog.pg_attribute a '
+      '    WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format(''%%I.%%I'', l.table_schema, l.table_name)) '
+      '      AND a.attnum > 0 AND NOT a.attisdropped '
+      '      AND coalesce(pg_catalog.length(pg_catalog.to_jsonb(a)->>''attgenerated''), 0) = 0) '
+      '  FROM (SELECT DISTINCT ON (x.table_schema, x.table_name) x.* FROM %I.%I x '
+      '         ORDER BY x.table_schema, x.table_name, x.id DESC) l',
+      q.queue, 'tablesync_ddl', q.queue);
+  END LOOP;
+END
+'''
+STATUS_RETURNS = ('TABLE (set_name text, table_schema text, table_name text, last_change bigint, '
+                  'changed_at timestamptz, columns jsonb, table_columns jsonb)')
+MONITOR_ROLE = 'pg_monitor'
+
 # name: (arguments, returns, language, volatility, body); the source side needs the first two,
 # the target side the last three.
 FUNCTIONS = {
@@ -292,6 +324,7 @@ FUNCTIONS = {
     'apply': ('', 'trigger', 'plpgsql', 'VOLATILE', APPLY),
     'follow_table': ('p_table text, p_prev jsonb, p_columns jsonb', 'text', 'plpgsql', 'VOLATILE',
                      FOLLOW_TABLE),
+    'status': ('', STATUS_RETURNS, 'plpgsql', 'STABLE', STATUS),
 }
-SIDES = {'source': ('columns_of', 'capture'), 'target': ('widening', 'type_sql', 'follow', 'apply'),
+SIDES = {'source': ('columns_of', 'capture', 'status'), 'target': ('widening', 'type_sql', 'follow', 'apply', 'status'),
          'trigger_target': ('widening', 'type_sql', 'follow', 'follow_table')}

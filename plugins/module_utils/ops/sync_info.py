@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
     RealDictCursor = None
 
 SECTIONS = ('publications', 'subscriptions', 'slots', 'settings', 'trigger_queues',
-            'fdw_servers')
+            'fdw_servers', 'schema_changes')
 
 # Fields no server records: always null and listed in ``unavailable`` with their section.
 # pg_sync_trigger deletes applied changes and keeps no flush history, so the time of the last
@@ -66,11 +66,13 @@ class Column(tuple):
 
 
 class Function(tuple):
-    """Requirement: EXECUTE on a function, by signature."""
+    """Requirement: EXECUTE on a function, by signature (``pg_catalog`` unless qualified)."""
     __slots__ = ()
 
     def __new__(cls, signature):
-        return tuple.__new__(cls, ('function', 'pg_catalog.' + signature, ''))
+        if '.' not in signature.split('(')[0]:
+            signature = 'pg_catalog.' + signature
+        return tuple.__new__(cls, ('function', signature, ''))
 
 
 class Join(object):
@@ -280,9 +282,10 @@ def _trigger(relation):
 
 _QUEUE = Join(
     'LEFT JOIN (SELECT c.set_name, pg_catalog.count(*) AS depth, pg_catalog.min(c.ts) AS oldest_ts,'
-    ' pg_catalog.max(c.ts) AS newest_ts FROM %s c GROUP BY c.set_name) q ON q.set_name = t.name'
+    " pg_catalog.max(c.ts) AS newest_ts, pg_catalog.count(*) FILTER (WHERE c.op = 'S') AS schema_pending"
+    ' FROM %s c GROUP BY c.set_name) q ON q.set_name = t.name'
     % _trigger(CHANGES_TABLE),
-    [Column(_trigger(CHANGES_TABLE), c) for c in ('set_name', 'ts')])
+    [Column(_trigger(CHANGES_TABLE), c) for c in ('set_name', 'ts', 'op')])
 
 
 def _queue(key, expr):
@@ -305,8 +308,23 @@ _TRIGGER_QUEUES = Section(
      Field('last_error', 't.last_error', [Column(_trigger(SETS_TABLE), 'last_error')]),
      Field('last_error_time', 't.last_error_at', [Column(_trigger(SETS_TABLE), 'last_error_at')]),
      Field('failed_change', 't.failed_change', [Column(_trigger(SETS_TABLE), 'failed_change')]),
-     Field('flush_errors', 't.error_count', [Column(_trigger(SETS_TABLE), 'error_count')])],
+     Field('flush_errors', 't.error_count', [Column(_trigger(SETS_TABLE), 'error_count')]),
+     # column changes of the set's tables the flush has not applied on the target yet (routines v3)
+     _queue('schema_changes_pending', 'COALESCE(q.schema_pending, 0)')],
     order_by='t.name', optional=True)
+
+# ---- column changes followed by logical sets (pg_schema_follow) ------------------------------
+
+_STATUS = Function('tablesync_ddl.status()')
+_SCHEMA_CHANGES = Section(
+    'schema_changes', 'tablesync_ddl.status() s',
+    [Field('set', 's.set_name', [_STATUS]),
+     Field('table', "s.table_schema || '.' || s.table_name", [_STATUS]),
+     Field('last_change', 's.last_change', [_STATUS]),
+     Field('changed_at', 's.changed_at', [_STATUS]),
+     Field('columns', 's.columns', [_STATUS]),
+     Field('table_columns', 's.table_columns', [_STATUS])],
+    order_by='s.set_name, s.table_schema, s.table_name', key='set', optional=True)
 
 # ---- foreign servers ----------------------------------------------------------------------
 
@@ -324,7 +342,7 @@ _FDW_SERVERS = Section(
     order_by='f.srvname')
 
 SECTION_DEFS = dict((s.name, s) for s in (_PUBLICATIONS, _SUBSCRIPTIONS, _SLOTS, _SETTINGS,
-                                          _TRIGGER_QUEUES, _FDW_SERVERS))
+                                          _TRIGGER_QUEUES, _FDW_SERVERS, _SCHEMA_CHANGES))
 
 # Status of each requirement: 'ok', 'denied' (exists, not readable) or 'missing'. The schema is
 # checked first: naming a relation of a schema without USAGE would raise an error.

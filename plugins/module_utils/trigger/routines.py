@@ -438,13 +438,15 @@ SELECT s.last_error FROM tablesync.trigger_sets AS s WHERE s.name = p_set
 _QUEUE_STATUS = Routine(
     'queue_status', '', '',
     'TABLE(name text, mode text, depth bigint, oldest_ts timestamp with time zone, '
-    'last_error_at timestamp with time zone, failed boolean, error_count bigint)', 'sql', '''
+    'last_error_at timestamp with time zone, failed boolean, error_count bigint, '
+    'schema_changes_pending bigint)', 'sql', '''
 -- What monitoring needs, without the queue's rows: EXECUTE is granted to pg_monitor (the
 -- exporter's role), the queue itself stays readable by its owner only.
 SELECT s.name, s.mode, coalesce(q.depth, 0), q.oldest_ts, s.last_error_at,
-       s.last_error IS NOT NULL, s.error_count
+       s.last_error IS NOT NULL, s.error_count, coalesce(q.schema_pending, 0)
   FROM tablesync.trigger_sets AS s
-  LEFT JOIN (SELECT c.set_name, count(*) AS depth, min(c.ts) AS oldest_ts
+  LEFT JOIN (SELECT c.set_name, count(*) AS depth, min(c.ts) AS oldest_ts,
+                    count(*) FILTER (WHERE c.op = 'S') AS schema_pending
                FROM tablesync.trigger_changes AS c GROUP BY c.set_name) AS q
     ON q.set_name = s.name
  ORDER BY s.name

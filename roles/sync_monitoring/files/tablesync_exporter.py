@@ -73,6 +73,14 @@ FAMILIES = (
      '1 while the flush of a trigger sync set fails (its last batch hit an error), else 0.'),
     ('tablesync_trigger_flush_errors_total', 'counter',
      'Failed flush batches of a trigger sync set since it was created.'),
+    ('tablesync_trigger_schema_changes_pending', 'gauge',
+     'Column changes of the source tables of a trigger sync set not yet applied on the target.'),
+    ('tablesync_schema_last_change', 'gauge',
+     'Number of the last column change of a table of a logical set: captured (source) or applied '
+     '(target); a target below its source has changes to apply.'),
+    ('tablesync_schema_drift_columns', 'gauge',
+     'Columns of a target table that differ from its source (missing, other type or extra), '
+     'as of the last column change applied there.'),
 )
 FAMILY_NAMES = tuple(f[0] for f in FAMILIES)
 
@@ -132,7 +140,8 @@ QUEUES_SQL = """
 SELECT q.name, q.depth,
        COALESCE(GREATEST(0, pg_catalog.date_part('epoch', pg_catalog.now() - q.oldest_ts)), 0)::float8
          AS oldest_age_seconds,
-       CASE WHEN q.failed THEN 1 ELSE 0 END AS flush_failing, q.error_count AS flush_errors
+       CASE WHEN q.failed THEN 1 ELSE 0 END AS flush_failing, q.error_count AS flush_errors,
+       (pg_catalog.to_jsonb(q) ->> 'schema_changes_pending')::bigint AS schema_changes_pending
   FROM tablesync.queue_status() AS q
  ORDER BY q.name
 """
@@ -150,6 +159,26 @@ SELECT CASE WHEN pg_catalog.to_regprocedure('tablesync.queue_status()') IS NOT N
             WHEN pg_catalog.to_regclass('tablesync.trigger_changes') IS NOT NULL THEN 1
             ELSE 0 END
 """
+
+# Column changes followed by logical sets (pg_schema_follow): the drift is counted on targets only
+# (the database has the set's subscription); a source table may have unpublished columns.
+SCHEMA_SQL = """
+SELECT s.set_name, s.table_schema || '.' || s.table_name AS table_name, s.last_change,
+       CASE WHEN s.table_columns IS NOT NULL AND EXISTS (
+                 SELECT FROM pg_catalog.pg_subscription x
+                  WHERE x.subname = %(prefix)s || s.set_name
+                    AND x.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d
+                                      WHERE d.datname = pg_catalog.current_database()))
+            THEN (SELECT pg_catalog.count(*) FROM (
+                    (SELECT pg_catalog.jsonb_array_elements(s.columns)
+                     EXCEPT SELECT pg_catalog.jsonb_array_elements(s.table_columns))
+                    UNION ALL
+                    (SELECT pg_catalog.jsonb_array_elements(s.table_columns)
+                     EXCEPT SELECT pg_catalog.jsonb_array_elements(s.columns))) AS d) END AS drift_columns
+  FROM tablesync_ddl.status() AS s
+ ORDER BY 1, 2
+"""
+HAS_SCHEMA_SQL = "SELECT pg_catalog.to_regprocedure('tablesync_ddl.status()') IS NOT NULL"
 
 
 # ---- pure formatting (unit-tested) ------------------------------------------------------------
@@ -247,6 +276,11 @@ def add_database(metrics, database, data):
                     queue.get('oldest_age_seconds'))
         metrics.add('tablesync_trigger_flush_failing', labels, queue.get('flush_failing', 0))
         metrics.add('tablesync_trigger_flush_errors_total', labels, queue.get('flush_errors', 0))
+        metrics.add('tablesync_trigger_schema_changes_pending', labels, queue.get('schema_changes_pending'))
+    for table in data.get('schema_changes') or []:
+        labels = {'database': database, 'set': table['set_name'], 'table': table['table_name']}
+        metrics.add('tablesync_schema_last_change', labels, table.get('last_change'))
+        metrics.add('tablesync_schema_drift_columns', labels, table.get('drift_columns'))
 
 
 def add_slots(metrics, slots):
@@ -335,6 +369,9 @@ def read_database(psycopg2, config, database, want_slots):
             queues = cur.fetchone()[0]
             data['trigger_queues'] = (_rows(cur, QUEUES_SQL) if queues == 2 else
                                       _rows(cur, QUEUES_SQL_V1) if queues == 1 else [])
+            cur.execute(HAS_SCHEMA_SQL)
+            data['schema_changes'] = (_rows(cur, SCHEMA_SQL, {'prefix': prefix})
+                                      if cur.fetchone()[0] else [])
             slots = None
             if want_slots:
                 slots = _rows(cur, SLOTS_SQL.format(lsn=CURRENT_LSN, wal=WAL_13 if version >= 130000

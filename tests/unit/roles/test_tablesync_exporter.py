@@ -187,7 +187,12 @@ class FakeCursor(object):
 
     def execute(self, query, params=None):
         self.conn.queries.append(query)
-        if 'to_regclass' in query:
+        if "to_regprocedure('tablesync_ddl.status()')" in query:
+            self.description, self._rows = [('x',)], [(self.conn.has_queues,)]
+        elif 'tablesync_ddl.status()' in query:
+            self.description = [('set_name',), ('table_name',), ('last_change',), ('drift_columns',)]
+            self._rows = [('a', 'public.t', 3, 1)]
+        elif 'to_regclass' in query:
             self.description, self._rows = [('x',)], [(self.conn.has_queues,)]
         elif 'pg_subscription s' in query:
             assert params == {'prefix': 'tablesync_'}
@@ -259,6 +264,9 @@ def test_collect_reads_slots_once_and_reports_unreadable_databases():
     assert 'tablesync_slot_retained_bytes{database="db1",set="a",slot="tablesync_a_0123abcd"} 10' in text
     assert 'tablesync_trigger_queue_depth{database="db2",set="q"} 1' in text
     assert 'tablesync_trigger_queue_depth{database="db1"' not in text  # no tablesync schema there
+    assert 'tablesync_schema_drift_columns{database="db2",set="a",table="public.t"} 1' in text
+    assert 'tablesync_schema_last_change{database="db2",set="a",table="public.t"} 3' in text
+    assert 'tablesync_schema_last_change{database="db1"' not in text  # no tablesync_ddl schema there
     assert 'tablesync_exporter_duration_seconds 0.5' in text
     assert driver.connections[0][0]['application_name'] == 'tablesync-exporter'
 

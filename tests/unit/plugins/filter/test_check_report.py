@@ -83,10 +83,10 @@ def test_filters_are_registered():
 
 def test_databases_per_host_and_sections():
     assert check_databases(SETS, 'pub') == [
-        {'database': 'shop', 'gather': ['publications', 'slots', 'trigger_queues']}]
+        {'database': 'shop', 'gather': ['publications', 'slots', 'trigger_queues', 'schema_changes']}]
     assert check_databases(SETS, 'sub1') == [
-        {'database': 'dw', 'gather': ['subscriptions', 'fdw_servers']},
-        {'database': 'shop', 'gather': ['subscriptions', 'fdw_servers']}]
+        {'database': 'dw', 'gather': ['schema_changes', 'subscriptions', 'fdw_servers']},
+        {'database': 'shop', 'gather': ['schema_changes', 'subscriptions', 'fdw_servers']}]
     assert check_databases(SETS, 'other') == []
     assert check_databases(None, 'pub') == []
     # a host that is source and target of the same database reads both sides at once
@@ -94,9 +94,9 @@ def test_databases_per_host_and_sections():
             dict(SETS[0], name='x', source={'host': 'sub1', 'database': 'copy'},
                  targets=[{'host': 'pub', 'database': 'shop'}])]
     assert check_databases(both, 'pub') == [
-        {'database': 'copy', 'gather': ['subscriptions', 'fdw_servers']},
-        {'database': 'shop', 'gather': ['publications', 'slots', 'trigger_queues', 'subscriptions',
-                                        'fdw_servers']}]
+        {'database': 'copy', 'gather': ['schema_changes', 'subscriptions', 'fdw_servers']},
+        {'database': 'shop', 'gather': ['publications', 'slots', 'trigger_queues', 'schema_changes',
+                                        'subscriptions', 'fdw_servers']}]
 
 
 def test_compare_items_reach_the_source_like_the_subscription():
@@ -169,7 +169,7 @@ def test_table_lines():
     report = check_report(SETS, healthy())
     lines = report['table']
     assert lines[0].split() == ['SET', 'METHOD', 'SOURCE', 'TARGET', 'STATE', 'LAG', 'BYTES',
-                                'LAG', 'S', 'ERRORS', 'VERIFY']
+                                'LAG', 'S', 'ERRORS', 'SCHEMA', 'VERIFY']
     assert len(lines) == 1 + len(report['rows'])
     assert lines[1].split()[:8] == ['orders', 'logical', 'pub/shop', 'sub1/shop', 'streaming',
                                     '100', '1.5', '0']
@@ -369,3 +369,52 @@ def test_conflicts_of_postgresql_18_are_a_breach_with_their_kinds():
             'threshold 0;') in '\n'.join(report['breaches'])
     # older servers: no counters, nothing said
     assert rows_by_target(check_report(SETS, healthy()))['orders:sub1/shop']['conflicts'] is None
+
+
+def _with_schema(source_rows, target_rows):
+    hostvars = healthy()
+    hostvars['pub']['tablesync_check_info']['results'][0]['schema_changes'] = source_rows
+    hostvars['sub1']['tablesync_check_info']['results'][1]['schema_changes'] = target_rows
+    return hostvars
+
+
+def _change(table, last, columns, table_columns=None):
+    return {'set': 'orders', 'table': table, 'last_change': last, 'columns': columns,
+            'table_columns': table_columns if table_columns is not None else columns}
+
+
+def test_schema_drift_of_a_following_logical_set():
+    cols = [['id', 'bigint'], ['total', 'numeric(10,2)']]
+    same = check_report(SETS, _with_schema([_change('sales.orders', 4, cols)],
+                                           [_change('sales.orders', 4, cols)]))
+    row = rows_by_target(same)['orders:sub1/shop']
+    assert row['schema'] == 'same' and row['breaches'] == [] and same['ok']
+
+    pending = check_report(SETS, _with_schema([_change('sales.orders', 5, cols)],
+                                              [_change('sales.orders', 4, cols[:1])]))
+    row = rows_by_target(pending)['orders:sub1/shop']
+    assert row['schema'] == '1 pending' and row['breaches'] == []
+    assert 'column changes of sales.orders not applied yet' in row['notes']
+
+    drifted = check_report(SETS, _with_schema(
+        [_change('sales.orders', 5, cols)],
+        [_change('sales.orders', 5, cols, [['id', 'integer'], ['note', 'text']])]))
+    row = rows_by_target(drifted)['orders:sub1/shop']
+    assert row['schema'] == '1 drifted' and not drifted['ok']
+    assert row['breaches'] == ['sync set orders, pub/shop -> sub1/shop: target tables differ from the source: '
+                               'sales.orders (total missing, id is integer, not bigint, note only on the target) '
+                               '(docs/schema-changes.md)']
+    quiet = check_report(SETS, _with_schema([_change('sales.orders', 5, cols)],
+                                            [_change('sales.orders', 5, cols, cols[:1])]),
+                         {'schema_drift': False})
+    assert rows_by_target(quiet)['orders:sub1/shop']['schema'] == '1 drifted' and quiet['ok']
+
+
+def test_trigger_set_column_changes_waiting_for_a_failing_flush():
+    hostvars = healthy()
+    queue = hostvars['pub']['tablesync_check_info']['results'][0]['trigger_queues'][0]
+    queue.update(schema_changes_pending=1, last_error='cannot follow public.t: column q changed',
+                 failed_change=7, flush_errors=3)
+    rows = [r for r in check_report(SETS, hostvars)['rows'] if r['method'] == 'trigger']
+    assert rows and rows[0]['schema'] == '1 pending'
+    assert any('1 column change(s) of the source wait for the flush' in b for b in rows[0]['breaches'])

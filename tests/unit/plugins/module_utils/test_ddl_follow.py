@@ -10,7 +10,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.ddl_f
 
 def installed(side, **kw):
     functions = dict((n, (FUNCTIONS[n][4], True, False)) for n in SIDES[side])
-    values = dict(schema=True, functions=functions, queue=True, queues=['shop'],
+    values = dict(schema=True, functions=functions, queue=True, queues=['shop'], monitor_ok=True,
                   event_trigger='O' if side == 'source' else None, apply_trigger='A' if side == 'target' else None)
     values.update(kw)
     return FollowState(**values)

@@ -30,7 +30,7 @@ def test_like_prefix_is_literal():
 
 def test_sections_cover_the_gather_choices():
     assert set(si.SECTION_DEFS) == set(si.SECTIONS)
-    assert si.SECTIONS[-2:] == ('trigger_queues', 'fdw_servers')
+    assert si.SECTIONS[-3:] == ('trigger_queues', 'fdw_servers', 'schema_changes')
 
 
 def test_column_requirement_defaults_to_pg_catalog():
@@ -111,7 +111,8 @@ def test_trigger_queue_denied_change_log():
     section = si.SECTION_DEFS['trigger_queues']
     available = set(n for n in all_available([section]) if n[1] != 'tablesync.trigger_changes')
     readable, missing = si.readable_fields(section, available)
-    assert missing == ['depth', 'oldest_entry_time', 'newest_entry_time', 'oldest_entry_age_seconds']
+    assert missing == ['depth', 'oldest_entry_time', 'newest_entry_time', 'oldest_entry_age_seconds',
+                       'schema_changes_pending']
     assert 'trigger_changes' not in text(si.section_query(section, readable))
 
 
