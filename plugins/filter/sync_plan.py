@@ -42,7 +42,7 @@ IMPLEMENTED_METHODS = ('logical', 'fdw', 'trigger')
 STATES = ('present', 'absent')
 PUBLISH = ('insert', 'update', 'delete', 'truncate')
 SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
-            'replica_identity', 'schema_changes')
+            'replica_identity', 'schema_changes', 'publish_generated_columns')
 # logical sets: follow the source's column changes in the stream (and at each run), report
 # them only, or fail the run on them (docs/schema-changes.md)
 SCHEMA_CHANGES = ('follow', 'report', 'refuse')
@@ -222,12 +222,21 @@ def _parse_set(index, raw, inventory):
     elif 'schema_changes' in raw and method != 'logical':
         errors.append('%s: schema_changes applies to logical sets only (method %s)' % (label, method))
 
+    generated = raw.get('publish_generated_columns', False)
+    if not isinstance(generated, bool):
+        errors.append('%s: publish_generated_columns must be true or false, got %r' % (label, generated))
+    elif generated and method != 'logical':
+        errors.append('%s: publish_generated_columns applies to logical sets only (method %s)'
+                      % (label, method))
+
     if errors:
         return None, errors
     return {
         'name': name,
         'method': method,
         'schema_changes': schema_changes if method == 'logical' else None,
+        # PostgreSQL 18 publishers: stored generated columns travel, targets hold plain columns
+        'publish_generated_columns': generated,
         'state': state,
         'source': {'host': source['host'], 'database': source['database']},
         'targets': norm_targets,
@@ -458,6 +467,7 @@ def _plan(parsed, host, hostvars, methods):
                 'tables': _with_identities(item['tables'], identity),
                 'table_names': table_names,
                 'publish': item['publish'],
+                'publish_generated_columns': item['publish_generated_columns'],
                 # one identity for every table lacking a usable one (pg_publication's option)
                 'replica_identity': identity if isinstance(identity, string_types) else None,
                 'subscribers': subscribers,
@@ -480,6 +490,7 @@ def _plan(parsed, host, hostvars, methods):
                 'subscription': subscription_name(item['name']),
                 'publication': publication,
                 'schema_changes': item['schema_changes'],
+                'publish_generated_columns': item['publish_generated_columns'],
                 # what the subscription subscribes to and the tables it then holds
                 'publications': [publication] + ([ddl_publication_name(item['name'])] if follow else []),
                 'subscribed_names': table_names + ([ddl_queue_name(item['name'])] if follow else []),

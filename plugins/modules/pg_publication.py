@@ -107,6 +107,16 @@ options:
         Required for column lists and row filters on partitioned tables.
       - Unset, not managed (PostgreSQL's default on creation is V(false)).
     type: bool
+  publish_generated_columns:
+    description:
+      - V(stored) publishes the values of stored generated columns like those of other columns
+        (PostgreSQL 18+), so a subscriber may hold them in plain columns (for example a target
+        that is not PostgreSQL, or one without the generation function); V(none) (PostgreSQL's
+        default) leaves them out, and each subscriber computes its own.
+      - Tables with a column list publish the generated columns the list names, whatever this is.
+      - Unset, not managed.
+    type: str
+    choices: [none, stored]
   owner:
     description:
       - Role that owns the publication. Unset, not managed (the creating role owns a new one).
@@ -317,6 +327,10 @@ publication:
       description: The option's value; V(null) before PostgreSQL 13.
       type: bool
       returned: when the publication exists
+    publish_generated_columns:
+      description: V(none) or V(stored); V(null) before PostgreSQL 18.
+      type: str
+      returned: when the publication exists
     comment:
       description: Comment, V(null) for none.
       type: str
@@ -366,7 +380,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.publi
     needs_identity_facts, needs_recreate, order_columns, plan, plan_drop_changed, plan_identity,
     plan_replica_identity, public_state, state_from_catalog, structure_problems,
     table_identities, version_gates)
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10, PG11, PG13, PG15
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG10, PG11, PG13, PG15, PG18
 
 try:
     import psycopg2
@@ -394,6 +408,7 @@ SELECT current_user AS login_role,
        p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete,
        {pubtruncate} AS pubtruncate,
        {pubviaroot} AS pubviaroot,
+       {pubgencols} AS pubgencols,
        pg_catalog.obj_description(p.oid, 'pg_publication') AS comment,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
                    'schema', n.nspname, 'name', c.relname,
@@ -409,6 +424,7 @@ SELECT current_user AS login_role,
 ''').format(
         pubtruncate=_version_sql(version, PG11, 'p.pubtruncate', 'false'),
         pubviaroot=_version_sql(version, PG13, 'p.pubviaroot', 'NULL::boolean'),
+        pubgencols=_version_sql(version, PG18, 'p.pubgencols::text', 'NULL::text'),
         columns=_version_sql(version, PG15, '''(
                    SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum)
                      FROM pg_catalog.pg_attribute a
@@ -630,6 +646,7 @@ def argument_spec():
         schemas=dict(type='list', elements='str'),
         publish=dict(type='list', elements='str', choices=list(PUBLISH_OPS), default=list(PUBLISH_OPS)),
         publish_via_partition_root=dict(type='bool'),
+        publish_generated_columns=dict(type='str', choices=['none', 'stored']),
         owner=dict(type='str'),
         comment=dict(type='str'),
         cascade=dict(type='bool', default=False),

@@ -155,6 +155,18 @@ options:
         builds missing indexes of existing tables whatever their subscription state.
     type: bool
     default: true
+  generated_columns:
+    description:
+      - V(compute) (default) creates stored generated columns as generated columns, so the
+        target computes them (logical replication leaves them out unless the publication says
+        otherwise).
+      - V(copy) creates them as plain columns that receive the source's values, for a set
+        whose publication has C(publish_generated_columns = stored) (PostgreSQL 18 publisher;
+        PostgreSQL cannot replicate into a generated column). Virtual generated columns are
+        never published and stay virtual.
+    type: str
+    default: compute
+    choices: [compute, copy]
 notes:
   - The source is the database whose table definitions are copied; O(source.user) needs only
     to read its catalog.
@@ -316,7 +328,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.targe
     PlanError, TargetState, needed_collations, needed_types, parse_table_specs, plan_changes,
     resolve_desired, table_from_catalog)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.text_forms import TEXT_FORM_SETTINGS
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11, PG12
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11, PG12, PG18, version_text
 
 try:
     import psycopg2
@@ -499,6 +511,7 @@ def argument_spec():
         catch_up_timeout=dict(type='int', default=30),
         indexes=dict(type='bool', default=False),
         defer_indexes=dict(type='bool', default=True),
+        generated_columns=dict(type='str', default='compute', choices=['compute', 'copy']),
     )
     return spec
 
@@ -611,7 +624,7 @@ def main():
     source_conn = None
     try:
         source_conn, source_tables, lsn = read_source(module, specs)
-        desired = resolve_desired(specs, source_tables)
+        desired = resolve_desired(specs, source_tables, p['generated_columns'])
     except PlanError as e:
         fail_plan(module, e)
     except (psycopg2.Error, ValueError) as e:
@@ -619,6 +632,13 @@ def main():
                          exception=traceback_text(module.params))
 
     conn = connect(module)
+    if p['generated_columns'] == 'copy' and conn.server_version < PG18:
+        conn.close()
+        # a subscriber before 18 leaves generated columns out of its initial copy
+        module.fail_json(msg='generated_columns=copy needs PostgreSQL %s or later on the target (this '
+                             'server is %s): an older subscriber copies a table without its generated '
+                             'columns, so they would stay NULL in the rows the initial copy brings'
+                             % (version_text(PG18), version_text(conn.server_version)))
     try:
         executor = Executor(conn, module.check_mode)
         executor.add_secrets(*connection_secrets(p))

@@ -278,3 +278,22 @@ def test_replication_into_created_tables(pair):
             timeout=60, what='update and delete replicated')
     finally:
         pair.target_sql('DROP SUBSCRIPTION tt_sub')
+
+
+def test_copied_generated_columns_need_an_18_target(pair):
+    """generated_columns=copy (a set publishing its generated columns): a subscriber before 18
+    would copy the table without them, so the module refuses, naming the version, and creates
+    nothing. (The clusters here are older than 18.)"""
+    pair.source_sql('CREATE TABLE public.priced (id int PRIMARY KEY, net numeric, '
+                    'gross numeric GENERATED ALWAYS AS (net * 2) STORED)')
+    version = pair.target_sql('SHOW server_version_num')[0][0]
+    r = pair.run(['public.priced'], generated_columns='copy')
+    if int(version) >= 180000:
+        assert not r.get('failed'), r
+        assert pair.target_sql(COLUMNS_SQL, ('public.priced',))[2][4] == ''
+        return
+    assert r.get('failed') and 'generated_columns=copy needs PostgreSQL 18 or later on the target' in r['msg'], r
+    assert pair.target_tables() == []
+    computed = pair.run(['public.priced'])
+    assert not computed.get('failed'), computed
+    assert pair.target_sql(COLUMNS_SQL, ('public.priced',))[2][4] == 's'

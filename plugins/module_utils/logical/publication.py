@@ -15,6 +15,7 @@ A publication *state* is a dict::
      'schemas': tuple of str,          # sorted
      'publish': tuple of str,          # subset of PUBLISH_OPS, in that order
      'publish_via_partition_root': bool or None,   # None: server default / not supported
+     'publish_generated_columns': 'none', 'stored' or None,   # PostgreSQL 18+
      'comment': str or None}
 
 Column lists are sets in PostgreSQL (``pg_publication_rel.prattrs`` is sorted by attnum): they are
@@ -31,7 +32,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import Statement
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import (
-    PG10, PG11, PG13, PG15, requirement_message)
+    PG10, PG11, PG13, PG15, PG18, requirement_message)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import (
     parse_table_refs, replica_identity)
 
@@ -50,9 +51,14 @@ FEATURE_GATES = {
     'row_filter': (PG15, 'Row filters (tables[].where)'),
     'column_list': (PG15, 'Column lists (tables[].columns)'),
     'schemas': (PG15, 'Publishing schemas (schemas: FOR TABLES IN SCHEMA)'),
+    'publish_generated_columns': (PG18, 'The publish_generated_columns option'),
 }
 
 TABLE_KEYS = ('name', 'columns', 'where', 'replica_identity')
+
+# pg_publication.pubgencols (PostgreSQL 18) -> the option's value, and the value as SQL
+GENCOLS = {'n': 'none', 's': 'stored'}
+GENCOLS_SQL = {'none': 'none', 'stored': 'stored'}
 
 # relreplident letters as PostgreSQL names them
 REPLIDENT_NAMES = {'d': 'DEFAULT', 'n': 'NOTHING', 'f': 'FULL', 'i': 'USING INDEX'}
@@ -80,6 +86,8 @@ def features_used(state):
         used.append('column_list')
     if state.get('schemas'):
         used.append('schemas')
+    if state.get('publish_generated_columns') not in (None, 'none'):
+        used.append('publish_generated_columns')
     return used
 
 
@@ -160,6 +168,7 @@ def desired_from_params(params, standard_conforming_strings=True):
         'schemas': schemas,
         'publish': canonical_publish(params.get('publish', PUBLISH_OPS)),
         'publish_via_partition_root': params.get('publish_via_partition_root'),
+        'publish_generated_columns': params.get('publish_generated_columns'),
         'owner': _identifier(owner, 'owner') if owner is not None else None,
         'comment': params.get('comment'),
         'replica_identity': parse_replica_identity(params.get('replica_identity')),
@@ -205,6 +214,9 @@ def merge_desired(desired, current):
     pubviaroot = desired.get('publish_via_partition_root')
     if pubviaroot is None:
         pubviaroot = current.get('publish_via_partition_root')
+    gencols = desired.get('publish_generated_columns')
+    if gencols is None:
+        gencols = current.get('publish_generated_columns')
     return {
         'name': desired['name'],
         'owner': desired.get('owner') or current.get('owner'),
@@ -213,6 +225,7 @@ def merge_desired(desired, current):
         'schemas': tuple(sorted(listed('schemas', ()))),
         'publish': canonical_publish(desired.get('publish', PUBLISH_OPS)),
         'publish_via_partition_root': pubviaroot,
+        'publish_generated_columns': gencols,
         'comment': comment or None,
     }
 
@@ -236,6 +249,7 @@ def state_from_catalog(row):
         'schemas': tuple(sorted(row.get('schemas') or ())),
         'publish': tuple(publish),
         'publish_via_partition_root': row.get('pubviaroot'),
+        'publish_generated_columns': GENCOLS.get(row.get('pubgencols')),
         'comment': row.get('comment'),
     }
 
@@ -258,6 +272,7 @@ def public_state(state, server_version=None, creator=None):
         'schemas': list(state['schemas']),
         'publish': list(state['publish']),
         'publish_via_partition_root': pubviaroot,
+        'publish_generated_columns': state.get('publish_generated_columns'),
         'comment': state.get('comment'),
     }
 
@@ -572,6 +587,8 @@ def _with_options(state):
         options.append(sql.SQL('publish = {}').format(_publish_value(state['publish'])))
     if state.get('publish_via_partition_root'):
         options.append(sql.SQL('publish_via_partition_root = true'))
+    if state.get('publish_generated_columns') == 'stored':
+        options.append(sql.SQL('publish_generated_columns = stored'))
     return options
 
 
@@ -669,6 +686,9 @@ def _option_changes(desired, current):
     want = desired.get('publish_via_partition_root')
     if want is not None and bool(want) != bool(current.get('publish_via_partition_root')):
         options.append(sql.SQL('publish_via_partition_root = {}').format(sql.SQL('true' if want else 'false')))
+    want = desired.get('publish_generated_columns')
+    if want is not None and want != (current.get('publish_generated_columns') or 'none'):
+        options.append(sql.SQL('publish_generated_columns = {}').format(sql.SQL(GENCOLS_SQL[want])))
     return options
 
 

@@ -141,6 +141,15 @@ class TableDef(object):
                         [c for c in self.columns if c.name in wanted], self.primary_key,
                         self.replica_identity, self.replica_index, self.indexes, self.dropped)
 
+    def stored_as_plain(self):
+        """Copy whose stored generated columns are plain columns: their values arrive from the
+        publisher (``publish_generated_columns = stored``, PostgreSQL 18); virtual ones stay."""
+        columns = [c if c.generated is None or c.virtual else
+                   Column(c.name, c.type, c.not_null, c.collation, None, False, None, c.attnum)
+                   for c in self.columns]
+        return TableDef(self.schema, self.name, self.kind, columns, self.primary_key,
+                        self.replica_identity, self.replica_index, self.indexes, self.dropped)
+
 
 def column_definition(column):
     parts = [sql.Identifier(column.name), catalog_sql(column.type)]

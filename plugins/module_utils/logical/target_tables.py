@@ -126,8 +126,10 @@ def _column_from_catalog(col):
 
 # ---- source side ----------------------------------------------------------------------------
 
-def resolve_desired(specs, source_tables):
-    """The definitions to create: the source's, with each spec's column subset applied.
+def resolve_desired(specs, source_tables, generated_columns='compute'):
+    """The definitions to create: the source's, with each spec's column subset applied;
+    ``generated_columns='copy'``: stored generated columns as plain ones (their values are
+    published).
 
     ``source_tables``: TableDefs read from the source for the specs (``kind`` None = missing).
     Raises PlanError naming all missing tables, non-tables, unknown columns and subsets that
@@ -144,6 +146,8 @@ def resolve_desired(specs, source_tables):
             errors.append('%s on the source is a %s, not a table.'
                           % (spec.shown, OTHER_KINDS.get(table.kind, 'relation of kind %r' % table.kind)))
             continue
+        if generated_columns == 'copy':
+            table = table.stored_as_plain()
         if spec.columns is None:
             desired.append(table)
             continue

@@ -444,6 +444,23 @@ def test_schema_changes_errors(change, expected):
     assert any(expected in e for e in errors_for(change))
 
 
+def test_publish_generated_columns_reaches_publisher_and_subscriber():
+    assert sync_plan(SETS, 'pub', HOSTS)['publisher_sets'][0]['publish_generated_columns'] is False
+    sets = copy.deepcopy(SETS)
+    sets[0]['publish_generated_columns'] = True
+    assert sync_plan(sets, 'pub', HOSTS)['publisher_sets'][0]['publish_generated_columns'] is True
+    part = sync_plan(sets, 'sub1', HOSTS, methods=['logical'])['subscriber_parts'][0]
+    assert part['publish_generated_columns'] is True
+
+
+@pytest.mark.parametrize('change, expected', [
+    (lambda s: s[0].update(publish_generated_columns='yes'), 'publish_generated_columns must be true or false'),
+    (lambda s: s[3].update(publish_generated_columns=True), 'publish_generated_columns applies to logical sets only'),
+])
+def test_publish_generated_columns_errors(change, expected):
+    assert any(expected in e for e in errors_for(change))
+
+
 def test_cleanup_keeps_the_queue_publication_of_following_sets_only():
     sets = sync_plan(SETS, 'pub', HOSTS)['publisher_sets']
     infos = {'results': [{'item': 'shop', 'publications': [

@@ -17,6 +17,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.row_filt
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 
 PG15 = 150004
+PG18 = 180001
 ALL = tuple(PUBLISH_OPS)
 
 
@@ -33,7 +34,7 @@ def desired(**kw):
 
 def state(tables=None, **kw):
     base = dict(name='pub', owner=None, all_tables=False, tables=tables or {}, schemas=(),
-                publish=ALL, publish_via_partition_root=None, comment=None)
+                publish=ALL, publish_via_partition_root=None, publish_generated_columns=None, comment=None)
     base.update(kw)
     return base
 
@@ -515,7 +516,7 @@ class TestCatalogState(object):
             'tables': [{'name': '"my.s".u', 'columns': None, 'where': None},
                        {'name': 'public.t', 'columns': ['id', 'x'], 'where': '(x > 1)'}],
             'schemas': ['a', 'b'], 'publish': ['insert', 'delete'],
-            'publish_via_partition_root': False, 'comment': None,
+            'publish_via_partition_root': False, 'publish_generated_columns': None, 'comment': None,
         }
         assert public_state(None) == {}
         predicted = public_state(final(), server_version=PG15, creator='me')
@@ -676,3 +677,25 @@ def test_identity_facts_needed_only_to_check_or_change():
     assert needs_identity_facts(final(), desired(check_replica_identity=False), {}) is False
     assert needs_identity_facts(final(publish=['insert']), desired(replica_identity='full'), {}) is True
     assert needs_identity_facts(final(publish=['insert']), d, table_identities(d)) is True
+
+
+class TestGeneratedColumns(object):
+    """publish_generated_columns (PostgreSQL 18): created, altered both ways, read back, gated."""
+
+    def test_create_and_alter(self):
+        wanted = final(tables=['t'], publish_generated_columns='stored')
+        assert sql_of(wanted, version=PG18)[0].endswith('WITH (publish_generated_columns = stored)')
+        current = state({('public', 't'): spec()}, publish_generated_columns='none')
+        assert sql_of(final(current, publish_generated_columns='stored'), current, version=PG18) == [
+            'ALTER PUBLICATION "pub" SET (publish_generated_columns = stored)']
+        stored = dict(current, publish_generated_columns='stored')
+        assert sql_of(final(stored, publish_generated_columns='none'), stored, version=PG18) == [
+            'ALTER PUBLICATION "pub" SET (publish_generated_columns = none)']
+        assert sql_of(final(stored), stored, version=PG18) == []  # unset: not managed
+
+    def test_catalog_and_gate(self):
+        assert state_from_catalog(dict(ROW, pubgencols='s'))['publish_generated_columns'] == 'stored'
+        assert state_from_catalog(dict(ROW, pubgencols='n'))['publish_generated_columns'] == 'none'
+        problems = version_problems(final(tables=['t'], publish_generated_columns='stored'), PG15)
+        assert len(problems) == 1 and 'publish_generated_columns' in problems[0] and '18' in problems[0]
+        assert version_problems(final(tables=['t'], publish_generated_columns='none'), PG15) == []

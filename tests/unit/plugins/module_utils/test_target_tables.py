@@ -449,3 +449,21 @@ def test_virtual_generated_columns_stay_virtual_and_need_18_on_the_target():
     with pytest.raises(PlanError) as e:
         plan(['app.v'], [source], TargetState(['app'], server_version=170005))
     assert 'twice is virtual generated on the source, which needs PostgreSQL 18 on the target (this one is 17)' in str(e.value)
+
+
+def test_copied_generated_columns_are_plain_on_the_target():
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.table_defs import (
+        CatalogSQL, Column, TableDef)
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import resolve_desired
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
+    cols = [Column('id', CatalogSQL('integer'), True),
+            Column('total', CatalogSQL('numeric'), generated=CatalogSQL('(id * 2)')),
+            Column('label', CatalogSQL('text'), generated=CatalogSQL("('x'::text)"), virtual=True)]
+    source = [TableDef('public', 't', 'r', cols, ('t_pkey', ['id']))]
+    refs, errors = parse_table_refs(['public.t'], ('name', 'columns'))
+    assert not errors
+    computed = resolve_desired(refs, source)[0]
+    copied = resolve_desired(refs, source, 'copy')[0]
+    assert [c.generated is not None for c in computed.columns] == [False, True, True]
+    assert [(c.name, c.generated is not None, c.virtual) for c in copied.columns] == [
+        ('id', False, False), ('total', False, False), ('label', True, True)]
