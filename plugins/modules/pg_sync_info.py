@@ -286,7 +286,9 @@ trigger_queues:
     newest_entry_time: {description: "Time of the newest queued change (ISO 8601), V(null) when the queue is empty.", type: str}
     oldest_entry_age_seconds: {description: "Age of the oldest queued change in seconds, V(0) when the queue is empty.", type: float}
     last_flush_time: {description: Not recorded by pg_sync_trigger; always V(null) (listed in RV(unavailable))., type: str}
-    schema_changes_pending: {description: "Column changes of the set's tables (C(ALTER TABLE) on the source) queued and not yet applied on the target.", type: int}
+    schema_changes_pending:
+      description: "Column changes of the set's tables (C(ALTER TABLE) on the source) queued and not yet applied on the target."
+      type: int
   sample:
     - {name: orders, mode: queued, server: tablesync_orders, batch_size: 1000, tables: 2, depth: 12,
        oldest_entry_time: "2026-01-05T10:00:00.120000+00:00", newest_entry_time: "2026-01-05T10:00:04.500000+00:00",
