@@ -576,13 +576,16 @@ def _round_up(value, step):
 
 
 def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=None,
-                         extra=None):
+                         extra=None, parallel_apply_workers=2):
     """Server settings for a host's part of the model (``plan`` from ``sync_plan``).
 
     Publisher: wal_level=logical; max_replication_slots / max_wal_senders cover one slot and
     walsender per subscription served plus ``sync_workers`` temporary ones per subscription
     during the initial copy, plus ``headroom``. Subscriber: max_logical_replication_workers
-    covers an apply worker and ``sync_workers`` table-sync workers per subscription;
+    covers an apply worker, ``sync_workers`` table-sync workers and ``parallel_apply_workers``
+    (PostgreSQL 16+, ``streaming = parallel``, the default from 18; PostgreSQL's
+    max_parallel_apply_workers_per_subscription) per subscription, so no worker start fails
+    with "out of logical replication worker slots";
     max_replication_slots covers one replication origin per subscription (PostgreSQL < 18),
     max_active_replication_origins the same on PostgreSQL 18+ (the postgresql_server role
     leaves it out on older servers, which do not have it); max_worker_processes leaves 8 to
@@ -608,7 +611,7 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
                                      mins['max_wal_senders'])
     if plan.get('is_subscriber'):
         slots += held
-        workers = max(_round_up(held * per_sub + headroom, step),
+        workers = max(_round_up(held * (per_sub + int(parallel_apply_workers)) + headroom, step),
                       mins['max_logical_replication_workers'])
         out['max_logical_replication_workers'] = workers
         out['max_worker_processes'] = max(workers + 8, mins['max_worker_processes'])

@@ -40,6 +40,22 @@ def test_server_started_exactly_once_since_prepare(host):
     assert host.service(f"postgresql@{_pg_version(host)}-main").is_running
 
 
+# What a rollout may log at WARNING or above, with why (issue 16: PostgreSQL 18 audit).
+EXPECTED_LOG = (
+)
+
+
+def test_rollout_logged_nothing_at_warning_or_above(host):
+    """Converge and idempotence (site.yml twice) on PostgreSQL 15, 17 and 18: no WARNING, ERROR,
+    FATAL or PANIC in the server log since prepare, except the documented ones."""
+    log = f"/var/log/postgresql/postgresql-{_pg_version(host)}-main.log"
+    mark = int(host.file("/var/tmp/tablesync-log-mark").content_string.strip())
+    lines = host.file(log).content_string.splitlines()[mark:]
+    found = [line for line in lines if any(f" {level}:  " in line for level in ("WARNING", "ERROR", "FATAL", "PANIC"))
+             and not any(expected in line for expected in EXPECTED_LOG)]
+    assert found == [], "\n".join(found[:40])
+
+
 def test_settings_are_live(host):
     show = {name: psql(host, "postgres", f"SHOW {name}") for name in (
         "wal_level", "max_replication_slots", "max_wal_senders", "max_logical_replication_workers",
@@ -52,8 +68,10 @@ def test_settings_are_live(host):
         assert int(show["max_wal_senders"]) >= 10
     else:
         assert show["wal_level"] == "replica"  # subscribers need no logical decoding
-        assert show["max_logical_replication_workers"] == "10"
-        assert show["max_worker_processes"] == "18"
+        # per subscription an apply, 2 table-sync and 2 parallel apply workers, plus 4, by tens
+        workers = {SUB15: "10", SUB17: "20"}[_name(host)]  # 1 and 2 subscriptions
+        assert show["max_logical_replication_workers"] == workers
+        assert show["max_worker_processes"] == str(int(workers) + 8)
 
 
 def test_replication_role_is_least_privilege(pub):

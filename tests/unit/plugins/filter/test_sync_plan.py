@@ -292,12 +292,13 @@ def test_replication_settings_publisher_and_subscriber():
     }
     sub = sync_plan(SETS, 'sub1', HOSTS, methods=['logical'])
     assert replication_settings(sub) == {
-        'max_logical_replication_workers': 10,  # 2 * 3 + 4
-        'max_worker_processes': 18,
+        'max_logical_replication_workers': 20,  # 2 * (1 + 2 sync + 2 parallel apply) + 4
+        'max_worker_processes': 28,
         'max_sync_workers_per_subscription': 2,
         'max_replication_slots': 10,
         'max_active_replication_origins': 10,  # PostgreSQL 18+: 2 subscriptions + 4, default 10
     }
+    assert replication_settings(sub, parallel_apply_workers=0)['max_logical_replication_workers'] == 10
     many = {'is_subscriber': True, 'counts': {'subscriptions_held': 15}}
     assert replication_settings(many)['max_active_replication_origins'] == 20
     small = sync_plan(SETS[1:2], 'pub', HOSTS)
