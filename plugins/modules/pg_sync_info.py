@@ -220,9 +220,12 @@ subscriptions:
           takes to skip the transaction. C(resolved) is V(true) once the subscription has applied
           or skipped past it (its replication origin is at or beyond C(finish_lsn); readable by
           superusers, else V(null)).
+        - On PostgreSQL 18, C(conflict) names the conflict (V(insert_exists), V(update_missing), ...),
+          and C(detail) keeps the key of the conflicting row but leaves out the whole rows the server
+          log prints (its later lines joined with a newline).
       type: dict
       sample: {time: "2026-01-05 10:00:00.123 UTC", message: duplicate key value violates unique constraint "orders_pkey",
-               detail: Key (id)=(5) already exists., message_type: INSERT, relation: sales.orders, column: null,
+               detail: Key (id)=(5) already exists., conflict: null, message_type: INSERT, relation: sales.orders, column: null,
                transaction: 745, finish_lsn: 0/1A2B3C4, resolved: false}
     sync_error_count: {description: Errors during the initial table copy (PostgreSQL 15+)., type: int}
     tables:

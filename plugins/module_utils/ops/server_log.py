@@ -37,6 +37,15 @@ _TIME_RE = re.compile(r'(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [A-Za-z0-9+
 _CLUSTER_RE = re.compile(r'^(\d+)/([A-Za-z0-9_.-]+)$')
 # lines of one message written before its CONTEXT line that are searched for ERROR/DETAIL
 _LOOKBACK = 30
+_CONFLICT_RE = re.compile(r'conflict=([a-z_]+)')
+# parts of a PostgreSQL 18 conflict DETAIL that hold whole rows: left out, the keys are kept
+_ROW_PARTS = ('existing local row', 'remote row', 'Remote row', 'existing local tuple', 'remote tuple')
+
+
+def _without_rows(text):
+    """A DETAIL line without the row values PostgreSQL 18 prints (the key stays)."""
+    parts = [p for p in text.rstrip('.').split('; ') if not p.startswith(_ROW_PARTS)]
+    return '; '.join(parts)
 
 
 def log_file(explicit, settings, current_logfile):
@@ -90,12 +99,18 @@ def last_apply_errors(lines, origins):
             continue
         prefix = line[:at]
         message = detail = None
+        continued = []
         for earlier in reversed(lines[max(0, index - _LOOKBACK):index]):
+            if earlier.startswith('\t'):
+                continued.insert(0, earlier[1:])  # a message's next line (PostgreSQL 18 DETAIL)
+                continue
             if not earlier.startswith(prefix):
+                continued = []
                 continue  # another process's line in between
             label, _sep, text = earlier[len(prefix):].partition(':  ')
             if label == 'DETAIL':
-                detail = text
+                detail = '\n'.join([text] + [_without_rows(c) for c in continued])
+                continued = []
             elif label == 'ERROR':
                 message = text
                 break
@@ -105,9 +120,12 @@ def last_apply_errors(lines, origins):
             continue  # a CONTEXT of a LOG or WARNING line, not an error
         time_match = _TIME_RE.search(prefix)
         xid = match.group('xid')
+        conflict = _CONFLICT_RE.search(message)
         found[match.group('origin')] = {
             'time': time_match.group(1) if time_match else None,
             'message': message,
+            # PostgreSQL 18 names the conflict: insert_exists, update_missing, ...
+            'conflict': conflict.group(1) if conflict else None,
             'detail': detail,
             'message_type': match.group('type'),
             'relation': match.group('relation'),

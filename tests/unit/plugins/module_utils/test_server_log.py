@@ -38,10 +38,26 @@ def test_last_error_per_origin():
         'time': '2026-11-24 20:10:06.456 UTC', 'message': 'duplicate key value violates unique '
         'constraint "orders_pkey"', 'detail': 'Key (id)=(-2) already exists.',
         'message_type': 'INSERT', 'relation': 'app.orders', 'column': None, 'transaction': 801,
-        'finish_lsn': '0/1B00010'}
+        'finish_lsn': '0/1B00010', 'conflict': None}
     other = found['pg_17000']
     assert other['detail'] is None and other['column'] == 'x' and other['finish_lsn'] is None
     assert other['transaction'] == 9 and other['message_type'] == 'UPDATE'
+
+
+def test_postgresql_18_conflict_detail_keeps_the_key_not_the_rows():
+    r = '2026-12-06 00:41:51.643 UTC [13384] '
+    lines = [
+        r + 'ERROR:  conflict detected on relation "app.orders": conflict=insert_exists',
+        r + 'DETAIL:  Key already exists in unique index "orders_pkey", modified in transaction 2952.',
+        '\tKey (id)=(-1); existing local row (-1, 1, made on the subscriber); remote row (-1, 2, secret).',
+        r + 'CONTEXT:  processing remote data for replication origin "pg_16476" during message type '
+            '"INSERT" for replication target relation "app.orders" in transaction 4219, finished at 0/81CF5F8',
+    ]
+    error = server_log.last_apply_errors(lines, ['pg_16476'])['pg_16476']
+    assert error['conflict'] == 'insert_exists' and error['relation'] == 'app.orders'
+    assert error['detail'] == ('Key already exists in unique index "orders_pkey", modified in transaction 2952.\n'
+                               'Key (id)=(-1)')
+    assert 'secret' not in repr(error) and error['finish_lsn'] == '0/81CF5F8'
 
 
 def test_only_wanted_origins():
