@@ -61,8 +61,10 @@ options:
     choices: [source, target, trigger_target]
   tables:
     description:
-      - On the source, the set's tables (C(schema.table) strings or dicts with C(name)); those
-        without a queue row get their baseline row. Ignored on the target.
+      - On the source, the set's tables (C(schema.table) strings or dicts with C(name) and
+        optionally C(columns), the set's column list; C(where) and C(replica_identity) are
+        accepted and ignored); those without a queue row get their baseline row, with the
+        listed columns only. Ignored on the target.
     type: list
     elements: raw
     default: []
@@ -189,7 +191,7 @@ def read_state(conn, set_name, side, tables, role):
     functions = dict((k, (v[0], v[1], v[2])) for k, v in (functions or {}).items())
     return FollowState(schema, functions, set_name in queues, queues,
                        event_trigger if side == 'source' else None, apply_trigger,
-                       [t for t in tables if t not in baselined] if side == 'source' else (),
+                       [t for t in tables if t[:2] not in baselined] if side == 'source' else (),
                        role_can_read, monitor_ok)
 
 
@@ -217,7 +219,7 @@ def main():
         except (PlanError, ValueError) as e:
             module.fail_json(msg=str(e))
     role = p['writer_role'] if p['side'] == 'trigger_target' else p['replication_role']
-    refs, errors = parse_table_refs(p['tables'], ('name',))
+    refs, errors = parse_table_refs(p['tables'], ('name', 'columns', 'where', 'replica_identity'))
     if errors:
         module.fail_json(msg='Invalid entry in tables: %s' % '; '.join(errors))
     conn = connect(module)
@@ -226,7 +228,7 @@ def main():
         module.fail_json(msg='pg_schema_follow side=%s needs PostgreSQL %s or later; this server is %s'
                          % (p['side'], version_text(needed), version_text(conn.server_version)))
     try:
-        current = read_state(conn, set_name, p['side'], [r.key for r in refs], role)
+        current = read_state(conn, set_name, p['side'], [r.key + (tuple(r.columns or ()),) for r in refs], role)
     except psycopg2.Error as e:
         module.fail_json(msg='Cannot read the schema-follow objects: %s' % error_text(e, p))
     statements, changes = plan(p['side'], set_name, p['state'], current, role)

@@ -175,3 +175,15 @@ def test_drift_is_visible_in_pg_sync_info_and_the_metrics(stream, tmp_path):
     labels = '{database="%s",set="%s",table="public.t"}' % (env.subdb, SET)
     assert 'tablesync_schema_drift_columns%s 2' % labels in lines  # extra integer vs extra bigint, both ways
     assert 'tablesync_schema_last_change%s %d' % (labels, source['last_change']) in lines
+
+
+def test_baseline_holds_the_column_list_before_the_table_is_published(stream):
+    """The roles install the capture before the publication has a table: its first queue row
+    holds the set's column list, not every column (else check.yml would see drift)."""
+    env = stream
+    env.pub_sql('CREATE TABLE listed (id int PRIMARY KEY, shown text, secret text)')
+    result = follow(env, 'source', tables=['public.t', {'name': 'public.listed', 'columns': ['id', 'shown'],
+                                                         'where': 'id > 0'}])
+    assert_ok(result, changed=True)
+    cols = env.pub_sql("SELECT columns FROM tablesync_ddl.%s WHERE table_name = 'listed'" % SET)[0][0]
+    assert [c['name'] for c in cols] == ['id', 'shown']

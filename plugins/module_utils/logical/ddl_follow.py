@@ -10,6 +10,8 @@ is a ``FollowState`` read by the module in one query.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
+
 try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2()
@@ -24,7 +26,9 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.ddl_f
 class FollowState(object):
     """What the database has: ``functions`` maps a name to (prosrc, security definer, PUBLIC may
     execute); ``event_trigger``/``apply_trigger`` hold the enabled flag (None: missing);
-    ``unbaselined``: (schema, table) of the set's tables without a row in the queue;
+    ``unbaselined``: (schema, table) of the set's tables without a row in the queue, or
+    (schema, table, columns) with the set's column list of the table (the baseline then holds
+    those columns only, also before the publication has the table);
     ``queues``: names of every queue table of the schema (other sets' too)."""
 
     def __init__(self, schema=False, functions=None, queue=False, queues=(), event_trigger=None,
@@ -113,8 +117,11 @@ def _source_statements(set_name, current, role, changes):
     if current.unbaselined:
         statements.append(Statement(sql.SQL(
             'INSERT INTO {queue} (table_schema, table_name, columns, captured_at) '
-            'SELECT t.nsp, t.rel, {columns_of}(c.oid, pt.attnames), pg_catalog.clock_timestamp() '
-            '  FROM unnest({schemas}::text[], {names}::text[]) WITH ORDINALITY AS t(nsp, rel, ord) '
+            'SELECT t.nsp, t.rel, {columns_of}(c.oid, CASE WHEN pg_catalog.jsonb_typeof(t.cols) = \'array\' '
+            '         THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(t.cols))::name[] ELSE pt.attnames END), '
+            '       pg_catalog.clock_timestamp() '
+            '  FROM ROWS FROM (pg_catalog.unnest({schemas}::text[]), pg_catalog.unnest({names}::text[]), '
+            '                  pg_catalog.jsonb_array_elements({columns}::jsonb)) WITH ORDINALITY AS t(nsp, rel, cols, ord) '
             '  JOIN pg_catalog.pg_namespace n ON n.nspname = t.nsp '
             '  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.rel '
             '  LEFT JOIN pg_catalog.pg_publication_tables pt '
@@ -123,6 +130,8 @@ def _source_statements(set_name, current, role, changes):
                 queue=queue_ident(set_name), columns_of=sql.Identifier(SCHEMA, 'columns_of'),
                 schemas=sql.Literal([t[0] for t in current.unbaselined]),
                 names=sql.Literal([t[1] for t in current.unbaselined]),
+                columns=sql.Literal(json.dumps([list(t[2]) if len(t) > 2 and t[2] else None
+                                                for t in current.unbaselined])),
                 publication=sql.Literal(publication_name(set_name)))))
         changes.append('baseline of %d table(s)' % len(current.unbaselined))
     return statements
