@@ -182,8 +182,8 @@ def test_baseline_holds_the_column_list_before_the_table_is_published(stream):
     holds the set's column list, not every column (else check.yml would see drift)."""
     env = stream
     env.pub_sql('CREATE TABLE listed (id int PRIMARY KEY, shown text, secret text)')
-    result = follow(env, 'source', tables=['public.t', {'name': 'public.listed', 'columns': ['id', 'shown'],
-                                                         'where': 'id > 0'}])
+    listed = {'name': 'public.listed', 'columns': ['id', 'shown'], 'where': 'id > 0'}
+    result = follow(env, 'source', tables=['public.t', listed])
     assert_ok(result, changed=True)
     cols = env.pub_sql("SELECT columns FROM tablesync_ddl.%s WHERE table_name = 'listed'" % SET)[0][0]
     assert [c['name'] for c in cols] == ['id', 'shown']
