@@ -164,6 +164,7 @@ def test_create_each_form_then_no_change(db):
         'tables': [{'name': 'sales.customers', 'columns': ['id', 'name', 'country'],
                     'where': "((country = 'DE'::text) AND (id > 10))"}],
         'schemas': [], 'publish': ['insert'], 'publish_via_partition_root': False, 'comment': None,
+        'publish_generated_columns': None,  # PostgreSQL 18+
     }
     assert results[len(forms) + 1]['publication'] == publication
 
@@ -302,7 +303,7 @@ def test_check_mode_changes_nothing(db):
         'tables': [{'name': 'public.plain', 'columns': None, 'where': None},
                    {'name': 'sales.customers', 'columns': None, 'where': 'id > 5'}],
         'schemas': ['billing'], 'publish': ['insert', 'update'], 'publish_via_partition_root': False,
-        'comment': 'after'}
+        'publish_generated_columns': None, 'comment': 'after'}
     assert r[1]['recreated'] is True and r[1]['publication']['all_tables'] is True
     assert r[1]['replica_identity_changes'] == [{'table': 'public.nokey', 'replica_identity': 'full'}]
     assert r[2]['queries'][0] == 'ALTER TABLE ONLY "public"."nokey" REPLICA IDENTITY FULL'
