@@ -359,8 +359,9 @@ def _schema_drift(row, set_name, pub_info, sub_info, label, t):
         if diff:
             drifted.append('%s (%s)' % (table, ', '.join(diff)))
     row['schema_drift'] = drifted
-    row['schema'] = ('%d drifted' % len(drifted) if drifted else
-                     '%d pending' % len(pending) if pending else 'same')
+    # one word per cell: the table's lines stay split on whitespace
+    row['schema'] = ('drifted:%d' % len(drifted) if drifted else
+                     'pending:%d' % len(pending) if pending else 'same')
     if pending:
         row['notes'].append('column changes of %s not applied yet' % ', '.join(pending))
     if drifted and t['schema_drift']:
@@ -389,7 +390,7 @@ def _trigger_row(row, item, hostvars, t):
     row['notes'].append('%s changes queued' % queue.get('depth'))
     pending = queue.get('schema_changes_pending')
     if pending is not None:
-        row['schema'] = '%d pending' % pending if pending else 'same'
+        row['schema'] = 'pending:%d' % pending if pending else 'same'
         if pending and queue.get('last_error') and t['schema_drift']:
             row['breaches'].append('%s: %d column change(s) of the source wait for the flush, which '
                                    'fails (below)' % (label, pending))

@@ -47,12 +47,12 @@ def _check(*args):
     assert table and table[0].split()[:2] == ["SET", "METHOD"], out[-6000:]
     rows = {}
     for line in table[1:]:
-        m = re.match(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*)$", line)
+        m = re.match(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*)$", line)
         assert m, line
         rows[(m.group(1), m.group(4), m.group(5))] = {
             "method": m.group(2), "source": m.group(3), "state": m.group(6),
             "lag_bytes": m.group(7), "lag_seconds": m.group(8), "errors": m.group(9),
-            "rest": m.group(10), "line": line}
+            "schema": m.group(10), "rest": m.group(11), "line": line}
     breaches = task_messages(out, FAIL_TASK) if rc else []
     return rc, out, rows, breaches
 
@@ -168,6 +168,7 @@ def test_check_healthy_lists_every_target_with_lag():
         assert 0 <= int(row["lag_bytes"]) < 1024 ** 3, row["line"]
         assert 0 <= float(row["lag_seconds"]) < 300, row["line"]
         assert row["errors"] == "0", row["line"]
+        assert row["schema"] == "same", row["line"]  # column changes followed, none pending
         assert row["rest"] == "-", row["line"]  # not verified without tablesync_check_verify
     assert re.search(r"All 3 sync set targets are within the thresholds", out), out[-3000:]
 

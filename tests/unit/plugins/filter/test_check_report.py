@@ -393,21 +393,21 @@ def test_schema_drift_of_a_following_logical_set():
     pending = check_report(SETS, _with_schema([_change('sales.orders', 5, cols)],
                                               [_change('sales.orders', 4, cols[:1])]))
     row = rows_by_target(pending)['orders:sub1/shop']
-    assert row['schema'] == '1 pending' and row['breaches'] == []
+    assert row['schema'] == 'pending:1' and row['breaches'] == []
     assert 'column changes of sales.orders not applied yet' in row['notes']
 
     drifted = check_report(SETS, _with_schema(
         [_change('sales.orders', 5, cols)],
         [_change('sales.orders', 5, cols, [['id', 'integer'], ['note', 'text']])]))
     row = rows_by_target(drifted)['orders:sub1/shop']
-    assert row['schema'] == '1 drifted' and not drifted['ok']
+    assert row['schema'] == 'drifted:1' and not drifted['ok']
     assert row['breaches'] == ['sync set orders, pub/shop -> sub1/shop: target tables differ from the source: '
                                'sales.orders (total missing, id is integer, not bigint, note only on the target) '
                                '(docs/schema-changes.md)']
     quiet = check_report(SETS, _with_schema([_change('sales.orders', 5, cols)],
                                             [_change('sales.orders', 5, cols, cols[:1])]),
                          {'schema_drift': False})
-    assert rows_by_target(quiet)['orders:sub1/shop']['schema'] == '1 drifted' and quiet['ok']
+    assert rows_by_target(quiet)['orders:sub1/shop']['schema'] == 'drifted:1' and quiet['ok']
 
 
 def test_trigger_set_column_changes_waiting_for_a_failing_flush():
@@ -416,5 +416,5 @@ def test_trigger_set_column_changes_waiting_for_a_failing_flush():
     queue.update(schema_changes_pending=1, last_error='cannot follow public.t: column q changed',
                  failed_change=7, flush_errors=3)
     rows = [r for r in check_report(SETS, hostvars)['rows'] if r['method'] == 'trigger']
-    assert rows and rows[0]['schema'] == '1 pending'
+    assert rows and rows[0]['schema'] == 'pending:1'
     assert any('1 column change(s) of the source wait for the flush' in b for b in rows[0]['breaches'])
