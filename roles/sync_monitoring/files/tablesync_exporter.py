@@ -178,7 +178,13 @@ SELECT s.set_name, s.table_schema || '.' || s.table_name AS table_name, s.last_c
   FROM tablesync_ddl.status() AS s
  ORDER BY 1, 2
 """
-HAS_SCHEMA_SQL = "SELECT pg_catalog.to_regprocedure('tablesync_ddl.status()') IS NOT NULL"
+# the schema first: naming a function of a schema without USAGE is an error (a trigger target's
+# tablesync_ddl holds follow_table only, for the writer role)
+HAS_SCHEMA_SQL = """
+SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = 'tablesync_ddl'
+                          AND pg_catalog.has_schema_privilege(n.oid, 'USAGE'))
+            THEN pg_catalog.to_regprocedure('tablesync_ddl.status()') IS NOT NULL ELSE false END
+"""
 
 
 # ---- pure formatting (unit-tested) ------------------------------------------------------------
