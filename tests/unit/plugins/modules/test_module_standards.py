@@ -97,3 +97,13 @@ def test_examples_use_fqcn_and_modes_are_documented(name):
 def test_every_module_is_covered():
     assert len(MODULES) == len(set(MODULES)) >= 13, MODULES
     assert 'pg_sync_trigger' in MODULES and 'pg_fdw_server' in MODULES
+
+
+def test_every_module_is_in_the_action_group():
+    """The roles give connection options once per task file through module_defaults for
+    group/tablesync.postgresql.postgresql: a module missing from the group would connect with
+    libpq's defaults instead."""
+    runtime = os.path.join(MODULES_DIR, '..', '..', 'meta', 'runtime.yml')
+    with open(runtime) as handle:
+        group = yaml.safe_load(handle)['action_groups']['postgresql']
+    assert sorted(group) == MODULES
