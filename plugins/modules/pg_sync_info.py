@@ -16,7 +16,8 @@ description:
     of the connected database (with their lag, apply and sync errors and whether their worker
     runs), the replication slots of the server (with the WAL they retain and how far their
     consumer lags behind), the settings logical replication depends on, the queues of the
-    trigger sync sets (M(tablesync.postgresql.pg_sync_trigger)) and the foreign servers.
+    trigger sync sets (M(tablesync.postgresql.pg_sync_trigger)), the foreign servers and the
+    progress of the copies running now (a logical set's initial copy).
   - Never changes anything.
   - Uses a fixed number of queries (at most one per section and one probe), however many
     publications, subscriptions, tables and slots there are.
@@ -47,8 +48,23 @@ options:
       - The sections to read. The server version is always returned.
     type: list
     elements: str
-    choices: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers, schema_changes]
-    default: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers, schema_changes]
+    choices: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers, schema_changes, copy_progress]
+    default: [publications, subscriptions, slots, settings, trigger_queues, fdw_servers, schema_changes, copy_progress]
+  source:
+    description:
+      - The server the copies read from (a logical set's publisher), for RV(copy_progress) only - the
+        module reads there, in one query, the planner's estimate of the rows of each table being
+        copied, and returns with it the percentage done and the time left.
+      - Not connected to when no copy runs. When it cannot be reached, the estimates are V(null)
+        and C(copy_progress.rows_total_estimate) is listed in RV(unavailable).
+    type: dict
+    suboptions:
+      host: {description: Host name, IP address or Unix socket directory., type: str}
+      port: {description: Port., type: int}
+      dbname: {description: Database., type: str}
+      user: {description: Login role., type: str}
+      password: {description: Password of O(source.user)., type: str}
+      sslmode: {description: libpq C(sslmode)., type: str, choices: [disable, allow, prefer, require, verify-ca, verify-full]}
   server_log:
     description:
       - Also return the last apply error of each subscription from the server log
@@ -73,7 +89,10 @@ options:
     type: bool
     default: false
 notes:
-  - Requires PostgreSQL 10 or later.
+  - Requires PostgreSQL 10 or later; RV(copy_progress) needs PostgreSQL 14 (C(pg_stat_progress_copy)),
+    and is listed in RV(unavailable) on older servers.
+  - The copy estimates are the source's C(pg_class.reltuples) (summed over partitions); a table never
+    vacuumed or analysed has none, and a row filter makes the estimate an upper bound.
   - Publications and subscriptions are those of the database the module connects to
     (O(login_db)), or of every database with O(each_database); replication slots are those of
     the whole server.
@@ -122,6 +141,21 @@ EXAMPLES = r'''
     gather: [publications, slots]
     name_prefix: tablesync_
   register: everywhere
+
+- name: The initial copies running now, with the rows left and the time left
+  tablesync.postgresql.pg_sync_info:
+    login_db: shop
+    gather: [copy_progress]
+    source:
+      host: 10.0.0.10
+      dbname: shop
+      user: tablesync_replication
+      password: "{{ vault_replication_password }}"
+  register: copies
+
+- name: Say how far each copy is
+  ansible.builtin.debug:
+    msg: "{{ copies.copy_progress | map(attribute='summary') | list }}"
 
 - name: Only the replication slots, as a monitoring role
   tablesync.postgresql.pg_sync_info:
@@ -318,6 +352,38 @@ schema_changes:
   sample:
     - {set: orders, table: sales.orders, last_change: 7, changed_at: "2026-12-05T10:00:00+00:00",
        columns: [[id, bigint], [total, "numeric(10,2)"]], table_columns: [[id, bigint], [total, "numeric(10,2)"]]}
+copy_progress:
+  description:
+    - The copies (C(COPY)) running now in the connected database, one item per copying session - a
+      logical set's initial copy (tablesync workers, or the snapshot copy of
+      M(tablesync.postgresql.pg_subscription)) and any other C(COPY).
+  returned: when V(copy_progress) is in O(gather)
+  type: list
+  elements: dict
+  contains:
+    pid: {description: Process of the copying session., type: int}
+    command: {description: C(COPY FROM) (receiving) or C(COPY TO) (sending)., type: str}
+    type: {description: "C(FILE), C(PROGRAM), C(PIPE) (a client such as the snapshot copy) or C(CALLBACK) (a tablesync worker).", type: str}
+    table: {description: "The table (C(schema.table)), V(null) for C(COPY (query) TO).", type: str}
+    database: {description: Database (with O(each_database) only)., type: str}
+    rows_done: {description: Rows copied so far., type: int}
+    rows_excluded: {description: Rows left out by a C(WHERE) of the copy., type: int}
+    bytes_done: {description: Bytes of copy data received or sent so far., type: int}
+    backend_type: {description: The session's kind (C(client backend), C(logical replication tablesync worker), ...)., type: str}
+    application_name: {description: The session's application name., type: str}
+    started: {description: When the copy statement (or the tablesync worker) started (ISO 8601)., type: str}
+    elapsed_seconds: {description: Seconds since then., type: float}
+    rows_total_estimate: {description: "The source's estimate of the table's rows (with O(source)), V(null) when unknown.", type: int}
+    percent: {description: Rows done of the estimate (at most 99.9 while the copy runs)., type: float}
+    rows_per_second: {description: Average rate so far., type: float}
+    eta_seconds: {description: Estimated seconds left at that rate (V(null) without an estimate)., type: int}
+    summary: {description: The same as one line a person reads., type: str}
+  sample:
+    - {pid: 4242, command: COPY FROM, type: PIPE, table: public.orders, rows_done: 1200000, rows_excluded: 0,
+       bytes_done: 98304000, backend_type: client backend, application_name: ansible-tablesync,
+       started: "2026-12-06T10:00:00+00:00", elapsed_seconds: 30.2, rows_total_estimate: 5000000,
+       percent: 24.0, rows_per_second: 39735.1, eta_seconds: 96,
+       summary: "public.orders: 1200000 of ~5000000 rows (24.0%), 93.8 MB in 30 s, about 2 min left"}
 fdw_servers:
   description: Foreign servers of the connected database, by name.
   returned: when V(fdw_servers) is in O(gather)
@@ -337,7 +403,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
-    connect, connection_argument_spec, require_version)
+    connect, connection_argument_spec, connection_kwargs, remote_connection_params,
+    remote_server_argument_spec, require_version)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.copy_progress import (
+    ESTIMATES_SQL, copy_tables, estimate_params, estimates_by_table, with_estimates)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.sync_info import SECTIONS, SyncInfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.ops.server_log import (
     last_apply_errors, log_file, read_tail, resolved)
@@ -356,12 +425,14 @@ def argument_spec():
         gather=dict(type='list', elements='str', choices=list(SECTIONS), default=list(SECTIONS)),
         server_log=dict(type='str'),
         each_database=dict(type='bool', default=False),
+        source=remote_server_argument_spec(required=False),
     )
     return spec
 
 
 # The sections read per database; the others (slots, settings) are server-wide.
-PER_DATABASE = ('publications', 'subscriptions', 'trigger_queues', 'fdw_servers', 'schema_changes')
+PER_DATABASE = ('publications', 'subscriptions', 'trigger_queues', 'fdw_servers', 'schema_changes',
+                'copy_progress')
 _DATABASES_SQL = ("SELECT datname FROM pg_catalog.pg_database "
                   "WHERE datallowconn AND NOT datistemplate ORDER BY datname")
 
@@ -418,7 +489,40 @@ def read_database(module, conn, gather):
     info = SyncInfo(conn).read(gather, module.params['name_prefix'])
     if module.params['server_log'] and 'subscriptions' in gather:
         add_apply_errors(conn, module.params['server_log'], info)
+    if 'copy_progress' in info:
+        add_copy_estimates(module, info)
     return info
+
+
+def read_estimates(module, tables):
+    """{(schema, table): estimated rows} read on O(source), None when it cannot be reached."""
+    try:
+        kwargs = connection_kwargs(remote_connection_params(module.params, 'source'))
+        kwargs.setdefault('application_name', 'ansible-tablesync')
+        source = psycopg2.connect(**kwargs)
+    except psycopg2.Error:
+        return None
+    try:
+        source.set_session(readonly=True)
+        with source.cursor() as cur:
+            cur.execute(ESTIMATES_SQL, estimate_params(tables))
+            return estimates_by_table(tables, cur.fetchall())
+    except psycopg2.Error:
+        return None
+    finally:
+        source.close()
+
+
+def add_copy_estimates(module, info):
+    """copy_progress with the source's estimates, percentages and times left."""
+    copies = info['copy_progress']
+    tables = copy_tables(copies)
+    estimates = None
+    if module.params['source'] and tables:
+        estimates = read_estimates(module, tables)
+        if estimates is None:
+            info['unavailable'].append('copy_progress.rows_total_estimate')
+    info['copy_progress'] = with_estimates(copies, estimates)
 
 
 def read_each_database(module, conn):

@@ -5,6 +5,7 @@ to it (plain SQL). The subscription is dropped at the end, so no slot is left be
 """
 import itertools
 import os
+import threading
 import time
 
 import pytest
@@ -92,7 +93,7 @@ def test_subscriber_side(sync):
     queries = [s for s in statements if not s.startswith(('BEGIN', 'ROLLBACK'))]
     # probe + one per section, whatever the number of objects (the trigger queues are not
     # queried: the database has no schema tablesync)
-    assert len(queries) == 6 and all(q.startswith('SELECT ') for q in queries), statements
+    assert len(queries) == 7 and all(q.startswith('SELECT ') for q in queries), statements
     # read by what the server has: invalidation_reason is PostgreSQL 17+
     assert r['unavailable'] == ([] if r['server_version']['num'] >= 170000 else ['slots.invalidation_reason'])
     assert r['trigger_queues'] == [] and r['fdw_servers'] == []
@@ -287,3 +288,77 @@ def test_trigger_queue_and_fdw_servers(sync):
 def test_fails_clearly_on_bad_gather(sync):
     r = run_module(MODULE, dict(sync.sub.login(sync.db), gather=['slots', 'wal']))
     assert r.get('failed') and 'gather' in r['msg']
+
+
+class SlowRows(object):
+    """A COPY input that sends ``first`` rows, then waits for ``release`` before the rest."""
+
+    def __init__(self, first, total):
+        self.lines = ['%d\trow %d\n' % (i, i) for i in range(1, total + 1)]
+        self.first = first
+        self.sent = 0
+        self.release = threading.Event()
+
+    def read(self, size=8192):
+        if self.sent >= self.first and not self.release.wait(timeout=120):
+            raise RuntimeError('never released')
+        chunk = ''.join(self.lines[self.sent:self.sent + 500])
+        self.sent += 500
+        return chunk
+
+    readline = read
+
+
+def test_copy_progress_with_the_sources_estimate(sync):
+    """A COPY into the subscriber held open halfway: pg_sync_info names the table, the rows done
+    so far, the source's estimate (a partitioned table: summed over its partitions), the
+    percentage and the time left; an unreachable source leaves the estimate out, listed."""
+    sync.pub_sql('CREATE TABLE public.big (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);'
+                 ' CREATE TABLE public.big_1 PARTITION OF public.big FOR VALUES FROM (1) TO (10001);'
+                 ' CREATE TABLE public.big_2 PARTITION OF public.big FOR VALUES FROM (10001) TO (20001);'
+                 " INSERT INTO public.big SELECT g, 'row ' || g FROM generate_series(1, 20000) g;"
+                 ' ANALYZE public.big_1, public.big_2')
+    sync.sub_sql('CREATE TABLE public.big (id int PRIMARY KEY, v text)')
+    rows = SlowRows(first=5000, total=20000)
+    failures = []
+
+    def copy():
+        conn = sync.sub.connect(sync.db)
+        try:
+            with conn.cursor() as cur:
+                cur.copy_expert('COPY public.big FROM STDIN', rows)
+        except Exception as e:  # pylint: disable=broad-except
+            failures.append(e)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=copy)
+    thread.start()
+    try:
+        source = dict(host=sync.pub.host, port=sync.pub.port, dbname=sync.db, user=sync.pub.user,
+                      password=SUPERPASS)
+        wait_for(lambda: [c['rows_done'] for c in sync.info(sync.sub, gather=['copy_progress'])
+                          ['copy_progress']] == [5000], timeout=60, what='the first rows copied')
+        time.sleep(1.1)
+        r = sync.info(sync.sub, gather=['copy_progress'], source=source)
+        (item,) = r['copy_progress']
+        assert item['table'] == 'public.big' and item['command'] == 'COPY FROM' and item['type'] == 'PIPE'
+        assert item['backend_type'] == 'client backend' and item['elapsed_seconds'] >= 1
+        assert item['rows_done'] == 5000 and item['bytes_done'] > 0
+        assert item['rows_total_estimate'] == 20000 and item['percent'] == 25.0
+        assert item['rows_per_second'] > 0 and item['eta_seconds'] >= 1
+        assert item['summary'].startswith('public.big: 5000 of ~20000 rows (25.0%), ')
+        assert item['summary'].endswith(' left')
+        assert r['unavailable'] == [] and SUPERPASS not in r['_run'].output
+        # without the source: the figures of the subscriber alone
+        r = sync.info(sync.sub, gather=['copy_progress'], source=dict(source, password='wrong'))
+        assert r['copy_progress'][0]['rows_total_estimate'] is None
+        assert r['copy_progress'][0]['summary'].endswith('total unknown')
+        assert r['unavailable'] == ['copy_progress.rows_total_estimate']
+        assert 'wrong' not in r['_run'].output
+    finally:
+        rows.release.set()
+        thread.join(timeout=60)
+    assert not failures, failures
+    assert sync.sub_sql('SELECT count(*) FROM public.big') == [(20000,)]
+    assert sync.info(sync.sub, gather=['copy_progress'], source=source)['copy_progress'] == []

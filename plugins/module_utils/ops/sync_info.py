@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
     RealDictCursor = None
 
 SECTIONS = ('publications', 'subscriptions', 'slots', 'settings', 'trigger_queues',
-            'fdw_servers', 'schema_changes')
+            'fdw_servers', 'schema_changes', 'copy_progress')
 
 # Fields no server records: always null and listed in ``unavailable`` with their section.
 # pg_sync_trigger deletes applied changes and keeps no flush history, so the time of the last
@@ -341,8 +341,38 @@ _FDW_SERVERS = Section(
            [Column('pg_user_mappings', 'srvid')])],
     order_by='f.srvname')
 
+# ---- copies running now (PostgreSQL 14+) --------------------------------------------------
+
+# the copying session: its start (the COPY statement's, or the worker's for a tablesync worker)
+_COPY_SESSION = Join('LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid',
+                     [Column('pg_stat_activity', c) for c in ('pid', 'query_start', 'backend_start')])
+_COPY_RELATION = Join('LEFT JOIN pg_catalog.pg_class c ON c.oid = p.relid'
+                      ' LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace',
+                      [Column('pg_class', 'relname'), Column('pg_namespace', 'nspname')])
+
+
+def _copy(key, column):
+    return Field(key, 'p.' + column, [Column('pg_stat_progress_copy', column)])
+
+
+_COPY_PROGRESS = Section(
+    'copy_progress', 'pg_catalog.pg_stat_progress_copy p',
+    [_copy('pid', 'pid'), _copy('command', 'command'), _copy('type', 'type'),
+     Field('schema', 'n.nspname', [], _COPY_RELATION),
+     Field('relation', 'c.relname', [], _COPY_RELATION),
+     _copy('rows_done', 'tuples_processed'), _copy('rows_excluded', 'tuples_excluded'),
+     _copy('bytes_done', 'bytes_processed'),
+     Field('backend_type', 'a.backend_type', [Column('pg_stat_activity', 'backend_type')], _COPY_SESSION),
+     Field('application_name', 'a.application_name',
+           [Column('pg_stat_activity', 'application_name')], _COPY_SESSION),
+     Field('started', 'COALESCE(a.query_start, a.backend_start)', [], _COPY_SESSION),
+     Field('elapsed_seconds', _age('COALESCE(a.query_start, a.backend_start)'), [], _COPY_SESSION)],
+    where='p.datname = pg_catalog.current_database()',
+    where_needs=[Column('pg_stat_progress_copy', 'datname')], order_by='p.pid', key='pid')
+
 SECTION_DEFS = dict((s.name, s) for s in (_PUBLICATIONS, _SUBSCRIPTIONS, _SLOTS, _SETTINGS,
-                                          _TRIGGER_QUEUES, _FDW_SERVERS, _SCHEMA_CHANGES))
+                                          _TRIGGER_QUEUES, _FDW_SERVERS, _SCHEMA_CHANGES,
+                                          _COPY_PROGRESS))
 
 # Status of each requirement: 'ok', 'denied' (exists, not readable) or 'missing'. The schema is
 # checked first: naming a relation of a schema without USAGE would raise an error.

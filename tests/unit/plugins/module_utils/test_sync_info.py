@@ -30,7 +30,7 @@ def test_like_prefix_is_literal():
 
 def test_sections_cover_the_gather_choices():
     assert set(si.SECTION_DEFS) == set(si.SECTIONS)
-    assert si.SECTIONS[-3:] == ('trigger_queues', 'fdw_servers', 'schema_changes')
+    assert si.SECTIONS[-4:] == ('trigger_queues', 'fdw_servers', 'schema_changes', 'copy_progress')
 
 
 def test_column_requirement_defaults_to_pg_catalog():
