@@ -127,7 +127,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
     connect, connection_argument_spec, connection_secrets, error_text)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
-from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import ExecutionError, Executor
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import Executor, apply
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import check_set_name
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.versions import PG11, PG15, version_text
@@ -235,11 +235,8 @@ def main():
     executor = Executor(conn, module.check_mode)
     executor.add_secrets(*connection_secrets(p))
     try:
-        executor.run(statements)
-        executor.commit()
-    except ExecutionError as e:
-        module.fail_json(msg='Installing schema following failed, nothing was changed: %s' % e.msg,
-                         queries=executor.queries, changes=[])
+        apply(module, executor, statements, 'Installing schema following failed, nothing was changed: %s',
+              changes=[])
     finally:
         conn.close()
     before = dict(queue=current.queue, schema=current.schema)

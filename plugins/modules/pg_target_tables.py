@@ -323,7 +323,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
     connect, connection_argument_spec, connection_secrets, error_text, remote_connection_params,
     remote_server_argument_spec, traceback_text)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
-    ExecutionError, Executor)
+    ExecutionError, Executor, apply)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import (
     PlanError, TargetState, needed_collations, needed_types, parse_table_specs, plan_changes,
     resolve_desired, table_from_catalog)
@@ -587,13 +587,8 @@ def plan_target(module, conn, desired, caught_up=False):
 
 
 def apply_plan(module, executor, plan):
-    try:
-        executor.run(plan.statements)
-        executor.commit()
-    except ExecutionError as e:
-        module.fail_json(msg='Changing the tables failed, nothing was changed: %s' % e.msg,
-                         queries=executor.queries, created=[], differences=plan.differences,
-                         indexes=empty_index_report(), column_changes={})
+    apply(module, executor, plan.statements, 'Changing the tables failed, nothing was changed: %s',
+          created=[], differences=plan.differences, indexes=empty_index_report(), column_changes={})
 
 
 def catch_up(module, conn, source_conn, desired, plan, lsn, executor):
