@@ -131,3 +131,26 @@ def test_progress_of_postgresqls_table_synchronisation(site):
     assert copying[0][1].startswith('sales.customers: ') and (' of ~%d rows (' % ROWS) in copying[0][1], copying
     assert (dst.query('SELECT id, name FROM sales.customers ORDER BY id', dbname='shop_ts')
             == src.query('SELECT id, name FROM sales.customers ORDER BY id', dbname='shop'))
+
+
+def test_progress_of_a_table_added_to_a_set(site):
+    """A table joins an existing set: the refresh copies it (tablesync worker) in the
+    background and the run reports that copy the same way."""
+    src, dst = site
+    src.execute("CREATE TABLE sales.more (id int PRIMARY KEY, note text);"
+                " INSERT INTO sales.more SELECT g, 'more ' || g FROM generate_series(1, %d) g;"
+                " ANALYZE sales.more" % ROWS, dbname='shop')
+    dst.execute(TARGET_DDL.replace('CREATE SCHEMA sales;', '').replace('sales.orders', 'sales.more')
+                .replace('CREATE FUNCTION public.slow_row', 'CREATE OR REPLACE FUNCTION public.slow_row'),
+                dbname='shop_rep')
+    sets = [s for s in site_sets(logical_tables=('sales.orders', 'sales.more')) if s['method'] == 'logical']
+    rc, out, err, data = run_site(site_inventory(src, dst, sets, logical_subscriber_progress_interval=5,
+                                                 **PASSWORD))
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    copying = [r for r in said(data) if r[0].endswith(' copying now:')]
+    assert copying, said(data)
+    assert copying[0][0].startswith('orders -> shop_rep: ') and ' tables ready, 1 copying now:' in copying[0][0]
+    assert copying[0][1].startswith('sales.more: ') and (' of ~%d rows (' % ROWS) in copying[0][1], copying
+    for table in ('sales.orders', 'sales.more'):
+        query = 'SELECT id, note FROM %s ORDER BY id' % table
+        assert dst.query(query, dbname='shop_rep') == src.query(query, dbname='shop')
