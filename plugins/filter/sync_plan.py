@@ -42,7 +42,8 @@ IMPLEMENTED_METHODS = ('logical', 'fdw', 'trigger')
 STATES = ('present', 'absent')
 PUBLISH = ('insert', 'update', 'delete', 'truncate')
 SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
-            'replica_identity', 'schema_changes', 'publish_generated_columns')
+            'replica_identity', 'schema_changes', 'publish_generated_columns', 'schemas',
+            'exclude_tables')
 # logical sets: follow the source's column changes in the stream (and at each run), report
 # them only, or fail the run on them (docs/schema-changes.md)
 SCHEMA_CHANGES = ('follow', 'report', 'refuse')
@@ -181,10 +182,15 @@ def _parse_set(index, raw, inventory):
         seen_targets.add(key)
         norm_targets.append({'host': key[0], 'database': key[1]})
 
-    tables = raw.get('tables')
+    schemas = raw.get('schemas')
+    errors.extend(_schema_errors(label, schemas, raw.get('exclude_tables')))
+    tables = raw.get('tables', [] if schemas is not None else None)
     norm_tables = []
     keys = []
-    if not _is_list(tables) or not tables:
+    if schemas is not None and _is_list(tables) and not tables:
+        errors.append('%s: no tables: its schemas hold none, or they were not listed (the '
+                      'sync_model role lists them on the source host, which must be in the run)' % label)
+    elif not _is_list(tables) or not tables:
         errors.append('%s: tables must be a non-empty list' % label)
         tables = []
     seen = set()  # a list lookup here made validation quadratic in the set's table count
@@ -245,6 +251,28 @@ def _parse_set(index, raw, inventory):
         'publish': publish,
         'replica_identity': replica_identity,
     }, []
+
+
+def _schema_errors(label, schemas, exclude):
+    """``schemas``: the set takes every table of these schemas (plugins/filter/sync_schemas.py);
+    ``exclude_tables``: tables of those schemas it leaves out."""
+    errors = []
+    if schemas is not None and (not _is_list(schemas) or not schemas
+                                or not all(isinstance(s, string_types) and s for s in schemas)):
+        errors.append('%s: schemas must be a non-empty list of schema names, got %r' % (label, schemas))
+    if exclude is None:
+        return errors
+    if schemas is None:
+        errors.append('%s: exclude_tables needs schemas' % label)
+    elif not _is_list(exclude):
+        errors.append('%s: exclude_tables must be a list of table names, got %r' % (label, exclude))
+    else:
+        for name in exclude:
+            try:
+                parse_qualified(name)
+            except (NameError_, TypeError, AttributeError) as e:
+                errors.append('%s: exclude_tables: %s' % (label, e))
+    return errors
 
 
 def _replica_identity_error(value, keys):

@@ -154,7 +154,7 @@ SITE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.absp
 # /root): the "hosts" use the system Python with Debian's python3-psycopg2, as real hosts do.
 HOST_PYTHON = '/usr/bin/python3'
 ROLE_PREFIXES = ('postgresql_server', 'logical_publisher', 'logical_subscriber', 'fdw_source',
-                 'fdw_consumer', 'trigger_source', 'trigger_target', 'sync_monitoring')
+                 'fdw_consumer', 'trigger_source', 'trigger_target', 'sync_monitoring', 'sync_model')
 
 
 def host_python_ready():
