@@ -8,12 +8,10 @@ sleeps 2 ms per row: 10,000 rows take about 20 seconds to copy on any machine.
 """
 import pytest
 
-from hostile import (failures, host_python_ready, prepare_site, run_site, site_inventory,
+from hostile import (failures, needs_host_python, prepare_site, run_site, site_inventory,
                      site_sets, start_cluster, task_results)
 
-pytestmark = pytest.mark.skipif(
-    not host_python_ready(), reason='the roles run modules as the postgres OS user with '
-    '/usr/bin/python3, which needs psycopg2 (apt-get install python3-psycopg2)')
+pytestmark = needs_host_python
 
 PASSWORD = dict(tablesync_replication_password='Prog-Repl-pw-1',
                 tablesync_fdw_password='Prog-Fdw-pw-1', tablesync_trigger_password='Prog-Trg-pw-1')

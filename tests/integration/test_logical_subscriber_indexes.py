@@ -5,12 +5,10 @@ is completed by the next run, and logical_subscriber_defer_indexes=false creates
 """
 import pytest
 
-from hostile import (failures, host_python_ready, prepare_site, run_site, site_inventory,
+from hostile import (failures, needs_host_python, prepare_site, run_site, site_inventory,
                      site_sets, start_cluster, task_results)
 
-pytestmark = pytest.mark.skipif(
-    not host_python_ready(), reason='the roles run modules as the postgres OS user with '
-    '/usr/bin/python3, which needs psycopg2 (apt-get install python3-psycopg2)')
+pytestmark = needs_host_python
 
 PASSWORD = dict(tablesync_replication_password='Idx-Repl-pw-1',
                 tablesync_fdw_password='Idx-Fdw-pw-1', tablesync_trigger_password='Idx-Trg-pw-1')

@@ -24,13 +24,11 @@ import tempfile
 import pytest
 import yaml
 
-from hostile import (SITE, failures, host_python_ready, prepare_site, run_site, site_inventory,
+from hostile import (SITE, failures, needs_host_python, prepare_site, run_site, site_inventory,
                      site_sets, start_cluster)
 from pgcluster import wait_for
 
-pytestmark = pytest.mark.skipif(
-    not host_python_ready(), reason='the roles run modules as the postgres OS user with '
-    '/usr/bin/python3, which needs psycopg2 (apt-get install python3-psycopg2)')
+pytestmark = needs_host_python
 
 UNIT = 'tablesync-exporter-check-%d' % os.getpid()
 PASSWORDS = dict(tablesync_replication_password='Check-Repl-pw-1',

@@ -10,12 +10,10 @@ import time
 
 import pytest
 
-from hostile import (failures, host_python_ready, run_site, site_inventory, start_cluster,
+from hostile import (failures, needs_host_python, run_site, site_inventory, start_cluster,
                      task_results)
 
-pytestmark = pytest.mark.skipif(
-    not host_python_ready(), reason='the roles run modules as the postgres OS user with '
-    '/usr/bin/python3, which needs psycopg2 (apt-get install python3-psycopg2)')
+pytestmark = needs_host_python
 
 PASSWORD = dict(tablesync_replication_password='Sch-Repl-pw-1',
                 tablesync_fdw_password='Sch-Fdw-pw-1', tablesync_trigger_password='Sch-Trg-pw-1')
