@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
-"""Schema-wide sync sets through playbooks/site.yml and check.yml: a logical set with
-`schemas` gets every table of its schema (a partitioned table by its root; unlogged and
-excluded tables left out), a table created there joins at the next run with its rows, a re-run
-changes nothing, check.yml verifies every table row by row, and a schema that does not exist
-fails before anything changes.
+"""Schema-wide sync sets through playbooks/site.yml and check.yml: a logical and a trigger set
+with `schemas` get every table of their schema (a partitioned table by its root; unlogged and
+excluded tables left out); a table created there while a writer keeps writing joins at the
+next run with its rows; zero apply errors; a re-run changes nothing; check.yml verifies every
+table row by row; a schema that does not exist fails before anything changes.
 """
 import os
+import threading
 import time
 
 import pytest
@@ -34,10 +35,49 @@ INSERT INTO inv.audit_log SELECT g, 'line' FROM generate_series(1, 5) g;
 '''
 
 
+PUSH_DDL = '''
+CREATE SCHEMA push;
+CREATE TABLE push.orders (id int PRIMARY KEY, total numeric(10,2));
+'''
+
+
 def schema_set(schemas=('inv',)):
     return [{'name': 'inventory', 'method': 'logical', 'source': {'host': 'src', 'database': 'shop'},
              'targets': [{'host': 'dst', 'database': 'shop_rep'}], 'schemas': list(schemas),
-             'exclude_tables': ['inv.audit_log']}]
+             'exclude_tables': ['inv.audit_log']},
+            # a trigger set's target tables are the user's to create (as for any trigger set)
+            {'name': 'pushed', 'method': 'trigger', 'source': {'host': 'src', 'database': 'shop'},
+             'targets': [{'host': 'dst', 'database': 'shop_push'}], 'schemas': ['push']}]
+
+
+class Writer(object):
+    """Inserts into a table of each set, one row per transaction, until stopped."""
+
+    def __init__(self, src):
+        self.src, self.stop, self.errors, self.rows = src, threading.Event(), [], 0
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        conn = self.src.connect('shop')
+        try:
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    self.rows += 1
+                    cur.execute("INSERT INTO inv.items VALUES (%s, 'written during the run')", (1000 + self.rows,))
+                    cur.execute('INSERT INTO push.orders VALUES (%s, %s)', (1000 + self.rows, self.rows))
+                    time.sleep(0.02)
+        except Exception as e:  # pylint: disable=broad-except
+            self.errors.append(e)
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope='module')
@@ -45,7 +85,10 @@ def site(pg_base):
     src = start_cluster('sch_src', pg_base)
     dst = start_cluster('sch_dst', pg_base)
     src.execute('CREATE DATABASE shop')
-    src.execute(SOURCE_DDL, dbname='shop')
+    src.execute(SOURCE_DDL + PUSH_DDL, dbname='shop')
+    src.execute("INSERT INTO push.orders SELECT g, g FROM generate_series(1, 20) g", dbname='shop')
+    dst.execute('CREATE DATABASE shop_push')
+    dst.execute(PUSH_DDL, dbname='shop_push')
     yield src, dst
     dst.stop('immediate')
     src.stop('immediate')
@@ -65,9 +108,14 @@ def target_tables(dst):
         " WHERE n.nspname = 'inv' AND c.relkind IN ('r', 'p') ORDER BY 1", dbname='shop_rep')]
 
 
-def equal(src, dst, table, order='1'):
+def equal(src, dst, table, order='1', db='shop_rep'):
     query = 'SELECT * FROM %s ORDER BY %s' % (table, order)
-    assert dst.query(query, dbname='shop_rep') == src.query(query, dbname='shop'), table
+    assert dst.query(query, dbname=db) == src.query(query, dbname='shop'), table
+
+
+def apply_errors(dst):
+    return dst.query('SELECT COALESCE(sum(apply_error_count + sync_error_count), 0)::int'
+                     ' FROM pg_stat_subscription_stats', dbname='shop_rep')[0][0]
 
 
 def wait_rows(dst, table, count):
@@ -92,21 +140,35 @@ def test_schema_set_rollout_new_table_rerun_and_check(site):
     equal(src, dst, 'inv.items')
     equal(src, dst, 'inv.moves', '1, 2')
 
-    # a migration creates a table in the schema, writes go on: it joins at the next run
-    src.execute("CREATE TABLE inv.suppliers (id bigint PRIMARY KEY, name text NOT NULL);"
-                " INSERT INTO inv.suppliers SELECT g, 'supplier ' || g FROM generate_series(1, 30) g;"
-                " INSERT INTO inv.items SELECT g, 'item ' || g FROM generate_series(51, 60) g", dbname='shop')
-    rc, out, err, data = run(site)
-    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    equal(src, dst, 'push.orders', db='shop_push')
+
+    # a migration creates a table in each schema while a writer keeps writing: both join at the
+    # next run (the trigger set's target table made by hand first, as for any trigger set)
+    with Writer(src) as writer:
+        src.execute("CREATE TABLE inv.suppliers (id bigint PRIMARY KEY, name text NOT NULL);"
+                    " INSERT INTO inv.suppliers SELECT g, 'supplier ' || g FROM generate_series(1, 30) g;"
+                    " INSERT INTO inv.items SELECT g, 'item ' || g FROM generate_series(51, 60) g;"
+                    " CREATE TABLE push.lines (id int PRIMARY KEY, qty int);"
+                    " INSERT INTO push.lines SELECT g, g * 2 FROM generate_series(1, 25) g", dbname='shop')
+        dst.execute('CREATE TABLE push.lines (id int PRIMARY KEY, qty int)', dbname='shop_push')
+        rc, out, err, data = run(site)
+        assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+        src.execute("UPDATE inv.suppliers SET name = name || '!' WHERE id <= 3; DELETE FROM inv.items WHERE id = 1;"
+                    " UPDATE push.lines SET qty = 0 WHERE id = 5; DELETE FROM push.lines WHERE id = 6", dbname='shop')
+    assert not writer.errors and writer.rows > 10, (writer.errors, writer.rows)
     assert 'inv.suppliers' in target_tables(dst)
-    src.execute("UPDATE inv.suppliers SET name = name || '!' WHERE id <= 3; DELETE FROM inv.items WHERE id = 1",
-                dbname='shop')
-    wait_rows(dst, 'inv.items', 59)
+    wait_rows(dst, 'inv.items', 59 + writer.rows)
     for table in ('inv.items', 'inv.suppliers'):
         equal(src, dst, table)
     equal(src, dst, 'inv.moves', '1, 2')
+    assert apply_errors(dst) == 0
+    # the trigger set: what the writer queued and the new table's rows, applied by the next run
+    rc, out, err, data = run(site)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    for table in ('push.orders', 'push.lines'):
+        equal(src, dst, table, db='shop_push')
 
-    # converged: nothing changes
+    # converged: nothing changes (the trigger queue is empty, so the flush applies nothing)
     rc, out, err, data = run(site)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
     changed = sorted(set(name for _play, name, host, result in task_results(data) if result.get('changed')))
@@ -118,7 +180,7 @@ def test_schema_set_rollout_new_table_rerun_and_check(site):
     compared = [r for _play, name, host, result in task_results(data) if 'pg_table_compare' in name
                 for r in result.get('results', []) if not r.get('skipped')]
     tables = sorted(name for r in compared for name in r.get('tables', {}))
-    assert tables == ['inv.items', 'inv.moves', 'inv.suppliers'], compared
+    assert tables == ['inv.items', 'inv.moves', 'inv.suppliers', 'push.lines', 'push.orders'], compared
     assert all(r['tables'][name]['equal'] for r in compared for name in r['tables']), compared
 
 
