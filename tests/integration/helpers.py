@@ -2,6 +2,7 @@
 the ``publisher`` cluster) and act on another (the target, the ``subscriber`` cluster)."""
 import itertools
 import os
+import threading
 
 from psycopg2 import sql
 
@@ -54,3 +55,37 @@ class DatabasePair(object):
         args = dict(self.dst.login(self.db), source=self.source_option())
         args.update(kw)
         return args
+
+
+class BackgroundWriter(object):
+    """Runs ``step(cursor, i)`` (i = 0, 1, ...) in a thread on its own autocommit connection
+    (``connect()``) until the ``with`` block ends: writes that go on while a test migrates or
+    rolls out. ``steps``: how many ran; leaving the block fails on the thread's error."""
+
+    def __init__(self, connect, step, pause=0.0):
+        self.connect, self.step, self.pause = connect, step, pause
+        self.stop, self.error, self.steps = threading.Event(), None, 0
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    self.step(cur, self.steps)
+                    self.steps += 1
+                    if self.pause:
+                        self.stop.wait(self.pause)
+        except Exception as e:  # pylint: disable=broad-except
+            self.error = e
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert self.error is None, self.error

@@ -257,3 +257,23 @@ def run_site(inventory, playbook=None, **kw):
     if callback == 'ansible.posix.json' and '{' in proc.stdout:
         data = json.loads(proc.stdout[proc.stdout.find('{'):])
     return proc.returncode, proc.stdout, proc.stderr, data
+
+
+def site_clusters(name, base):
+    """Fixture body: a source and a target cluster (``<name>_src``, ``<name>_dst``) with the
+    site's source database and trigger target (prepare_site); yields (src, dst), stops both."""
+    src = start_cluster(name + '_src', base)
+    dst = start_cluster(name + '_dst', base)
+    prepare_site(src, dst)
+    try:
+        yield src, dst
+    finally:
+        dst.stop('immediate')
+        src.stop('immediate')
+
+
+def run_logical_site(site, variables):
+    """site.yml with the site's logical set only; ``variables``: inventory variables."""
+    src, dst = site
+    sets = [s for s in site_sets() if s['method'] == 'logical']
+    return run_site(site_inventory(src, dst, sets, **variables))

@@ -8,8 +8,8 @@ sleeps 2 ms per row: 10,000 rows take about 20 seconds to copy on any machine.
 """
 import pytest
 
-from hostile import (failures, needs_host_python, prepare_site, run_site, site_inventory,
-                     site_sets, start_cluster, task_results)
+from hostile import (failures, needs_host_python, run_logical_site, run_site, site_clusters,
+                     site_inventory, site_sets, task_results)
 
 pytestmark = needs_host_python
 
@@ -35,22 +35,16 @@ SAY = 'tablesync.postgresql.logical_subscriber : Say how far the initial copies 
 
 @pytest.fixture(scope='module')
 def site(pg_base):
-    src = start_cluster('prog_src', pg_base)
-    dst = start_cluster('prog_dst', pg_base)
-    prepare_site(src, dst)
-    src.execute("INSERT INTO sales.orders SELECT g, 'order ' || g FROM generate_series(6, %d) g;"
-                " ANALYZE sales.orders" % ROWS, dbname='shop')
-    dst.execute('CREATE DATABASE shop_rep')
-    dst.execute(TARGET_DDL, dbname='shop_rep')
-    yield src, dst
-    dst.stop('immediate')
-    src.stop('immediate')
+    for src, dst in site_clusters('prog', pg_base):
+        src.execute("INSERT INTO sales.orders SELECT g, 'order ' || g FROM generate_series(6, %d) g;"
+                    " ANALYZE sales.orders" % ROWS, dbname='shop')
+        dst.execute('CREATE DATABASE shop_rep')
+        dst.execute(TARGET_DDL, dbname='shop_rep')
+        yield src, dst
 
 
 def run(site, **variables):
-    src, dst = site
-    sets = [s for s in site_sets() if s['method'] == 'logical']
-    return run_site(site_inventory(src, dst, sets, **dict(PASSWORD, **variables)))
+    return run_logical_site(site, dict(PASSWORD, **variables))
 
 
 def said(data):

@@ -5,8 +5,7 @@ is completed by the next run, and logical_subscriber_defer_indexes=false creates
 """
 import pytest
 
-from hostile import (failures, needs_host_python, prepare_site, run_site, site_inventory,
-                     site_sets, start_cluster, task_results)
+from hostile import failures, needs_host_python, run_logical_site, site_clusters, task_results
 
 pytestmark = needs_host_python
 
@@ -20,20 +19,14 @@ SECONDARY = ['orders_note_idx', 'orders_recent_idx']
 
 @pytest.fixture(scope='module')
 def site(pg_base):
-    src = start_cluster('idx_src', pg_base)
-    dst = start_cluster('idx_dst', pg_base)
-    prepare_site(src, dst)
-    src.execute("CREATE INDEX orders_note_idx ON sales.orders (lower(note));"
-                "CREATE INDEX orders_recent_idx ON sales.orders (id DESC) WHERE id > 2", dbname='shop')
-    yield src, dst
-    dst.stop('immediate')
-    src.stop('immediate')
+    for src, dst in site_clusters('idx', pg_base):
+        src.execute("CREATE INDEX orders_note_idx ON sales.orders (lower(note));"
+                    "CREATE INDEX orders_recent_idx ON sales.orders (id DESC) WHERE id > 2", dbname='shop')
+        yield src, dst
 
 
 def run(site, **variables):
-    src, dst = site
-    sets = [s for s in site_sets() if s['method'] == 'logical']
-    rc, out, err, data = run_site(site_inventory(src, dst, sets, **dict(PASSWORD, **variables)))
+    rc, out, err, data = run_logical_site(site, dict(PASSWORD, **variables))
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
     return dict(((name, host), result) for _play, name, host, result in task_results(data))
 

@@ -7,12 +7,12 @@ the follow call the apply worker stops at the first change carrying a new column
 (counted in apply_error_count; no change is lost); after the follow call no error is added.
 Refusals (narrowing, a rename, a value that cannot be proven) fail and change nothing.
 """
-import threading
 import time
 
 import pytest
 from psycopg2 import sql
 
+from helpers import BackgroundWriter
 from pgcluster import wait_for
 from runner import run_module
 from test_pg_subscription import SyncEnv, assert_ok
@@ -39,36 +39,14 @@ def follow(env, check=False, **kw):
     return run_module(TARGET_TABLES, args, check=check, diff=check)
 
 
-class Writer(object):
+def writer(env):
     """Inserts, updates and deletes on the source until stopped; only columns every migration keeps."""
-
-    def __init__(self, env):
-        self.env, self.stop, self.error = env, threading.Event(), None
-        self.thread = threading.Thread(target=self.run)
-
-    def run(self):
-        conn = self.env.pub.connect(self.env.pubdb)
-        i = 1000
-        try:
-            with conn.cursor() as cur:
-                while not self.stop.is_set():
-                    cur.execute("INSERT INTO t (id, q, s, v) VALUES (%s, %s, 'w', 'new')", (i, i))
-                    cur.execute("UPDATE t SET v = v || '+' WHERE id = %s", (i % 300 + 1,))
-                    cur.execute('DELETE FROM t WHERE id = %s', (i - 7,))
-                    i += 1
-        except Exception as e:  # pylint: disable=broad-except
-            self.error = e
-        finally:
-            conn.close()
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        assert self.error is None, self.error
+    def step(cur, n):
+        i = 1000 + n
+        cur.execute("INSERT INTO t (id, q, s, v) VALUES (%s, %s, 'w', 'new')", (i, i))
+        cur.execute("UPDATE t SET v = v || '+' WHERE id = %s", (i % 300 + 1,))
+        cur.execute('DELETE FROM t WHERE id = %s', (i - 7,))
+    return BackgroundWriter(lambda: env.pub.connect(env.pubdb), step)
 
 
 def rows(env, side):
@@ -98,7 +76,7 @@ def assert_equal(env):
 
 def test_migrations_are_followed_while_writes_go_on(live):
     env = live
-    with Writer(env):
+    with writer(env):
         # release 1: new columns (a fast default, a plain one, one NOT NULL with a default), an
         # old one dropped
         env.pub_sql("ALTER TABLE t ADD COLUMN discount numeric DEFAULT 0.5, ADD COLUMN note text, "
