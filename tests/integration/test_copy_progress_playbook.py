@@ -6,6 +6,8 @@ interval; a copy that fails fails the run with the module's message; the rows ar
 The target table has a trigger (ENABLE ALWAYS, so it fires in a replica session too) that
 sleeps 2 ms per row: 10,000 rows take about 20 seconds to copy on any machine.
 """
+import os
+
 import pytest
 
 from hostile import (failures, needs_host_python, run_logical_site, run_site, site_clusters,
@@ -31,6 +33,8 @@ CREATE TRIGGER slow BEFORE INSERT ON sales.orders FOR EACH ROW EXECUTE FUNCTION 
 ALTER TABLE sales.orders ENABLE ALWAYS TRIGGER slow;
 '''
 SAY = 'tablesync.postgresql.logical_subscriber : Say how far the initial copies are'
+START = ('tablesync.postgresql.logical_subscriber : Subscriptions, one per sync set and target database'
+         ' (each waits for its initial copy)')
 
 
 @pytest.fixture(scope='module')
@@ -68,6 +72,12 @@ def test_progress_while_copying_then_equal_rows_and_a_quiet_rerun(site):
     assert first[1].startswith('sales.orders: ') and (' of ~%d rows (' % ROWS) in first[1], first
     assert first[1].endswith(' left'), first
     assert rows(dst, 'shop_rep') == rows(src, 'shop')
+    # the background calls leave no status files behind (as the postgres OS user)
+    jobs = [r['ansible_job_id'] for _play, name, host, result in task_results(data) if name == START
+            for r in result.get('results', []) if 'ansible_job_id' in r]
+    assert jobs, 'the subscription calls did not run in the background'
+    async_dir = os.path.join(os.path.expanduser('~postgres'), '.ansible_async')
+    assert [j for j in jobs if os.path.exists(os.path.join(async_dir, j))] == []
 
     # converged: nothing changes, nothing to report, the wait ends at the first look
     rc, out, err, data = run(site, logical_subscriber_progress_interval=5)
@@ -93,6 +103,12 @@ def test_a_failed_copy_fails_the_run_with_its_message(site):
     assert rc != 0
     found = failures(data)
     assert 'poisoned row 300' in str(found), found
+    # the failed call's status file stays for a later look, without any password in it
+    async_dir = os.path.join(os.path.expanduser('~postgres'), '.ansible_async')
+    for name in os.listdir(async_dir) if os.path.isdir(async_dir) else []:
+        with open(os.path.join(async_dir, name)) as f:
+            text = f.read()
+        assert not any(p in text for p in PASSWORD.values()), name
     # the failed copy left nothing half-made: no rows, no subscription, no slot
     assert dst.query('SELECT count(*) FROM sales.bad', dbname='shop_bad') == [(0,)]
     assert dst.query("SELECT count(*) FROM pg_subscription WHERE subname = 'tablesync_bad'") == [(0,)]
