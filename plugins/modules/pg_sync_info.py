@@ -59,7 +59,7 @@ options:
         and C(copy_progress.rows_total_estimate) is listed in RV(unavailable).
     type: dict
     suboptions:
-      host: {description: Host name, IP address or Unix socket directory., type: str}
+      host: {description: "Host name, IP address or Unix socket directory.", type: str}
       port: {description: Port., type: int}
       dbname: {description: Database., type: str}
       user: {description: Login role., type: str}
@@ -369,7 +369,7 @@ copy_progress:
     rows_done: {description: Rows copied so far., type: int}
     rows_excluded: {description: Rows left out by a C(WHERE) of the copy., type: int}
     bytes_done: {description: Bytes of copy data received or sent so far., type: int}
-    backend_type: {description: The session's kind (C(client backend), C(logical replication tablesync worker), ...)., type: str}
+    backend_type: {description: "The session's kind (C(client backend), C(logical replication tablesync worker), ...).", type: str}
     application_name: {description: The session's application name., type: str}
     started: {description: When the copy statement (or the tablesync worker) started (ISO 8601)., type: str}
     elapsed_seconds: {description: Seconds since then., type: float}
