@@ -14,7 +14,7 @@ from psycopg2 import sql
 from pgcluster import wait_for
 from runner import run_module
 from test_pg_subscription import SyncEnv, assert_ok
-from test_schema_follow import Writer, columns, errors, rows
+from test_schema_follow import columns, errors, rows, writer
 
 FOLLOW = 'tablesync.postgresql.pg_schema_follow'
 TARGET_TABLES = 'tablesync.postgresql.pg_target_tables'
@@ -70,7 +70,7 @@ def test_least_privilege(stream):
 
 def test_migrations_flow_in_the_stream_with_no_apply_error(stream):
     env = stream
-    with Writer(env):
+    with writer(env):
         time.sleep(0.5)
         env.pub_sql("ALTER TABLE t ADD COLUMN discount numeric DEFAULT 0.5, ADD COLUMN note text, "
                     "ADD COLUMN region text NOT NULL DEFAULT 'eu', DROP COLUMN old")
