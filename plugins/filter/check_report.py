@@ -31,7 +31,7 @@ from ansible.module_utils.six.moves.collections_abc import Mapping
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.subscription import (
     invalidation_cause, lost_slot_status)
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import (
-    IMPLEMENTED_METHODS, PREFIX, PUBLISH, slot_name, sync_hosts)
+    IMPLEMENTED_METHODS, PREFIX, PUBLISH, set_links, sync_hosts)
 
 # name -> (default, kind): 'number' (None disables) or 'bool'
 THRESHOLDS = {
@@ -103,8 +103,18 @@ def _sets(sets):
             'targets': list(item.get('targets') or []),
             'tables': list(item.get('tables') or []),
             'publish': list(item.get('publish') or PUBLISH),
+            'bidirectional': bool(item.get('bidirectional')),
         })
     return out
+
+
+def _links(item):
+    """The report rows of a set: a logical set's subscriptions (both ways for a bidirectional
+    set, ``set_links``), else one per target."""
+    if item['method'] == 'logical':
+        return set_links(item)
+    return [{'publisher': item['source'], 'subscriber': target, 'phase': 'forward'}
+            for target in item['targets']]
 
 
 def check_databases(sets, host):
@@ -113,11 +123,11 @@ def check_databases(sets, host):
     subscriptions, foreign servers)."""
     wanted = {}
     for item in _sets(sets):
-        if item['source']['host'] == host:
-            wanted.setdefault(item['source']['database'], set()).update(SOURCE_SECTIONS)
-        for target in item['targets']:
-            if target['host'] == host:
-                wanted.setdefault(target['database'], set()).update(TARGET_SECTIONS)
+        for link in _links(item):
+            if link['publisher']['host'] == host:
+                wanted.setdefault(link['publisher']['database'], set()).update(SOURCE_SECTIONS)
+            if link['subscriber']['host'] == host:
+                wanted.setdefault(link['subscriber']['database'], set()).update(TARGET_SECTIONS)
     order = SOURCE_SECTIONS + [s for s in TARGET_SECTIONS if s not in SOURCE_SECTIONS]
     return [{'database': db, 'gather': [s for s in order if s in sections]}
             for db, sections in sorted(wanted.items())]
@@ -220,11 +230,12 @@ def _fmt_number(value, digits=0):
     return str(int(value))
 
 
-def _new_row(item, target):
+def _new_row(item, target, source=None):
+    source = source or item['source']
     return {
         'set': item['name'],
         'method': item['method'],
-        'source': '%s/%s' % (item['source']['host'], item['source']['database']),
+        'source': '%s/%s' % (source['host'], source['database']),
         'target': '%s/%s' % (target['host'], target['database']),
         'state': None,
         'lag_bytes': None,
@@ -246,12 +257,13 @@ def _over(value, limit):
     return limit is not None and value is not None and value > limit
 
 
-def _logical_row(row, item, target, hostvars, t):
+def _logical_row(row, item, link, hostvars, t):
     label = 'sync set %s, %s -> %s' % (item['name'], row['source'], row['target'])
-    subscription_name = PREFIX + item['name']
-    slot_key = slot_name(item['name'], target['host'], target['database'])
+    subscription_name = link['subscription']
+    slot_key = link['slot']
+    target, source = link['subscriber'], link['publisher']
     sub_info, sub_problem = _info(hostvars, target['host'], target['database'])
-    pub_info, pub_problem = _info(hostvars, item['source']['host'], item['source']['database'])
+    pub_info, pub_problem = _info(hostvars, source['host'], source['database'])
     for problem in (sub_problem, pub_problem):
         if problem:
             row['breaches'].append('%s: %s' % (label, problem))
@@ -291,17 +303,19 @@ def _logical_row(row, item, target, hostvars, t):
             row['breaches'].append('%s: %d table sync errors (threshold %s)'
                                    % (label, row['sync_errors'], t['max_sync_errors']))
         if _over(row['conflicts'], t['max_conflicts']):
-            row['breaches'].append('%s: %d conflicts (%s; threshold %s; the target differed from '
-                                   'the source: verify and repair, docs/faults.md)'
+            why = ('rows written on two peers: verify and repair, docs/bidirectional.md'
+                   if item.get('bidirectional') else
+                   'the target differed from the source: verify and repair, docs/faults.md')
+            row['breaches'].append('%s: %d conflicts (%s; threshold %s; %s)'
                                    % (label, row['conflicts'], ', '.join(
-                                       '%s %d' % kv for kv in sorted(counts.items())), t['max_conflicts']))
+                                       '%s %d' % kv for kv in sorted(counts.items())), t['max_conflicts'], why))
     elif sub_info is not None:
         row['breaches'].append('%s: subscription %s does not exist in %s'
                                % (label, subscription_name, row['target']))
     if pub_info is not None:
         if slot is None:
             row['breaches'].append('%s: replication slot %s does not exist on %s'
-                                   % (label, slot_key, item['source']['host']))
+                                   % (label, slot_key, source['host']))
         else:
             # the publisher's view of the lag wins: it counts what the subscriber has not confirmed
             if slot.get('lag_bytes') is not None:
@@ -320,7 +334,7 @@ def _logical_row(row, item, target, hostvars, t):
                                        % (label, slot_key, slot['retained_bytes'],
                                           t['max_retained_bytes']))
     row['state'] = state
-    if pub_info is not None and sub_info is not None:
+    if pub_info is not None and sub_info is not None and link['phase'] == 'forward':
         _schema_drift(row, item['name'], pub_info, sub_info, label, t)
     if _over(row['lag_bytes'], t['max_lag_bytes']):
         row['breaches'].append('%s: lag %d bytes (threshold %s)'
@@ -497,17 +511,20 @@ def check_report(sets, hostvars, thresholds=None):
     hostvars = hostvars or {}
     rows = []
     for item in _sets(sets):
-        for target in item['targets']:
-            row = _new_row(item, target)
+        for link in _links(item):
+            target = link['subscriber']
+            row = _new_row(item, target, link['publisher'])
             if item['method'] == 'logical':
-                _logical_row(row, item, target, hostvars, t)
+                _logical_row(row, item, link, hostvars, t)
             elif item['method'] == 'trigger':
                 _trigger_row(row, item, hostvars, t)
             else:
                 _fdw_row(row, item, target, hostvars)
             if row['apply_errors'] is not None or row['sync_errors'] is not None:
                 row['errors'] = (row['apply_errors'] or 0) + (row['sync_errors'] or 0)
-            mismatching, verify = _compare(hostvars, target, item)
+            # a bidirectional set is verified once per peer, against the source (forward links)
+            mismatching, verify = _compare(hostvars, target, item) if link['phase'] == 'forward' \
+                else (None, None)
             row['mismatching_rows'] = mismatching
             row['verify'] = verify
             label = 'sync set %s, %s -> %s' % (item['name'], row['source'], row['target'])

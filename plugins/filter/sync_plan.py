@@ -16,6 +16,10 @@ Naming (stable, derived from the set name, never typed by users):
 publication ``tablesync_<set>`` (in the source database), subscription ``tablesync_<set>``
 (in each target database), replication slot ``tablesync_<set>_<8 hex>`` (the hash is of the
 target's ``host/database``: one slot per target, unique on the publisher's cluster).
+A bidirectional set (``bidirectional: true``, docs/bidirectional.md) is the same on every
+peer: each peer publishes ``tablesync_<set>`` and subscribes to every other peer, to the
+source as ``tablesync_<set>`` and to any other peer as ``tablesync_<set>_<8 hex of that peer's
+host/database>`` (``set_links``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,8 +38,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifi
     NameError_, parse_qualified, format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_ref
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import (  # noqa: F401 (re-exported to check_report)
-    PREFIX, SET_NAME_MAX, SET_NAME_RE, ddl_publication_name, ddl_queue_name, flush_unit, publication_name,
-    refresh_unit, server_name, slot_name, subscription_name)
+    PREFIX, SET_NAME_MAX, SET_NAME_RE, ddl_publication_name, ddl_queue_name, flush_unit, peer_subscription_name,
+    publication_name, refresh_unit, server_name, slot_name, subscription_name)
 
 METHODS = ('logical', 'fdw', 'trigger')
 IMPLEMENTED_METHODS = ('logical', 'fdw', 'trigger')
@@ -43,7 +47,7 @@ STATES = ('present', 'absent')
 PUBLISH = ('insert', 'update', 'delete', 'truncate')
 SET_KEYS = ('name', 'method', 'state', 'source', 'targets', 'tables', 'publish',
             'replica_identity', 'schema_changes', 'publish_generated_columns', 'schemas',
-            'exclude_tables')
+            'exclude_tables', 'bidirectional')
 # logical sets: follow the source's column changes in the stream (and at each run), report
 # them only, or fail the run on them (docs/schema-changes.md)
 SCHEMA_CHANGES = ('follow', 'report', 'refuse')
@@ -221,7 +225,15 @@ def _parse_set(index, raw, inventory):
         if ri_error:
             errors.append('%s: %s' % (label, ri_error))
 
-    schema_changes = raw.get('schema_changes', 'follow')
+    bidirectional = raw.get('bidirectional', False)
+    if not isinstance(bidirectional, bool):
+        errors.append('%s: bidirectional must be true or false, got %r' % (label, bidirectional))
+        bidirectional = False
+    elif bidirectional:
+        errors.extend(_bidirectional_errors(label, raw, method, norm_tables, publish))
+
+    # a bidirectional set cannot follow column changes in its stream (docs/bidirectional.md)
+    schema_changes = raw.get('schema_changes', 'report' if bidirectional else 'follow')
     if schema_changes not in SCHEMA_CHANGES:
         errors.append('%s: schema_changes must be one of %s, got %r'
                       % (label, ', '.join(SCHEMA_CHANGES), schema_changes))
@@ -243,6 +255,7 @@ def _parse_set(index, raw, inventory):
         'schema_changes': schema_changes if method == 'logical' else None,
         # PostgreSQL 18 publishers: stored generated columns travel, targets hold plain columns
         'publish_generated_columns': generated,
+        'bidirectional': bidirectional,
         'state': state,
         'source': {'host': source['host'], 'database': source['database']},
         'targets': norm_targets,
@@ -251,6 +264,63 @@ def _parse_set(index, raw, inventory):
         'publish': publish,
         'replica_identity': replica_identity,
     }, []
+
+
+def _bidirectional_errors(label, raw, method, tables, publish):
+    """A bidirectional set keeps every peer equal to every other: whole tables, every kind of
+    change, column changes applied by the operator on every peer."""
+    if method != 'logical':
+        return ['%s: bidirectional applies to logical sets only (method %s)' % (label, method)]
+    errors = []
+    for entry in tables:
+        if isinstance(entry, Mapping) and ('columns' in entry or 'where' in entry):
+            errors.append('%s: table %s has a %s: a bidirectional set replicates whole tables both '
+                          'ways (every peer holds the same rows and columns)'
+                          % (label, entry['name'], 'row filter' if 'where' in entry else 'column list'))
+    if publish is not None and sorted(publish) != sorted(PUBLISH):
+        errors.append('%s: publish %s: a bidirectional set publishes every kind of change (%s), '
+                      'or the peers would differ' % (label, ', '.join(publish), ', '.join(PUBLISH)))
+    if raw.get('schema_changes') == 'follow':
+        errors.append('%s: schema_changes follow is not available for bidirectional sets: apply a '
+                      'column change on every peer in one migration (report, their default, shows '
+                      'drift; docs/bidirectional.md)' % label)
+    if raw.get('publish_generated_columns'):
+        errors.append('%s: publish_generated_columns is not available for bidirectional sets (a '
+                      'peer\'s generated column cannot take the values of another peer)' % label)
+    return errors
+
+
+def set_links(item):
+    """The subscriptions of a parsed set, each ``{publisher, subscriber (each {host, database}),
+    subscription, slot, copy, phase, origin}``.
+
+    A one-way set: one link from the source to each target, which copies the rows (``copy``)
+    in the ``forward`` phase. A bidirectional set: a link from every peer (the source and the
+    targets) to every other peer, all with ``origin = none`` (a change that arrived by
+    replication is never sent on: no loops); only the links from the source copy, the others
+    (phase ``return``) are created after every forward copy committed (playbooks/site.yml), so
+    the copied rows are not sent back."""
+    name = item['name']
+    source = item['source']
+    bidirectional = bool(item.get('bidirectional'))
+    peers = [source] + list(item['targets'])
+    links = []
+    for publisher in (peers if bidirectional else [source]):
+        from_source = publisher is source
+        for subscriber in (peers if bidirectional else item['targets']):
+            if subscriber is publisher:
+                continue
+            links.append({
+                'publisher': publisher,
+                'subscriber': subscriber,
+                'subscription': subscription_name(name) if from_source else
+                peer_subscription_name(name, publisher['host'], publisher['database']),
+                'slot': slot_name(name, subscriber['host'], subscriber['database']),
+                'copy': from_source,
+                'phase': 'forward' if from_source else 'return',
+                'origin': 'none' if bidirectional else None,
+            })
+    return links
 
 
 def _schema_errors(label, schemas, exclude):
@@ -325,7 +395,8 @@ def _parse_all(sets, inventory=None):
     for item in parsed:
         if item['state'] != 'present':
             continue
-        for target in item['targets']:
+        fed_ends = item['targets'] + ([item['source']] if item['bidirectional'] else [])
+        for target in fed_ends:
             for key in item['table_keys']:
                 where = (target['host'], target['database'], key)
                 if where in fed and fed[where] != item['name']:
@@ -443,7 +514,9 @@ def _plan(parsed, host, hostvars, methods):
     publisher_sets, subscriber_parts, ignored = [], [], []
     hba = {}
     select_tables = {}
+    bidirectional = False
     for item in parsed:
+        links = set_links(item)
         involved = item['source']['host'] == host or \
             any(t['host'] == host for t in item['targets'])
         if not involved:
@@ -451,93 +524,14 @@ def _plan(parsed, host, hostvars, methods):
         if item['method'] not in methods:
             ignored.append({'name': item['name'], 'method': item['method']})
             continue
-        present = item['state'] == 'present'
-        follow = item['schema_changes'] == 'follow'
-        publication = publication_name(item['name'])
-        table_names = [format_qualified(*k) for k in item['table_keys']]
-        if item['source']['host'] == host:
-            subscribers = []
-            for target in item['targets']:
-                address = None
-                if present:
-                    address, _port = _need_address(
-                        hostvars, target['host'], 'subscriber of sync set %s' % item['name'], errors)
-                subscribers.append({
-                    'host': target['host'],
-                    'database': target['database'],
-                    'address': address,
-                    'slot': slot_name(item['name'], target['host'], target['database']),
-                    'subscription': subscription_name(item['name']),
-                })
-                if present and address:
-                    key = (item['source']['database'], _cidr(address))
-                    hba.setdefault(key, []).append(item['name'])
-            db = item['source']['database']
-            select_tables.setdefault(db, [])
-            if present:
-                have = set(select_tables[db])
-                # the queue of column changes is copied by the subscriptions too
-                published = table_names + ([ddl_queue_name(item['name'])] if follow else [])
-                select_tables[db].extend(t for t in published if t not in have)
-            identity = item['replica_identity']
-            publisher_sets.append({
-                'name': item['name'],
-                'state': item['state'],
-                'database': db,
-                'publication': publication,
-                'schema_changes': item['schema_changes'],
-                # with schema_changes follow: the queue of column changes and its publication
-                'ddl_publication': follow and ddl_publication_name(item['name']) or None,
-                'ddl_queue': ddl_queue_name(item['name']),
-                # the trigger source's flush unit and foreign server to its target
-                'flush_unit': flush_unit(item['name']),
-                'server': server_name(item['name']),
-                'tables': _with_identities(item['tables'], identity),
-                'table_names': table_names,
-                'publish': item['publish'],
-                'publish_generated_columns': item['publish_generated_columns'],
-                # one identity for every table lacking a usable one (pg_publication's option)
-                'replica_identity': identity if isinstance(identity, string_types) else None,
-                'subscribers': subscribers,
-            })
-        for target in item['targets']:
-            if target['host'] != host:
-                continue
-            address, port = None, DEFAULT_PORT
-            if present:
-                address, port = _need_address(
-                    hostvars, item['source']['host'], 'publisher of sync set %s' % item['name'],
-                    errors)
-            else:
-                port = sync_hosts(hostvars, [item['source']['host']])[item['source']['host']]['port']
-            subscriber_parts.append({
-                'key': '%s/%s' % (target['database'], publication),
-                'set': item['name'],
-                'state': item['state'],
-                'database': target['database'],
-                'subscription': subscription_name(item['name']),
-                'publication': publication,
-                'schema_changes': item['schema_changes'],
-                'publish_generated_columns': item['publish_generated_columns'],
-                # what the subscription subscribes to and the tables it then holds
-                'publications': [publication] + ([ddl_publication_name(item['name'])] if follow else []),
-                'subscribed_names': table_names + ([ddl_queue_name(item['name'])] if follow else []),
-                # the fdw consumer's foreign server and local copies' refresh unit
-                'server': server_name(item['name']),
-                'refresh_unit': refresh_unit(item['name']),
-                'slot': slot_name(item['name'], target['host'], target['database']),
-                'tables': item['tables'],
-                'table_names': table_names,
-                # what pg_target_tables takes: names and column lists (rows filters are
-                # the publication's business)
-                'target_tables': [_without_where(t) for t in item['tables']],
-                'publisher': {
-                    'host': item['source']['host'],
-                    'address': address,
-                    'port': port,
-                    'database': item['source']['database'],
-                },
-            })
+        bidirectional = bidirectional or (item['bidirectional'] and item['state'] == 'present')
+        for endpoint in _publishers_on(links, host):
+            publisher_sets.append(_publisher_set(
+                item, endpoint, [lk for lk in links if lk['publisher'] is endpoint],
+                hostvars, hba, select_tables, errors))
+        for link in links:
+            if link['subscriber']['host'] == host:
+                subscriber_parts.append(_subscriber_part(item, link, hostvars, errors))
     if errors:
         raise AnsibleFilterError('cannot plan %s:\n- %s' % (host, '\n- '.join(errors)))
 
@@ -570,6 +564,128 @@ def _plan(parsed, host, hostvars, methods):
         },
         'is_publisher': bool(present_pub),
         'is_subscriber': bool(present_sub),
+        # a peer of a present bidirectional set (track_commit_timestamp, for conflict detection)
+        'bidirectional': bidirectional,
+    }
+
+
+def _publishers_on(links, host):
+    """The endpoints on ``host`` that publish in these links, each once, in order."""
+    out = []
+    for link in links:
+        endpoint = link['publisher']
+        if endpoint['host'] == host and not any(e is endpoint for e in out):
+            out.append(endpoint)
+    return out
+
+
+def _peers(item):
+    return [item['source']['host']] + [t['host'] for t in item['targets']] if item['bidirectional'] else []
+
+
+def _publisher_set(item, endpoint, links, hostvars, hba, select_tables, errors):
+    """One publication of a set (on its source; on every peer of a bidirectional set) with its
+    subscribers; adds their pg_hba.conf entries to ``hba`` and the published tables to the
+    replication role's ``select_tables``."""
+    present = item['state'] == 'present'
+    follow = item['schema_changes'] == 'follow'
+    table_names = [format_qualified(*k) for k in item['table_keys']]
+    subscribers = []
+    for link in links:
+        target = link['subscriber']
+        address = None
+        if present:
+            address, _port = _need_address(
+                hostvars, target['host'], 'subscriber of sync set %s' % item['name'], errors)
+        subscribers.append({
+            'host': target['host'],
+            'database': target['database'],
+            'address': address,
+            'slot': link['slot'],
+            'subscription': link['subscription'],
+        })
+        if present and address:
+            key = (endpoint['database'], _cidr(address))
+            hba.setdefault(key, []).append(item['name'])
+    db = endpoint['database']
+    select_tables.setdefault(db, [])
+    if present:
+        have = set(select_tables[db])
+        # the queue of column changes is copied by the subscriptions too
+        published = table_names + ([ddl_queue_name(item['name'])] if follow else [])
+        select_tables[db].extend(t for t in published if t not in have)
+    identity = item['replica_identity']
+    return {
+        'name': item['name'],
+        'state': item['state'],
+        'database': db,
+        'publication': publication_name(item['name']),
+        'schema_changes': item['schema_changes'],
+        # with schema_changes follow: the queue of column changes and its publication
+        'ddl_publication': follow and ddl_publication_name(item['name']) or None,
+        'ddl_queue': ddl_queue_name(item['name']),
+        # the trigger source's flush unit and foreign server to its target
+        'flush_unit': flush_unit(item['name']),
+        'server': server_name(item['name']),
+        'tables': _with_identities(item['tables'], identity),
+        'table_names': table_names,
+        'publish': item['publish'],
+        'publish_generated_columns': item['publish_generated_columns'],
+        # one identity for every table lacking a usable one (pg_publication's option)
+        'replica_identity': identity if isinstance(identity, string_types) else None,
+        'subscribers': subscribers,
+        # a bidirectional set: every peer's host (each must run PostgreSQL 16+)
+        'peers': _peers(item),
+    }
+
+
+def _subscriber_part(item, link, hostvars, errors):
+    """One subscription of this host: the link's subscriber end."""
+    present = item['state'] == 'present'
+    follow = item['schema_changes'] == 'follow'
+    publication = publication_name(item['name'])
+    table_names = [format_qualified(*k) for k in item['table_keys']]
+    source = link['publisher']
+    target = link['subscriber']
+    address, port = None, DEFAULT_PORT
+    if present:
+        address, port = _need_address(
+            hostvars, source['host'], 'publisher of sync set %s' % item['name'], errors)
+    else:
+        port = sync_hosts(hostvars, [source['host']])[source['host']]['port']
+    return {
+        'key': '%s/%s' % (target['database'], link['subscription']),
+        'set': item['name'],
+        'state': item['state'],
+        'database': target['database'],
+        'subscription': link['subscription'],
+        'publication': publication,
+        'schema_changes': item['schema_changes'],
+        'publish_generated_columns': item['publish_generated_columns'],
+        # what the subscription subscribes to and the tables it then holds
+        'publications': [publication] + ([ddl_publication_name(item['name'])] if follow else []),
+        'subscribed_names': table_names + ([ddl_queue_name(item['name'])] if follow else []),
+        # the fdw consumer's foreign server and local copies' refresh unit
+        'server': server_name(item['name']),
+        'refresh_unit': refresh_unit(item['name']),
+        'slot': link['slot'],
+        # bidirectional sets: origin none on every link, the rows copied by the forward links
+        # only, the return links created after the forward copies (playbooks/site.yml)
+        'copy': link['copy'],
+        'phase': link['phase'],
+        'origin': link['origin'],
+        'peers': _peers(item),
+        'tables': item['tables'],
+        'table_names': table_names,
+        # what pg_target_tables takes: names and column lists (rows filters are
+        # the publication's business)
+        'target_tables': [_without_where(t) for t in item['tables']],
+        'publisher': {
+            'host': source['host'],
+            'address': address,
+            'port': port,
+            'database': source['database'],
+        },
     }
 
 
@@ -617,7 +733,8 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
     max_replication_slots covers one replication origin per subscription (PostgreSQL < 18),
     max_active_replication_origins the same on PostgreSQL 18+ (the postgresql_server role
     leaves it out on older servers, which do not have it); max_worker_processes leaves 8 to
-    parallel query and other background workers.
+    parallel query and other background workers. A peer of a bidirectional set gets
+    track_commit_timestamp = on.
     Counts are rounded up to ``step`` (fewer restarts as sets are added) and never go below
     ``minimums`` (PostgreSQL's defaults by default). ``extra`` is merged last (user
     overrides; a value of None removes a setting from management).
@@ -646,6 +763,10 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
         out['max_sync_workers_per_subscription'] = int(sync_workers)
         out['max_active_replication_origins'] = max(_round_up(held + headroom, step),
                                                     mins['max_active_replication_origins'])
+    if plan.get('bidirectional'):
+        # commit origins and times: PostgreSQL 18 then detects and counts update_origin_differs
+        # and delete_origin_differs (one row changed on two peers), docs/bidirectional.md
+        out['track_commit_timestamp'] = 'on'
     if plan.get('is_publisher') or plan.get('is_subscriber'):
         out['max_replication_slots'] = max(_round_up(slots + headroom, step),
                                            mins['max_replication_slots'])

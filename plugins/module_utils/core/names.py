@@ -53,10 +53,19 @@ def subscription_name(set_name):
     return PREFIX + set_name
 
 
+def _endpoint_digest(host, database):
+    return hashlib.sha1(('%s/%s' % (host, database)).encode('utf-8')).hexdigest()[:8]
+
+
 def slot_name(set_name, host, database):
     """One slot per set and target database, unique on the publisher."""
-    digest = hashlib.sha1(('%s/%s' % (host, database)).encode('utf-8')).hexdigest()[:8]
-    return '%s%s_%s' % (PREFIX, set_name, digest)
+    return '%s%s_%s' % (PREFIX, set_name, _endpoint_digest(host, database))
+
+
+def peer_subscription_name(set_name, host, database):
+    """A bidirectional set's subscription to a peer other than the set's source (the one to
+    the source keeps ``subscription_name``): one per publishing peer, unique in the database."""
+    return '%s%s_%s' % (PREFIX, set_name, _endpoint_digest(host, database))
 
 
 def server_name(set_name):
