@@ -118,3 +118,21 @@ def pg_version(host):
 def pg_unit(host):
     """The systemd unit of the host's cluster, e.g. postgresql@17-main."""
     return f"postgresql@{pg_version(host)}-main"
+
+
+def check_table(*args):
+    """playbooks/check.yml -> (returncode, output, {(set, target host, database): row cells},
+    breaches); rows of both directions of a bidirectional set differ by their target."""
+    rc, out = run_playbook("check.yml", *args)
+    table = task_messages(out, "Show every sync set")
+    assert table and table[0].split()[:2] == ["SET", "METHOD"], out[-6000:]
+    rows = {}
+    for line in table[1:]:
+        m = re.match(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*)$", line)
+        assert m, line
+        rows[(m.group(1), m.group(4), m.group(5))] = {
+            "method": m.group(2), "source": m.group(3), "state": m.group(6),
+            "lag_bytes": m.group(7), "lag_seconds": m.group(8), "errors": m.group(9),
+            "schema": m.group(10), "rest": m.group(11), "line": line}
+    breaches = task_messages(out, "Fail when a threshold is crossed") if rc else []
+    return rc, out, rows, breaches

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from helpers import connect, prom_samples, psql, run_playbook, task_messages, wait_for
+from helpers import check_table as _check, connect, prom_samples, psql, wait_for
 
 PUB, SUB15, SUB17 = "logical-pub", "logical-sub15", "logical-sub17"
 PROM = "/var/lib/prometheus/node-exporter/tablesync.prom"
@@ -20,8 +20,6 @@ TARGETS = [("audit", SUB17, "shop_copy"), ("shop", SUB15, "shop"), ("shop", SUB1
 # subscriber -> {database: [subscriptions]}
 SUBSCRIPTIONS = {SUB15: {"shop": ["tablesync_shop"]},
                  SUB17: {"shop_copy": ["tablesync_audit", "tablesync_shop"]}}
-TABLE_TASK = "Show every sync set"
-FAIL_TASK = "Fail when a threshold is crossed"
 VERIFY = "-e tablesync_check_verify=true"
 
 
@@ -38,23 +36,6 @@ def sub15():
 @pytest.fixture(scope="module")
 def sub17():
     return connect(SUB17)
-
-
-def _check(*args):
-    """check.yml -> (returncode, output, {(set, target host, database): row cells}, breaches)."""
-    rc, out = run_playbook("check.yml", *args)
-    table = task_messages(out, TABLE_TASK)
-    assert table and table[0].split()[:2] == ["SET", "METHOD"], out[-6000:]
-    rows = {}
-    for line in table[1:]:
-        m = re.match(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*)$", line)
-        assert m, line
-        rows[(m.group(1), m.group(4), m.group(5))] = {
-            "method": m.group(2), "source": m.group(3), "state": m.group(6),
-            "lag_bytes": m.group(7), "lag_seconds": m.group(8), "errors": m.group(9),
-            "schema": m.group(10), "rest": m.group(11), "line": line}
-    breaches = task_messages(out, FAIL_TASK) if rc else []
-    return rc, out, rows, breaches
 
 
 def _metrics(host):

@@ -153,12 +153,12 @@ def test_check_finds_each_link_by_its_own_names():
             slots=[dict(slot_name=slot, active=True, lag_bytes=0, wal_status='reserved')])]}}
     hostvars = {
         'a': infos('books', peer_subscription_name('ledger', 'b', 'books'), slot_name('ledger', 'b', 'books'),
-                   conflicts={'confl_update_origin_differs': 2}),
+                   conflicts={'update_origin_differs': 2}),
         'b': infos('books', 'tablesync_ledger', slot_name('ledger', 'a', 'books')),
     }
     report = check_report(model, hostvars)
     assert report['breaches'] == [
-        'sync set ledger, b/books -> a/books: 2 conflicts (confl_update_origin_differs 2; threshold 0; '
+        'sync set ledger, b/books -> a/books: 2 conflicts (update_origin_differs 2; threshold 0; '
         'rows written on two peers: verify and repair, docs/bidirectional.md)']
 
 
