@@ -297,7 +297,7 @@ def set_links(item):
     A one-way set: one link from the source to each target, which copies the rows (``copy``)
     in the ``forward`` phase. A bidirectional set: a link from every peer (the source and the
     targets) to every other peer, all with ``origin = none`` (a change that arrived by
-    replication is never sent on: no loops); only the links from the source copy, the others
+    replication is never sent on: no loops); only the links from the source copy (``copy_data``), the others
     (phase ``return``) are created after every forward copy committed (playbooks/site.yml), so
     the copied rows are not sent back."""
     name = item['name']
@@ -316,7 +316,7 @@ def set_links(item):
                 'subscription': subscription_name(name) if from_source else
                 peer_subscription_name(name, publisher['host'], publisher['database']),
                 'slot': slot_name(name, subscriber['host'], subscriber['database']),
-                'copy': from_source,
+                'copy_data': from_source,
                 'phase': 'forward' if from_source else 'return',
                 'origin': 'none' if bidirectional else None,
             })
@@ -671,7 +671,7 @@ def _subscriber_part(item, link, hostvars, errors):
         'slot': link['slot'],
         # bidirectional sets: origin none on every link, the rows copied by the forward links
         # only, the return links created after the forward copies (playbooks/site.yml)
-        'copy': link['copy'],
+        'copy_data': link['copy_data'],
         'phase': link['phase'],
         'origin': link['origin'],
         'peers': _peers(item),

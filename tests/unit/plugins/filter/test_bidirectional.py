@@ -44,7 +44,7 @@ def one_error(**change):
 def test_links_every_peer_to_every_other_only_the_source_copies():
     item = sets()[0]
     links = set_links(item)
-    pairs = sorted(('%s>%s' % (lk['publisher']['host'], lk['subscriber']['host']), lk['phase'], lk['copy'])
+    pairs = sorted(('%s>%s' % (lk['publisher']['host'], lk['subscriber']['host']), lk['phase'], lk['copy_data'])
                    for lk in links)
     assert pairs == [('a>b', 'forward', True), ('a>c', 'forward', True),
                      ('b>a', 'return', False), ('b>c', 'return', False),
@@ -64,7 +64,7 @@ def test_links_every_peer_to_every_other_only_the_source_copies():
 def test_one_way_links_are_unchanged():
     item = dict(sets(bidirectional=False)[0])
     links = set_links(item)
-    assert [(lk['subscriber']['host'], lk['subscription'], lk['copy'], lk['phase'], lk['origin'])
+    assert [(lk['subscriber']['host'], lk['subscription'], lk['copy_data'], lk['phase'], lk['origin'])
             for lk in links] == [('b', 'tablesync_ledger', True, 'forward', None),
                                  ('c', 'tablesync_ledger', True, 'forward', None)]
 
@@ -98,8 +98,8 @@ def test_each_peer_publishes_and_subscribes_to_every_other():
         ('c', peer_subscription_name('ledger', 'b', 'books'), slot_name('ledger', 'c', 'books2'))]
     parts = dict((p['publisher']['host'], p) for p in plan['subscriber_parts'])
     assert parts['a']['subscription'] == 'tablesync_ledger' and parts['a']['phase'] == 'forward'
-    assert parts['a']['copy'] is True and parts['a']['origin'] == 'none'
-    assert parts['c']['phase'] == 'return' and parts['c']['copy'] is False
+    assert parts['a']['copy_data'] is True and parts['a']['origin'] == 'none'
+    assert parts['c']['phase'] == 'return' and parts['c']['copy_data'] is False
     assert parts['c']['key'] == 'books/' + peer_subscription_name('ledger', 'c', 'books2')
     assert parts['c']['publisher']['address'] == '10.0.0.3'
     # schema changes are reported, not followed: no queue, no queue publication
@@ -114,7 +114,7 @@ def test_each_peer_publishes_and_subscribes_to_every_other():
 def test_the_source_holds_only_return_links():
     plan = sync_plan(sets(), 'a', HOSTS)
     assert set(p['phase'] for p in plan['subscriber_parts']) == set(['return'])
-    assert not any(p['copy'] for p in plan['subscriber_parts'])
+    assert not any(p['copy_data'] for p in plan['subscriber_parts'])
 
 
 def test_peers_get_commit_timestamps_and_sizes_for_both_sides():
