@@ -294,7 +294,7 @@ def set_links(item):
     """The subscriptions of a parsed set, each ``{publisher, subscriber (each {host, database}),
     subscription, slot, copy, phase, origin}``.
 
-    A one-way set: one link from the source to each target, which copies the rows (``copy``)
+    A one-way set: one link from the source to each target, which copies the rows (``copy_data``)
     in the ``forward`` phase. A bidirectional set: a link from every peer (the source and the
     targets) to every other peer, all with ``origin = none`` (a change that arrived by
     replication is never sent on: no loops); only the links from the source copy (``copy_data``), the others

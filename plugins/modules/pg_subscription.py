@@ -279,8 +279,9 @@ options:
       - Needs PostgreSQL 15 or later on the publisher, every published table on the subscriber
         with the published columns and without rows (checked before anything is made; the task
         fails listing every problem), and the publisher role may connect for replication and
-        read the published tables, as a subscription's role does. Not with O(two_phase) or
-        O(failover).
+        read the published tables, as a subscription's role does. Not with O(two_phase). With
+        O(failover) the copy's slot is created as a failover slot (PostgreSQL 17 or later on the
+        publisher).
       - When the copy fails, the module cancels it, empties again the tables it had filled,
         drops the subscription and the slot, and fails saying so. A run killed during the copy
         leaves the disabled, marked subscription; the next run (with either O(initial_copy))
@@ -959,6 +960,10 @@ class SubscriptionTask(object):
                       'failed: %s (run again to retry)' % (self.name, e.msg))
 
     # -- the initial copy in the slot's snapshot --------------------------------------------------
+    def failover_slot(self):
+        """The copy's slot is the subscription's: a failover slot when the subscription is one."""
+        return self.desired['options'].get('failover') is True
+
     def create_with_snapshot(self, statements):
         """Slot with an exported snapshot; the subscription on it, disabled and marked; the copy
         in the snapshot; then enabled with its real comment (``statements``: planned with
@@ -967,7 +972,7 @@ class SubscriptionTask(object):
         slot = self.planned_slot()
         finish = finish_statements(self.desired)
         if self.module.check_mode:
-            self.executor.queries.append(render(Statement(slot_command(slot))) + ON_PUBLISHER)
+            self.executor.queries.append(render(Statement(slot_command(slot, self.failover_slot()))) + ON_PUBLISHER)
             self.executor.run(statements)
             self.executor.queries.append('-- COPY of every published table in the snapshot of '
                                          'slot %s' % slot)
@@ -983,7 +988,7 @@ class SubscriptionTask(object):
             self.fail('Could not create subscription %s: %s' % (self.name, e))
         self.lock_copy()
         try:
-            copier.create_slot(slot, jobs, len(plans))
+            copier.create_slot(slot, jobs, len(plans), self.failover_slot())
         except SnapshotCopyError as e:
             self.fail('Could not create subscription %s: %s' % (self.name, copier.undo(str(e))))
         try:

@@ -30,7 +30,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.snapshot_copy import (
     PUBLICATIONS_QUERY, PUBLISHED_QUERY, SLOT_EXISTS_QUERY, SnapshotCopyError, check_publications,
     check_slot_free,
-    check_publisher_version, merge_published, nonempty_query, plan_tables, slot_command,
+    check_failover_publisher, check_publisher_version, merge_published, nonempty_query, plan_tables, slot_command,
     target_query)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import bind, render
 
@@ -125,15 +125,18 @@ class SnapshotCopier(object):
                            self.publisher_version // 10000 == self.version // 10000)
 
     # -- steps 2 and 3 -------------------------------------------------------------------------
-    def create_slot(self, slot, jobs, tables):
+    def create_slot(self, slot, jobs, tables, failover=False):
         """Open the workers' sessions, then create ``slot`` exporting its snapshot (the
-        replication connection stays open: the snapshot lives as long as it does)."""
+        replication connection stays open: the snapshot lives as long as it does); with
+        ``failover`` a slot the publisher's standbys synchronise (PostgreSQL 17+)."""
+        if failover:
+            check_failover_publisher(self.publisher_version)
         try:
             for dummy in range(max(1, min(jobs, tables)) if tables else 0):
                 self.workers.append(_Worker(self, self._publisher_connection(),
                                             self.connect_subscriber()))
             self.replication = self._publisher_connection(replication=True)
-            command = slot_command(slot)
+            command = slot_command(slot, failover)
             self.record(command.as_string(self.replication) + ON_PUBLISHER)
             with self.replication.cursor() as cur:
                 cur.execute(command.as_string(self.replication))

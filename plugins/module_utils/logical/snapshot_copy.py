@@ -333,25 +333,39 @@ def plan_tables(published, targets, nonempty, same_major=False):
 
 # ---- the replication slot ---------------------------------------------------------------------
 
-def slot_command(slot):
+FAILOVER_PUBLISHER_VERSION = 170000
+
+
+def slot_command(slot, failover=False):
     """The replication command creating the subscription's slot with an exported snapshot.
 
     The pre-15 option syntax (EXPORT_SNAPSHOT) is accepted by every version that has logical
-    replication. ``slot`` is a checked slot name (lower-case letters, digits, underscores).
+    replication; a failover slot (synchronised to the publisher's standbys, PostgreSQL 17+)
+    needs the option list syntax. ``slot`` is a checked slot name (lower-case letters, digits,
+    underscores).
     """
+    if failover:
+        return sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER)").format(
+            sql.Identifier(slot))
     return sql.SQL('CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT').format(
         sql.Identifier(slot))
+
+
+def check_failover_publisher(version):
+    if version < FAILOVER_PUBLISHER_VERSION:
+        raise SnapshotCopyError(
+            'failover: true needs PostgreSQL 17 or later on the publisher (failover slots, '
+            'synchronised to its standbys); the publisher runs PostgreSQL %d' % (version // 10000))
 
 
 def check_copy_options(options, jobs):
     """Options a snapshot copy cannot honour, refused before anything runs."""
     if jobs < 1:
         raise SnapshotCopyError('copy_jobs must be at least 1, got %d' % jobs)
-    for option in ('two_phase', 'failover'):
-        if options.get(option) is True:
-            raise SnapshotCopyError(
-                'initial_copy=snapshot creates the replication slot itself and does not support '
-                '%s: true; use initial_copy=tablesync' % option)
+    if options.get('two_phase') is True:
+        raise SnapshotCopyError(
+            'initial_copy=snapshot creates the replication slot itself and does not support '
+            'two_phase: true; use initial_copy=tablesync')
 
 
 def uses_snapshot(method, options):

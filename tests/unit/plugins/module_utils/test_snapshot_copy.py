@@ -163,11 +163,19 @@ def test_uses_snapshot(options, expected):
     assert sc.uses_snapshot('tablesync', options) is False
 
 
-@pytest.mark.parametrize('option', ['two_phase', 'failover'])
-def test_check_copy_options_refuses_slot_options(option):
-    with pytest.raises(SnapshotCopyError, match='does not support %s' % option):
-        sc.check_copy_options({option: True}, 2)
-    sc.check_copy_options({option: False}, 2)
+def test_check_copy_options_refuses_two_phase_and_takes_failover():
+    with pytest.raises(SnapshotCopyError, match='does not support two_phase'):
+        sc.check_copy_options({'two_phase': True}, 2)
+    sc.check_copy_options({'two_phase': False}, 2)
+    sc.check_copy_options({'failover': True}, 2)
+
+
+def test_failover_slot_command_and_its_publisher_version():
+    assert render(Statement(sc.slot_command('tablesync_orders', failover=True))) == (
+        'CREATE_REPLICATION_SLOT "tablesync_orders" LOGICAL pgoutput (SNAPSHOT \'export\', FAILOVER)')
+    with pytest.raises(SnapshotCopyError, match='PostgreSQL 17 or later on the publisher .* runs PostgreSQL 16'):
+        sc.check_failover_publisher(160004)
+    sc.check_failover_publisher(170000)
 
 
 def test_check_copy_options_jobs():
