@@ -720,7 +720,7 @@ def _round_up(value, step):
 
 
 def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=None,
-                         extra=None, parallel_apply_workers=2):
+                         extra=None, parallel_apply_workers=2, standbys=0):
     """Server settings for a host's part of the model (``plan`` from ``sync_plan``).
 
     Publisher: wal_level=logical; max_replication_slots / max_wal_senders cover one slot and
@@ -733,7 +733,8 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
     max_replication_slots covers one replication origin per subscription (PostgreSQL < 18),
     max_active_replication_origins the same on PostgreSQL 18+ (the postgresql_server role
     leaves it out on older servers, which do not have it); max_worker_processes leaves 8 to
-    parallel query and other background workers. A peer of a bidirectional set gets
+    parallel query and other background workers. ``standbys``: the publisher's physical standbys
+    (a slot and a walsender each). A peer of a bidirectional set gets
     track_commit_timestamp = on.
     Counts are rounded up to ``step`` (fewer restarts as sets are added) and never go below
     ``minimums`` (PostgreSQL's defaults by default). ``extra`` is merged last (user
@@ -751,8 +752,9 @@ def replication_settings(plan, sync_workers=2, headroom=4, step=10, minimums=Non
     slots = 0
     if plan.get('is_publisher'):
         out['wal_level'] = 'logical'
-        slots += served * per_sub
-        out['max_wal_senders'] = max(_round_up(served * per_sub + headroom, step),
+        # a physical slot and a walsender per standby (docs/failover.md)
+        slots += served * per_sub + int(standbys)
+        out['max_wal_senders'] = max(_round_up(served * per_sub + int(standbys) + headroom, step),
                                      mins['max_wal_senders'])
     if plan.get('is_subscriber'):
         slots += held

@@ -62,6 +62,11 @@ def slot_name(set_name, host, database):
     return '%s%s_%s' % (PREFIX, set_name, _endpoint_digest(host, database))
 
 
+def standby_slot_name(host):
+    """The physical slot of a publisher's standby (``tablesync_standby_of``) on that publisher."""
+    return '%sstandby_%s' % (PREFIX, hashlib.sha1(host.encode('utf-8')).hexdigest()[:8])
+
+
 def peer_subscription_name(set_name, host, database):
     """A bidirectional set's subscription to a peer other than the set's source (the one to
     the source keeps ``subscription_name``): one per publishing peer, unique in the database."""

@@ -1,0 +1,1 @@
+../../logical/tests/helpers.py
