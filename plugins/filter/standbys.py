@@ -110,10 +110,12 @@ def standby_plan(hostvars, host, hosts, sets=None):
     return out
 
 
-def standby_settings(plan, user, passfile, sslmode='prefer'):
+def standby_settings(plan, user, passfile, sslmode='prefer', publisher=False):
     """The settings of a standby (streaming from its primary through its slot, hot standby
     feedback, logical slots synchronised) or of a primary (its logical walsenders wait for its
-    standbys' slots, so no subscriber gets ahead of a standby that may be promoted)."""
+    standbys' slots, so no subscriber gets ahead of a standby that may be promoted). On every
+    other ``publisher`` the list is kept empty: a standby removed from the inventory no longer
+    holds back its former primary's subscribers."""
     plan = plan or {}
     out = {}
     primary = plan.get('primary')
@@ -132,8 +134,8 @@ def standby_settings(plan, user, passfile, sslmode='prefer'):
             # own, and a listed slot that does not exist would hold back every failover slot
             'synchronized_standby_slots': '',
         })
-    if plan.get('standbys'):
-        out['synchronized_standby_slots'] = ','.join(s['slot'] for s in plan['standbys'])
+    if plan.get('standbys') or (publisher and not primary):
+        out['synchronized_standby_slots'] = ','.join(s['slot'] for s in plan.get('standbys') or [])
     return out
 
 

@@ -94,6 +94,9 @@ def test_settings_of_each_side():
     primary = standby_settings(standby_plan(HOSTVARS, 'pub', HOSTS, SETS), 'r', '/p')
     assert primary == {'synchronized_standby_slots': standby_slot_name('pub-standby')}
     assert standby_settings(standby_plan(HOSTVARS, 'sub', HOSTS, SETS), 'r', '/p') == {}
+    # a publisher without standbys (one removed from the inventory): the list is emptied
+    assert standby_settings(standby_plan(HOSTVARS, 'sub', HOSTS, SETS), 'r', '/p', publisher=True) == \
+        {'synchronized_standby_slots': ''}
 
 
 def test_the_publisher_has_a_slot_and_a_walsender_per_standby():
