@@ -514,6 +514,7 @@ def _plan(parsed, host, hostvars, methods):
     publisher_sets, subscriber_parts, ignored = [], [], []
     hba = {}
     select_tables = {}
+    late = set()
     bidirectional = False
     for item in parsed:
         links = set_links(item)
@@ -528,7 +529,7 @@ def _plan(parsed, host, hostvars, methods):
         for endpoint in _publishers_on(links, host):
             publisher_sets.append(_publisher_set(
                 item, endpoint, [lk for lk in links if lk['publisher'] is endpoint],
-                hostvars, hba, select_tables, errors))
+                hostvars, hba, select_tables, late, errors))
         for link in links:
             if link['subscriber']['host'] == host:
                 subscriber_parts.append(_subscriber_part(item, link, hostvars, errors))
@@ -552,7 +553,7 @@ def _plan(parsed, host, hostvars, methods):
         'ignored_sets': ignored,
         'hba_entries': [{'database': db, 'address': addr, 'sets': sorted(names)}
                         for (db, addr), names in sorted(hba.items())],
-        'select_tables': [{'database': db, 'tables': tables}
+        'select_tables': [{'database': db, 'tables': tables, 'after_tables': db in late}
                           for db, tables in sorted(select_tables.items())],
         'publications': wanted(publisher_sets, 'publication', 'database'),
         'subscriptions': wanted(subscriber_parts, 'subscription', 'database'),
@@ -583,7 +584,7 @@ def _peers(item):
     return [item['source']['host']] + [t['host'] for t in item['targets']] if item['bidirectional'] else []
 
 
-def _publisher_set(item, endpoint, links, hostvars, hba, select_tables, errors):
+def _publisher_set(item, endpoint, links, hostvars, hba, select_tables, late, errors):
     """One publication of a set (on its source; on every peer of a bidirectional set) with its
     subscribers; adds their pg_hba.conf entries to ``hba`` and the published tables to the
     replication role's ``select_tables``."""
@@ -609,6 +610,10 @@ def _publisher_set(item, endpoint, links, hostvars, hba, select_tables, errors):
             hba.setdefault(key, []).append(item['name'])
     db = endpoint['database']
     select_tables.setdefault(db, [])
+    if present and endpoint is not item['source']:
+        # a bidirectional set's other peer: its tables are created by this run's forward link,
+        # so the role's grants there wait for them (``after_tables``)
+        late.add(db)
     if present:
         have = set(select_tables[db])
         # the queue of column changes is copied by the subscriptions too

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import connect, pg_unit, psql, run_site, wait_for
+from helpers import connect, failures, pg_unit, psql, run_site, wait_for
 
 PUB, STANDBY, SUB = "failover-pub", "failover-standby", "failover-sub"
 DB = "shop"
@@ -117,7 +117,7 @@ def test_failover_while_writing_then_site_points_the_subscriber_at_the_promoted_
 
     # the inventory now names the promoted standby as the set's source; the old primary is left out
     rc, out, _recap = run_site(*AFTER_FAILOVER)
-    assert rc == 0, out[-8000:]
+    assert rc == 0, failures(out)
     conninfo = psql(sub, DB, "SELECT subconninfo FROM pg_subscription WHERE subname = 'tablesync_orders'")
     assert f"host={_address(standby)}" in conninfo, conninfo
     # the same subscription, continuing on the synchronised slot: nothing copied again
@@ -141,5 +141,5 @@ def test_failover_while_writing_then_site_points_the_subscriber_at_the_promoted_
 
 def test_a_second_run_after_the_failover_changes_nothing():
     rc, out, recap = run_site(*AFTER_FAILOVER)
-    assert rc == 0, out[-8000:]
+    assert rc == 0, failures(out)
     assert all(stats["changed"] == 0 for stats in recap.values()), out[-8000:]

@@ -136,3 +136,15 @@ def check_table(*args):
             "schema": m.group(10), "rest": m.group(11), "line": line}
     breaches = task_messages(out, "Fail when a threshold is crossed") if rc else []
     return rc, out, rows, breaches
+
+
+def failures(output, context=12):
+    """The failed tasks of a playbook run (their TASK line and the lines after "fatal:" or
+    "failed:"), for assertion messages that show why instead of the run's last lines."""
+    lines = ANSI.sub("", output).splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if re.match(r"^\s*(fatal|failed): \[", line):
+            task = next((lines[j] for j in range(i, -1, -1) if lines[j].startswith("TASK [")), "")
+            found.append("\n".join([task] + lines[i:i + context]))
+    return "\n---\n".join(found) or output[-6000:]

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from helpers import check_table, connect, psql, run_site, wait_for
+from helpers import check_table, connect, failures, psql, run_site, wait_for
 
 PUB, SUB17 = "logical-pub", "logical-sub17"
 DB = "ledger"
@@ -43,9 +43,9 @@ def peers():
     pub.check_output("runuser -u postgres -- createdb %s", DB)
     psql(pub, DB, SOURCE_TABLES)
     rc, out, _recap = run_site(*WITH_LEDGER)
-    assert rc == 0, out[-8000:]
+    assert rc == 0, failures(out)
     rc, out, recap = run_site(*WITH_LEDGER)
-    assert rc == 0, out[-8000:]
+    assert rc == 0, failures(out)
     assert all(stats["changed"] == 0 for stats in recap.values()), out[-8000:]
     return pub, sub
 
@@ -161,7 +161,7 @@ def test_a_row_updated_on_both_peers_is_a_reported_conflict_until_repaired(peers
 def test_removing_the_set_drops_its_links_on_both_peers(peers):
     pub, sub = peers
     rc, out, _recap = run_site()
-    assert rc == 0, out[-8000:]
+    assert rc == 0, failures(out)
     for host in peers:
         assert _subscriptions(host) == ""
         assert psql(host, DB, "SELECT count(*) FROM pg_publication") == "0"

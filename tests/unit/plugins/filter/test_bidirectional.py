@@ -106,7 +106,10 @@ def test_each_peer_publishes_and_subscribes_to_every_other():
     assert parts['a']['publications'] == ['tablesync_ledger'] and pub['ddl_publication'] is None
     assert plan['hba_entries'] == [{'database': 'books', 'address': '10.0.0.1/32', 'sets': ['ledger']},
                                    {'database': 'books', 'address': '10.0.0.3/32', 'sets': ['ledger']}]
-    assert plan['select_tables'] == [{'database': 'books', 'tables': ['public.entries', 'public.accounts']}]
+    # granted once this run's forward link created the tables (after_tables)
+    assert plan['select_tables'] == [{'database': 'books', 'tables': ['public.entries', 'public.accounts'],
+                                      'after_tables': True}]
+    assert sync_plan(sets(), 'a', HOSTS)['select_tables'][0]['after_tables'] is False
     assert plan['counts'] == {'publications': 1, 'subscriptions_served': 2, 'subscriptions_held': 2}
     assert plan['bidirectional'] is True
 

@@ -199,9 +199,10 @@ def test_publisher_part():
         {'database': 'shop', 'address': 'fd00::3/128', 'sets': ['orders']},
     ]
     assert plan['select_tables'] == [
-        {'database': 'legacy', 'tables': []},  # the absent set's grants are revoked
+        {'database': 'legacy', 'tables': [], 'after_tables': False},  # the absent set's grants are revoked
         {'database': 'shop', 'tables': ['sales.orders', 'sales.customers', 'public.audit_log',
-                                        'tablesync_ddl.orders', 'sales.stock', 'tablesync_ddl.stock']},
+                                        'tablesync_ddl.orders', 'sales.stock', 'tablesync_ddl.stock'],
+         'after_tables': False},
     ]
     assert plan['publications'] == {'shop': ['tablesync_orders', 'tablesync_stock'], 'legacy': []}
     assert len(plan['slots']) == 3
