@@ -139,9 +139,18 @@ def standby_settings(plan, user, passfile, sslmode='prefer', publisher=False):
     return out
 
 
+def pgpass_line(fields):
+    """One line of a libpq password file from its five fields (host, port, database, user,
+    password), with ``:`` and ``\\`` escaped as libpq reads them back."""
+    if len(fields) != 5:
+        raise AnsibleFilterError('pgpass_line takes host, port, database, user and password')
+    return ':'.join(str(f).replace('\\', '\\\\').replace(':', '\\:') for f in fields)
+
+
 class FilterModule(object):
     def filters(self):
         return {
+            'pgpass_line': pgpass_line,
             'standby_errors': standby_errors,
             'standby_plan': standby_plan,
             'standby_settings': standby_settings,

@@ -11,7 +11,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.tablesync.postgresql.plugins.filter.standbys import (
-    FilterModule, standby_errors, standby_plan, standby_settings)
+    FilterModule, pgpass_line, standby_errors, standby_plan, standby_settings)
 from ansible_collections.tablesync.postgresql.plugins.filter.sync_plan import replication_settings, sync_plan
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import parse_conninfo
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import standby_slot_name
@@ -35,7 +35,13 @@ def with_vars(**per_host):
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == set(['standby_errors', 'standby_plan', 'standby_settings'])
+    assert set(FilterModule().filters()) == set(['pgpass_line', 'standby_errors', 'standby_plan', 'standby_settings'])
+
+
+def test_pgpass_line_escapes_what_libpq_reads_back():
+    assert pgpass_line(['10.0.0.1', 5432, '*', 'repl', 'a:b\\c']) == '10.0.0.1:5432:*:repl:a\\:b\\\\c'
+    with pytest.raises(AnsibleFilterError, match='takes host, port'):
+        pgpass_line(['x'])
 
 
 def test_each_side_of_a_standby():
