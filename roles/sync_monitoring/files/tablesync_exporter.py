@@ -344,7 +344,8 @@ def _rows(cur, query, params=None):
     for row in cur.fetchall():
         item = {}
         for name, value in zip(names, row):
-            if value is not None and not isinstance(value, (bool, int, float, str)):
+            # json columns (the PostgreSQL 18 conflict counters) come back as dicts
+            if value is not None and not isinstance(value, (bool, int, float, str, dict, list)):
                 value = float(value)  # numeric (Decimal)
                 if value == int(value):
                     value = int(value)

@@ -293,3 +293,22 @@ def test_main_fails_when_nothing_could_be_read(tmp_path, monkeypatch, capsys):
     assert 'cannot read down: connection refused' in captured.err
     assert 'tablesync_exporter_up{database="down"} 0' in captured.out
     assert not (tmp_path / 'x.prom').exists()
+
+
+def test_rows_keep_json_columns_and_turn_numerics_into_numbers():
+    """The PostgreSQL 18 conflict counters arrive as a json object (psycopg2 gives a dict)."""
+    import decimal
+
+    class Cursor(object):
+        description = [('name',), ('lag',), ('conflicts',)]
+
+        def execute(self, query, params=None):
+            pass
+
+        def fetchall(self):
+            return [('tablesync_a', decimal.Decimal('12'), {'update_origin_differs': 2}),
+                    ('tablesync_b', decimal.Decimal('0.5'), None)]
+
+    assert exporter._rows(Cursor(), 'SELECT') == [
+        {'name': 'tablesync_a', 'lag': 12, 'conflicts': {'update_origin_differs': 2}},
+        {'name': 'tablesync_b', 'lag': 0.5, 'conflicts': None}]
