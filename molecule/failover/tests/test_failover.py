@@ -52,7 +52,7 @@ def test_site_built_a_streaming_standby_through_its_slot(pub, standby):
     row = psql(pub, "postgres", "SELECT slot_name || ' ' || slot_type || ' ' || active FROM pg_replication_slots "
                                 "WHERE slot_name LIKE 'tablesync\\_standby\\_%'")
     slot, kind, active = row.split()
-    assert (kind, active) == ("physical", "t"), row
+    assert (kind, active) == ("physical", "true"), row
     assert wait_for(lambda: psql(pub, "postgres", "SELECT state FROM pg_stat_replication "
                                                   f"WHERE application_name = '{slot}'") == "streaming", timeout=60)
     assert psql(pub, "postgres", "SHOW synchronized_standby_slots") == slot
@@ -108,7 +108,8 @@ def test_failover_while_writing_then_site_points_the_subscriber_at_the_promoted_
     writer.start()
     assert wait_for(lambda: len(writer.ids) >= 20, timeout=60), writer.error
     # the publisher fails (an immediate stop: no shutdown checkpoint, like a crash)
-    pub.check_output("pg_ctlcluster %s stop -m immediate", pg_unit(pub).split("@")[1].replace("-", " "))
+    version, cluster = pg_unit(pub).split("@")[1].split("-", 1)
+    pub.check_output("pg_ctlcluster %s %s stop -m immediate", version, cluster)
     writer.join(timeout=60)
     assert writer.error is not None and len(writer.ids) >= 20
 
