@@ -680,6 +680,8 @@ def _subscriber_part(item, link, hostvars, errors):
         'phase': link['phase'],
         'origin': link['origin'],
         'peers': _peers(item),
+        # a peer takes writes of its own: its tables get the source's whole definition
+        'table_definition': 'peer' if item.get('bidirectional') else 'replica',
         'tables': item['tables'],
         'table_names': table_names,
         # what pg_target_tables takes: names and column lists (rows filters are

@@ -167,6 +167,22 @@ options:
     type: str
     default: compute
     choices: [compute, copy]
+  definition:
+    description:
+      - V(replica) (default) creates what a target that only receives rows needs (see the
+        description).
+      - V(peer) is for a database that takes writes of its own (a peer of a bidirectional set);
+        the tables this call creates also get the source's column defaults, the sequences those
+        defaults use (same parameters, owned by the same column, starting at their C(START)
+        value, never at the source's current value, so each peer can be given its own key range
+        first), identity columns (same kind and sequence options), and check, unique, exclusion
+        and foreign key constraints. A foreign key to a table outside O(tables) fails the task
+        before any change.
+      - Existing tables are not altered by V(peer) (only their columns are compared).
+      - V(peer) needs PostgreSQL 12 or later on the source and the target.
+    type: str
+    default: replica
+    choices: [replica, peer]
 notes:
   - The source is the database whose table definitions are copied; O(source.user) needs only
     to read its catalog.
@@ -324,6 +340,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
     remote_server_argument_spec, traceback_text)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor, apply)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.peer_defs import peer_from_catalog, peer_sql
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.target_tables import (
     PlanError, TargetState, needed_collations, needed_types, parse_table_specs, plan_changes,
     resolve_desired, table_from_catalog)
@@ -487,8 +504,16 @@ class TableCatalog(object):
             missing=sql.SQL(_MISSING_EXPR if version >= PG11 else 'NULL::text'),
             key_columns=sql.SQL('i.indnkeyatts' if version >= PG11 else 'i.indnatts'))
 
-    def _query(self, template, params):
-        query = sql.SQL(template).format(definitions=self._definitions())
+    def peer_definitions(self, keys):
+        """{key: PeerDef}: what a peer's tables need beyond a replica's (``peer_defs``)."""
+        if not keys:
+            return {}
+        (rows,) = self._query(None, self._key_params(keys), peer_sql())
+        return dict((p.key, p) for p in (peer_from_catalog(r) for r in rows or ()))
+
+    def _query(self, template, params, query=None):
+        if query is None:
+            query = sql.SQL(template).format(definitions=self._definitions())
         try:
             with self.conn.cursor() as cur:
                 cur.execute("SET LOCAL search_path = pg_catalog")
@@ -512,6 +537,7 @@ def argument_spec():
         indexes=dict(type='bool', default=False),
         defer_indexes=dict(type='bool', default=True),
         generated_columns=dict(type='str', default='compute', choices=['compute', 'copy']),
+        definition=dict(type='str', default='replica', choices=['replica', 'peer']),
     )
     return spec
 
@@ -522,15 +548,29 @@ def source_connection_params(params):
 
 
 def read_source(module, specs):
-    """(source connection, TableDefs, the source's WAL position after reading them)."""
+    """(source connection, TableDefs, the source's WAL position after reading them, and for
+    definition=peer {key: PeerDef}, else None)."""
     conn = connect(module, params=source_connection_params(module.params))
     conn.set_session(readonly=True)
-    tables = TableCatalog(conn).source_tables([s.key for s in specs])
+    catalog = TableCatalog(conn)
+    tables = catalog.source_tables([s.key for s in specs])
+    peers = None
+    if module.params['definition'] == 'peer':
+        need_peer_version(module, conn, 'source')
+        peers = catalog.peer_definitions([t.key for t in tables if t.kind is not None])
     with conn.cursor() as cur:
         cur.execute('SELECT pg_catalog.pg_current_wal_lsn()::text')
         (lsn,) = cur.fetchone()
     conn.rollback()
-    return conn, tables, lsn
+    return conn, tables, lsn, peers
+
+
+def need_peer_version(module, conn, side):
+    if conn.server_version < PG12:
+        version = conn.server_version
+        conn.close()
+        module.fail_json(msg='definition=peer needs PostgreSQL %s or later on the %s (this server is %s)'
+                             % (version_text(PG12), side, version_text(version)))
 
 
 # The slots of this database's subscriptions that replicate any of the given tables.
@@ -579,11 +619,11 @@ def fail_plan(module, error, **result):
                      queries=[], indexes=empty_index_report(), column_changes={}, **result)
 
 
-def plan_target(module, conn, desired, caught_up=False):
+def plan_target(module, conn, desired, caught_up=False, peers=None):
     p = module.params
     target = TableCatalog(conn).target_state(desired)
     return plan_changes(desired, target, p['create_schemas'], p['check_columns'], p['indexes'],
-                        p['defer_indexes'], p['schema_changes'], caught_up)
+                        p['defer_indexes'], p['schema_changes'], caught_up, peers)
 
 
 def apply_plan(module, executor, plan):
@@ -591,7 +631,7 @@ def apply_plan(module, executor, plan):
           created=[], differences=plan.differences, indexes=empty_index_report(), column_changes={})
 
 
-def catch_up(module, conn, source_conn, desired, plan, lsn, executor):
+def catch_up(module, conn, source_conn, desired, plan, lsn, executor, peers=None):
     """The followed changes that wait for the subscriptions (DROP COLUMN, SET NOT NULL): once
     the subscriptions, unblocked by the changes just made, confirmed the source's position, plan
     again with them and apply; else the plan stays, reporting them pending."""
@@ -600,7 +640,7 @@ def catch_up(module, conn, source_conn, desired, plan, lsn, executor):
     keys = [t.key for t in desired if t.display in plan.column_changes]
     if not caught_up(conn, source_conn, keys, lsn, module.params['catch_up_timeout']):
         return plan
-    later = plan_target(module, conn, desired, caught_up=True)
+    later = plan_target(module, conn, desired, caught_up=True, peers=peers)
     apply_plan(module, executor, later)
     for table, report in later.column_changes.items():
         done = plan.column_changes.setdefault(table, dict(changes=[], pending=[]))
@@ -618,7 +658,7 @@ def main():
         fail_plan(module, e)
     source_conn = None
     try:
-        source_conn, source_tables, lsn = read_source(module, specs)
+        source_conn, source_tables, lsn, peers = read_source(module, specs)
         desired = resolve_desired(specs, source_tables, p['generated_columns'])
     except PlanError as e:
         fail_plan(module, e)
@@ -627,6 +667,8 @@ def main():
                          exception=traceback_text(module.params))
 
     conn = connect(module)
+    if peers is not None:
+        need_peer_version(module, conn, 'target')
     if p['generated_columns'] == 'copy' and conn.server_version < PG18:
         conn.close()
         # a subscriber before 18 leaves generated columns out of its initial copy
@@ -638,9 +680,9 @@ def main():
         executor = Executor(conn, module.check_mode)
         executor.add_secrets(*connection_secrets(p))
         try:
-            plan = plan_target(module, conn, desired)
+            plan = plan_target(module, conn, desired, peers=peers)
             apply_plan(module, executor, plan)
-            plan = catch_up(module, conn, source_conn, desired, plan, lsn, executor)
+            plan = catch_up(module, conn, source_conn, desired, plan, lsn, executor, peers)
         except PlanError as e:
             fail_plan(module, e)
         except (psycopg2.Error, ValueError) as e:

@@ -151,10 +151,13 @@ class TableDef(object):
                         self.replica_identity, self.replica_index, self.indexes, self.dropped)
 
 
-def column_definition(column):
+def column_definition(column, extra=None):
+    """The column as CREATE TABLE lists it; ``extra``: a peer's DEFAULT or identity clause."""
     parts = [sql.Identifier(column.name), catalog_sql(column.type)]
     if column.collation:
         parts.append(sql.SQL('COLLATE {}').format(sql.Identifier(*column.collation)))
+    if extra is not None:
+        parts.append(extra)
     if column.generated is not None:
         parts.append(sql.SQL('GENERATED ALWAYS AS ({}) {}').format(
             catalog_sql(column.generated), sql.SQL('VIRTUAL' if column.virtual else 'STORED')))

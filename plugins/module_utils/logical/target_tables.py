@@ -31,6 +31,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statemen
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.column_changes import plan_column_changes
+from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.peer_defs import (
+    after_tables, column_extras, peer_problems, sequences_before, without_constraint_indexes)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.table_defs import (
     OTHER_KINDS, CatalogSQL, Column, Index, TableDef, identifier_list, catalog_sql,
     catalog_type_name, column_definition)
@@ -180,7 +182,7 @@ def _subset_problem(table, columns):
 # ---- target side ----------------------------------------------------------------------------
 
 def plan_changes(desired, target, create_schemas=True, check_columns=True, indexes=False,
-                 defer_indexes=True, schema_changes=None, caught_up=False):
+                 defer_indexes=True, schema_changes=None, caught_up=False, peers=None):
     """Compare the desired tables with the target -> Plan, or PlanError before any change.
 
     ``schema_changes``: what to do with an existing table whose columns differ: ``refuse``
@@ -189,7 +191,11 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True, index
     when ``caught_up``). None means ``refuse`` with ``check_columns``, else ``ignore``.
     With ``indexes``, the source's secondary indexes missing on the target are planned too (see
     ``plan_indexes``).
+    ``peers``: {key: ``peer_defs.PeerDef``} for a target that takes writes of its own (a peer of
+    a bidirectional set): the tables created get the rest of their definition (``peer_defs``).
     """
+    if peers is not None:
+        desired = [without_constraint_indexes(t, peers[t.key]) if t.key in peers else t for t in desired]
     if schema_changes is None:
         schema_changes = 'refuse' if check_columns else 'ignore'
     existing, to_create, errors = [], [], []
@@ -213,6 +219,8 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True, index
                 followed.append(column_plan)
     missing_schemas = _missing_schemas(to_create, target)
     errors.extend(_creation_problems(to_create, target, missing_schemas, create_schemas))
+    if peers is not None:
+        errors.extend(peer_problems(to_create, peers, set(t.key for t in desired)))
     if differences and schema_changes == 'refuse':
         errors.append('Columns differ between source and target (nothing was changed; set '
                       'check_columns=false to skip existing tables anyway, or follow the source '
@@ -222,8 +230,10 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True, index
     if errors:
         raise PlanError(errors, differences, separator=' ')
     statements = [create_schema(s) for s in missing_schemas]
+    statements.extend(sequences_before(to_create, peers or {}))
     for table in to_create:
-        statements.extend(create_table(table))
+        statements.extend(create_table(table, column_extras((peers or {}).get(table.key))))
+    statements.extend(after_tables(to_create, peers or {}))
     for column_plan in followed:
         statements.extend(column_plan.statements(caught_up))
     index_statements, index_report = [], None
@@ -384,10 +394,12 @@ def create_schema(schema):
     return Statement(sql.SQL('CREATE SCHEMA {}').format(sql.Identifier(schema)))
 
 
-def create_table(table):
-    """CREATE TABLE with columns, NOT NULL and primary key, then the replica identity."""
+def create_table(table, extras=None):
+    """CREATE TABLE with columns, NOT NULL and primary key, then the replica identity.
+    ``extras``: {column: a peer's DEFAULT or identity clause} (``peer_defs.column_extras``)."""
     ident = sql.Identifier(table.schema, table.name)
-    elements = [column_definition(c) for c in table.columns]
+    extras = extras or {}
+    elements = [column_definition(c, extras.get(c.name)) for c in table.columns]
     if table.primary_key:
         name, columns = table.primary_key
         elements.append(sql.SQL('CONSTRAINT {} PRIMARY KEY ({})').format(
