@@ -178,7 +178,11 @@ options:
         first), identity columns (same kind and sequence options), and check, unique, exclusion
         and foreign key constraints. A foreign key to a table outside O(tables) fails the task
         before any change.
-      - Existing tables are not altered by V(peer) (only their columns are compared).
+      - A table the target has already (a one-way set made bidirectional) gets what it lacks of
+        the same, in the same transaction. A default where its column has none, identity where
+        its column has neither, and every constraint it has none of that name for (a unique index
+        of that name becomes the constraint's index). Nothing it has is changed or dropped, except
+        a plain index that an exclusion constraint of the same name replaces.
       - V(peer) needs PostgreSQL 12 or later on the source and the target.
     type: str
     default: replica
@@ -621,7 +625,10 @@ def fail_plan(module, error, **result):
 
 def plan_target(module, conn, desired, caught_up=False, peers=None):
     p = module.params
-    target = TableCatalog(conn).target_state(desired)
+    catalog = TableCatalog(conn)
+    target = catalog.target_state(desired)
+    if peers is not None:
+        target.peers = catalog.peer_definitions(sorted(target.tables))
     return plan_changes(desired, target, p['create_schemas'], p['check_columns'], p['indexes'],
                         p['defer_indexes'], p['schema_changes'], caught_up, peers)
 

@@ -113,3 +113,24 @@ def test_a_replica_keeps_the_minimal_definition(pair):
     assert pair.target_sql("SELECT count(*) FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid "
                            "WHERE c.relnamespace = 'ledger'::regnamespace") == [(0,)]
     assert pair.target_sql("SELECT count(*) FROM pg_sequence") == [(0,)]
+
+
+def test_a_replica_made_a_peer_gets_what_it_lacks_in_one_transaction(pair):
+    """A one-way set made bidirectional: its target's tables (a replica's, with the unique and
+    exclusion constraints' indexes as plain indexes, and rows) are completed, not recreated."""
+    assert run_module(MODULE, pair.module_args(tables=TABLES, indexes=True, defer_indexes=False))['changed']
+    pair.target_sql("INSERT INTO ledger.accounts (id, code, balance, opened) VALUES (1, 'a', 0, current_date)")
+    # a foreign key to a table outside the call fails before anything of the completion is done
+    refused = run_module(MODULE, pair.module_args(tables=['ledger.entries'], definition='peer'))
+    assert refused.get('failed') and 'which is not in the sync set' in refused['msg'], refused
+    assert pair.target_sql("SELECT count(*) FROM pg_attrdef") == [(0,)]
+
+    result = run_module(MODULE, pair.module_args(tables=TABLES, definition='peer', indexes=True), diff=True)
+    assert result['changed'] and not result.get('failed'), result
+    assert any('UNIQUE USING INDEX' in q for q in result['queries']), result['queries']
+    assert pair.target_sql(SHAPE_SQL) == pair.source_sql(SHAPE_SQL)
+    assert pair.target_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'ledger' ORDER BY 1") == \
+        pair.source_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'ledger' ORDER BY 1")
+    assert pair.target_sql("SELECT id, code FROM ledger.accounts") == [(1, 'a')]
+    again = run_module(MODULE, pair.module_args(tables=TABLES, definition='peer', indexes=True))
+    assert not again['changed'] and again['queries'] == [], again

@@ -18,6 +18,13 @@ peer the tables created also get:
 * check, unique, exclusion and foreign key constraints (``pg_get_constraintdef``), foreign keys
   last, each only to a table of the same call.
 
+A table the peer has already (a one-way set made bidirectional: its tables were created as a
+replica's) gets what it lacks of the same: a default where its column has none, identity where
+its column has neither, and the constraints it has no constraint of that name for (a unique
+index of that name, as a replica got it, becomes the constraint's index: ``USING INDEX``).
+Nothing the peer has is changed or dropped, except a plain index that an exclusion constraint
+of the same name replaces.
+
 Pure functions; the catalog query (``PEER_SQL``) is run by the module on the source with only
 ``pg_catalog`` in the search path, so every expression it prints is schema-qualified.
 """
@@ -176,17 +183,20 @@ def without_constraint_indexes(table, peer):
                     [i for i in table.indexes if i.name not in owned], table.dropped)
 
 
-def peer_problems(to_create, peers, desired_keys):
-    """What stops creating peer tables, before any change: foreign keys to tables outside the
-    call, and sequences in a schema the call does not create tables in."""
+def peer_problems(tables, peers, desired_keys, target_peers=None):
+    """What stops creating or completing peer tables, before any change: foreign keys to tables
+    outside the call (that the peer does not have already), and sequences in a schema the call
+    has no tables in."""
     problems = []
-    schemas = set(t.schema for t in to_create) | set(k[0] for k in desired_keys)
-    for table in to_create:
+    schemas = set(k[0] for k in desired_keys)
+    for table in tables:
         peer = peers.get(table.key)
         if peer is None:
             continue
+        have = (target_peers or {}).get(table.key)
+        have_constraints = set(k.name for k in have.constraints) if have else set()
         for con in peer.constraints:
-            if con.type == 'f' and con.references not in desired_keys:
+            if con.type == 'f' and con.references not in desired_keys and con.name not in have_constraints:
                 problems.append(
                     'The foreign key %s of %s references %s, which is not in the sync set: add it to '
                     'the set (a peer needs the table its keys point to).'
@@ -206,13 +216,8 @@ def column_extras(peer):
     extras = {}
     for column in peer.columns if peer else ():
         if column.identity in ('a', 'd'):
-            options = sequence_options(column.sequences[0]) if column.sequences else []
-            if column.sequences:
-                options.insert(0, sql.SQL('SEQUENCE NAME {}').format(
-                    sql.Identifier(column.sequences[0].schema, column.sequences[0].name)))
             extras[column.name] = sql.SQL('GENERATED {} AS IDENTITY{}').format(
-                sql.SQL('ALWAYS' if column.identity == 'a' else 'BY DEFAULT'),
-                sql.SQL(' ({})').format(sql.SQL(' ').join(options)) if options else sql.SQL(''))
+                sql.SQL('ALWAYS' if column.identity == 'a' else 'BY DEFAULT'), _identity_options(column))
         elif column.default is not None:
             extras[column.name] = sql.SQL('DEFAULT {}').format(catalog_sql(column.default))
     return extras
@@ -239,9 +244,7 @@ def sequences_before(to_create, peers):
                 if seq.key in seen:
                     continue
                 seen.add(seq.key)
-                statements.append(Statement(sql.SQL('CREATE SEQUENCE IF NOT EXISTS {} AS {} {}').format(
-                    sql.Identifier(seq.schema, seq.name), catalog_sql(seq.type),
-                    sql.SQL(' ').join(sequence_options(seq)))))
+                statements.append(create_sequence(seq))
     return statements
 
 
@@ -262,6 +265,75 @@ def after_tables(to_create, peers):
                 ident, sql.Identifier(con.name), catalog_sql(con.definition)))
             (foreign if con.type == 'f' else constraints).append(statement)
     return owned + constraints + foreign
+
+
+def complete_existing(existing, peers, target_peers):
+    """Statements that give tables the peer has already (``existing``: [(desired, actual)]
+    TableDefs) what they lack of the source's definition; in one list: sequences, defaults and
+    identities, ownership, constraints, foreign keys last."""
+    sequences, columns, owned, constraints, foreign, seen = [], [], [], [], [], set()
+    for table, actual in existing:
+        peer, have = peers.get(table.key), target_peers.get(table.key)
+        if peer is None:
+            continue
+        ident = sql.Identifier(table.schema, table.name)
+        have_columns = dict((c.name, c) for c in have.columns) if have else {}
+        present = set(actual.column_names())
+        for column in peer.columns:
+            if column.name not in present or column.name in have_columns:
+                continue   # a column the peer lacks (the column comparison reports it), or set up
+            if column.identity in ('a', 'd'):
+                options = _identity_options(column)
+                columns.append(Statement(sql.SQL('ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {} AS IDENTITY{}').format(
+                    ident, sql.Identifier(column.name),
+                    sql.SQL('ALWAYS' if column.identity == 'a' else 'BY DEFAULT'), options)))
+                continue
+            if column.default is None:
+                continue
+            for seq in column.sequences:
+                if seq.key not in seen:
+                    seen.add(seq.key)
+                    sequences.append(create_sequence(seq))
+                if seq.owned:
+                    owned.append(Statement(sql.SQL('ALTER SEQUENCE {} OWNED BY {}.{}').format(
+                        sql.Identifier(seq.schema, seq.name), ident, sql.Identifier(column.name))))
+            columns.append(Statement(sql.SQL('ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}').format(
+                ident, sql.Identifier(column.name), catalog_sql(column.default))))
+        have_constraints = set(k.name for k in have.constraints) if have else set()
+        indexes = set(i.name for i in actual.indexes)
+        for con in peer.constraints:
+            if con.name in have_constraints:
+                continue
+            (foreign if con.type == 'f' else constraints).extend(
+                _add_constraint(ident, table.schema, con, con.index in indexes))
+    return sequences + columns + owned + constraints + foreign
+
+
+def _add_constraint(ident, schema, con, index_exists):
+    add = sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} {}')
+    if not index_exists:
+        return [Statement(add.format(ident, sql.Identifier(con.name), catalog_sql(con.definition)))]
+    if con.type == 'u' and 'DEFERRABLE' not in con.definition:
+        # the replica's unique index of the same name becomes the constraint's
+        return [Statement(add.format(ident, sql.Identifier(con.name), sql.SQL('UNIQUE USING INDEX {}').format(
+            sql.Identifier(con.index))))]
+    # an exclusion (or deferrable unique) constraint builds its own index: the replica's plain
+    # one of that name goes
+    return [Statement(sql.SQL('DROP INDEX {}').format(sql.Identifier(schema, con.index))),
+            Statement(add.format(ident, sql.Identifier(con.name), catalog_sql(con.definition)))]
+
+
+def _identity_options(column):
+    if not column.sequences:
+        return sql.SQL('')
+    seq = column.sequences[0]
+    return sql.SQL(' ({})').format(sql.SQL(' ').join(
+        [sql.SQL('SEQUENCE NAME {}').format(sql.Identifier(seq.schema, seq.name))] + sequence_options(seq)))
+
+
+def create_sequence(seq):
+    return Statement(sql.SQL('CREATE SEQUENCE IF NOT EXISTS {} AS {} {}').format(
+        sql.Identifier(seq.schema, seq.name), catalog_sql(seq.type), sql.SQL(' ').join(sequence_options(seq))))
 
 
 def _columns(peers, table):

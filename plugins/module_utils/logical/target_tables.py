@@ -32,7 +32,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors i
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.tables import parse_table_refs
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.column_changes import plan_column_changes
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.peer_defs import (
-    after_tables, column_extras, peer_problems, sequences_before, without_constraint_indexes)
+    after_tables, column_extras, complete_existing, peer_problems, sequences_before, without_constraint_indexes)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.logical.table_defs import (
     OTHER_KINDS, CatalogSQL, Column, Index, TableDef, identifier_list, catalog_sql,
     catalog_type_name, column_definition)
@@ -47,7 +47,9 @@ class TargetState(object):
     """What the target has of what the plan needs."""
 
     def __init__(self, schemas=(), tables=(), missing_types=(), missing_collations=(), copying=(),
-                 server_version=None):
+                 server_version=None, peers=None):
+        # definition=peer: {key: peer_defs.PeerDef} of the existing tables as the target has them
+        self.peers = peers or {}
         self.server_version = server_version   # server_version_num (None: not known)
         self.schemas = set(schemas)
         self.tables = dict((t.key, t) for t in tables)
@@ -220,7 +222,8 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True, index
     missing_schemas = _missing_schemas(to_create, target)
     errors.extend(_creation_problems(to_create, target, missing_schemas, create_schemas))
     if peers is not None:
-        errors.extend(peer_problems(to_create, peers, set(t.key for t in desired)))
+        errors.extend(peer_problems(to_create + [t for t, dummy in existing], peers,
+                                    set(t.key for t in desired), target.peers))
     if differences and schema_changes == 'refuse':
         errors.append('Columns differ between source and target (nothing was changed; set '
                       'check_columns=false to skip existing tables anyway, or follow the source '
@@ -234,6 +237,8 @@ def plan_changes(desired, target, create_schemas=True, check_columns=True, index
     for table in to_create:
         statements.extend(create_table(table, column_extras((peers or {}).get(table.key))))
     statements.extend(after_tables(to_create, peers or {}))
+    if peers is not None:
+        statements.extend(complete_existing(existing, peers, target.peers))
     for column_plan in followed:
         statements.extend(column_plan.statements(caught_up))
     index_statements, index_report = [], None
