@@ -7,18 +7,26 @@ subscriber. Then, for each phase:
 
   idle        heartbeats only: the replication pipeline's own delay (walsender, network,
               apply worker) - the baseline
-  N tps       the same heartbeats while pgbench runs its TPC-B-like script on the publisher at
-              a fixed rate of N transactions per second (``pgbench -R N``, 2 clients)
+  max         pgbench without a rate limit (2 clients) with the set replicating: the
+              publisher's maximum TPS on this machine, measured in the same run; the lag of this
+              phase shows what happens beyond the limit
+  N% of max   the same heartbeats while pgbench runs its TPC-B-like script on the publisher at
+              a fixed rate of N% of that maximum (``pgbench -R``; default 50% and 80%)
+  N tps       the same at a fixed rate given with --rates
 
 A heartbeat is a committed ``INSERT`` on the publisher every 100 ms carrying
 ``clock_timestamp()``; on the subscriber an ``ENABLE ALWAYS`` trigger (it fires in the apply
 worker) records the time the row is applied. Publisher and subscriber share the host's kernel
 clock (containers), so the difference is the lag of that change, with no clock skew. The phase
 reports p50/p99/max of these lags, the ratio of its p50 to the idle p50, and pgbench's own
-average transaction latency on the publisher (the commit latency a client sees there).
+average transaction latency on the publisher (the commit latency a client sees there), and the
+lag's growth: the slope of lag over the phase (ms of lag per second, a least-squares fit over
+every heartbeat) and the time the subscriber needed after the phase to apply its last heartbeat.
+A slope near 0 means the apply side keeps up (the lag is bounded); a positive one is the rate at
+which it falls behind.
 
-    .venv/bin/python benchmarks/lag_bench.py [--quick] [--duration 60] [--rates 100,250]
-                                             [--json FILE]
+    .venv/bin/python benchmarks/lag_bench.py [--quick] [--duration 60] [--shares 50,80]
+                                             [--rates 100,250] [--json FILE]
 """
 import argparse
 import os
@@ -76,9 +84,15 @@ END $$;"""
 LAGS = """SELECT count(*),
   percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
   percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
-  max(ms)
-FROM (SELECT extract(epoch FROM applied_at - sent_at) * 1000 AS ms
+  max(ms),
+  coalesce(regr_slope(ms, s), 0),
+  extract(epoch FROM max(applied_at) - max(sent_at))
+FROM (SELECT extract(epoch FROM applied_at - sent_at) * 1000 AS ms, extract(epoch FROM sent_at) AS s,
+             applied_at, sent_at
       FROM lag_arrival WHERE phase = '%s') l"""
+# the lag growth under which a phase counts as keeping up (ms of lag per second of load)
+BOUNDED_SLOPE = 1.0
+GOAL_P99_MS = 1000.0
 
 
 def log(msg):
@@ -123,10 +137,12 @@ def deploy(hosts, workdir):
 
 
 def pgbench(hosts, rate, duration):
-    """Start pgbench on the publisher (unix socket) at ``rate`` TPS; returns the process."""
+    """Start pgbench on the publisher (unix socket) at ``rate`` TPS (None: as fast as it can);
+    returns the process."""
+    limit = ['-R', str(rate)] if rate else []
     return subprocess.Popen(
         ['podman', 'exec', '--user', 'postgres', hosts.container('lagpub'),
-         'pgbench', '-n', '-c', '2', '-j', '2', '-T', str(duration), '-R', str(rate), DB],
+         'pgbench', '-n', '-c', '2', '-j', '2', '-T', str(duration)] + limit + [DB],
         env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         universal_newlines=True)
 
@@ -146,7 +162,7 @@ def parse_pgbench(out):
             'schedule_lag': schedule_lag}
 
 
-def wait_applied(hosts, phase, count, timeout=120):
+def wait_applied(hosts, phase, count, timeout=900):
     deadline = time.time() + timeout
     while True:
         got = int(hosts.psql('lagsub', "SELECT count(*) FROM lag_arrival WHERE phase = '%s'"
@@ -158,9 +174,11 @@ def wait_applied(hosts, phase, count, timeout=120):
         time.sleep(1)
 
 
-def run_phase(hosts, phase, rate, duration):
+def run_phase(hosts, phase, rate, duration, load=True):
+    """One phase: heartbeats for ``duration`` seconds, with pgbench at ``rate`` TPS (None: no
+    rate limit) when ``load``."""
     count = int(duration / INTERVAL)
-    bench = pgbench(hosts, rate, duration + 2) if rate else None
+    bench = pgbench(hosts, rate, duration + 2) if load else None
     if bench:
         time.sleep(1)  # the load runs before the first heartbeat and after the last
     hosts.psql('lagpub', HEARTBEATS % {'count': count, 'phase': phase, 'interval': INTERVAL},
@@ -172,11 +190,12 @@ def run_phase(hosts, phase, rate, duration):
             raise RuntimeError('pgbench failed:\n' + out)
         load = parse_pgbench(out)
     wait_applied(hosts, phase, count)
-    n, p50, p99, worst = hosts.psql('lagsub', LAGS % phase, dbname=DB)[0].split('|')
+    n, p50, p99, worst, slope, tail = hosts.psql('lagsub', LAGS % phase, dbname=DB)[0].split('|')
     result = {'phase': phase, 'rate': rate, 'samples': int(n), 'p50': float(p50),
-              'p99': float(p99), 'max': float(worst), 'load': load}
-    log('%s: %d heartbeats, lag p50 %.1f ms, p99 %.1f ms, max %.1f ms%s (load %s)' % (
-        phase, result['samples'], result['p50'], result['p99'], result['max'],
+              'p99': float(p99), 'max': float(worst), 'slope': float(slope),
+              'catch_up': float(tail), 'load': load}
+    log('%s: %d heartbeats, lag p50 %.1f ms, p99 %.1f ms, max %.1f ms, growth %.2f ms/s%s (load %s)' % (
+        phase, result['samples'], result['p50'], result['p99'], result['max'], result['slope'],
         ', pgbench %.0f tps, latency %.2f ms' % (load['tps'], load['latency']) if load else '',
         load_average()))
     return result
@@ -191,14 +210,18 @@ def report(args, phases, version):
                      None if load.get('tps') is None else round(load['tps']),
                      None if load.get('latency') is None else round(load['latency'], 2),
                      round(r['p50'], 1), round(r['p99'], 1), round(r['max'], 1),
+                     round(r['slope'], 2), round(r['catch_up'], 1),
                      round(r['p50'] / idle['p50'], 2), round(r['p99'] / idle['p99'], 2)])
     info = machine_info()
     description = (
         'Logical replication lag of a sync set deployed by `playbooks/site.yml` (publisher and '
         'subscriber in two systemd containers from `localhost/tablesync-pg:bookworm`, '
         'PostgreSQL %s, default server settings as the roles leave them) while pgbench runs its '
-        'TPC-B-like script on the publisher at a fixed rate (`pgbench -R`, 2 clients, %d s per '
-        'phase; all four pgbench tables are in the set). Lag is measured per change: every '
+        'TPC-B-like script on the publisher, first with no rate limit (`max`: the publisher\'s '
+        'maximum TPS with the set replicating, measured in this run, half as long as the other '
+        'phases), then at fixed shares of that maximum (`pgbench -R`, 2 clients, %d s per '
+        'phase; all four pgbench tables are in the set). Lag growth is the least-squares slope '
+        'of lag over the phase (ms of lag per second of load; near 0: the apply side keeps up). Lag is measured per change: every '
         '%d ms the publisher commits a heartbeat row stamped with `clock_timestamp()`, and an '
         '`ENABLE ALWAYS` trigger on the subscriber records when the apply worker applies it '
         '(both containers read the same kernel clock: no skew). Baseline: the same heartbeats '
@@ -218,11 +241,26 @@ def report(args, phases, version):
                                    r['p99'] / idle['p99'], r['load']['tps'], r['load']['latency'])
               for r in loaded]
     labels = [r['phase'] for r in phases]
+    goal, goal_met = None, None
+    half = [r for r in phases if r['phase'].startswith('50% of max')]
+    if half:
+        goal = 'lag p99 under %.0f s at 50%% of the publisher\'s maximum TPS' % (GOAL_P99_MS / 1000)
+        goal_met = half[0]['p99'] < GOAL_P99_MS
+    for r in phases[1:]:
+        if r['rate'] is None or r['phase'].startswith('max'):
+            continue
+        if r['slope'] < BOUNDED_SLOPE:
+            notes.append('%s: the lag stays bounded (growth %.2f ms per second of load)' % (r['phase'], r['slope']))
+        else:
+            notes.append('%s: one apply worker falls behind: the lag grows by %.1f ms per second of '
+                         'load; the last heartbeat was applied %.1f s after it was sent'
+                         % (r['phase'], r['slope'], r['catch_up']))
     return make_result(
         'lag', 'Logical replication lag under a pgbench write load', description,
         ['phase', 'heartbeats', 'pgbench tps', 'pgbench latency ms', 'lag p50 ms',
-         'lag p99 ms', 'lag max ms', 'p50 vs idle', 'p99 vs idle'],
-        rows, goal=None, goal_met=None,
+         'lag p99 ms', 'lag max ms', 'lag growth ms/s', 'last heartbeat applied after s',
+         'p50 vs idle', 'p99 vs idle'],
+        rows, goal=goal, goal_met=goal_met,
         charts=[chart('lag.png', 'Replication lag per phase', labels,
                       {'p50': [r['p50'] for r in phases], 'p99': [r['p99'] for r in phases]},
                       ylabel='milliseconds')],
@@ -233,20 +271,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     add_standard_arguments(parser)
     parser.add_argument('--duration', type=int, help='seconds per phase (default 60; quick: 10)')
-    parser.add_argument('--rates', help='pgbench rates in tps, comma-separated (default '
-                        '100,250; quick: 100)')
+    parser.add_argument('--shares', help='rates as percentages of the measured maximum TPS, '
+                        'comma-separated (default 50,80)')
+    parser.add_argument('--rates', help='fixed pgbench rates in tps, comma-separated (default '
+                        'none; quick: 100)')
     args = parser.parse_args()
     args.duration = args.duration or (10 if args.quick else 60)
-    rates = [int(r) for r in (args.rates or ('100' if args.quick else '100,250')).split(',')]
+    rates = [int(r) for r in (args.rates or ('100' if args.quick else '')).split(',') if r]
+    shares = [int(r) for r in (args.shares or '50,80').split(',') if r]
 
     workdir = tempfile.mkdtemp(prefix='lag-bench-')
     with BenchContainers(['lagpub', 'lagsub'], log_dir=workdir) as hosts:
         version = hosts.server_version('lagpub')
         log('containers up; deploying with site.yml (output in %s)' % workdir)
         deploy(hosts, workdir)
-        phases = [run_phase(hosts, 'idle', None, args.duration)]
+        phases = [run_phase(hosts, 'idle', None, args.duration, load=False)]
         for rate in rates:
             phases.append(run_phase(hosts, '%d tps' % rate, rate, args.duration))
+        if shares:
+            top = run_phase(hosts, 'max (no rate limit)', None, max(10, args.duration // 2))
+            phases.append(top)
+            for share in shares:
+                rate = max(1, int(top['load']['tps'] * share / 100))
+                phases.append(run_phase(hosts, '%d%% of max (%d tps)' % (share, rate), rate, args.duration))
     result = report(args, phases, version)
     print_table(result)
     write_json(args.json, result)
