@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from helpers import connect, failures, psql, run_site, wait_for
+from helpers import check_table, connect, failures, psql, run_site, wait_for
 
 PUB, SUB17 = "logical-pub", "logical-sub17"
 DB = "ledger"
@@ -21,6 +21,7 @@ LEDGER = {
     "tables": ["public.accounts", "public.entries"],
 }
 WITH_LEDGER = ["-e", json.dumps({"molecule_extra_sets": [LEDGER]})]
+VERIFY = ["-e", "tablesync_check_verify=true"]
 # each peer writes its own keys (docs/bidirectional.md: keys must never collide); the writes
 # rely on the defaults and the foreign key, which the peer's tables get from the source
 SOURCE_TABLES = """
@@ -40,6 +41,10 @@ DUMP = {"public.accounts": "SELECT id, owner, balance, opened FROM public.accoun
 def peers():
     """Both peers, the ledger set deployed by site.yml (run twice: the second changes nothing)."""
     pub, sub = connect(PUB), connect(SUB17)
+    # test_operations.py's fault tests leave apply errors counted on the other sets; check.yml
+    # counts errors since the last reset, so this module starts from zero on every host
+    for host in (pub, connect("logical-sub15"), sub):
+        psql(host, "postgres", "SELECT pg_stat_reset_subscription_stats(NULL)")
     pub.check_output("runuser -u postgres -- createdb %s", DB)
     psql(pub, DB, SOURCE_TABLES)
     rc, out, _recap = run_site(*WITH_LEDGER)
@@ -122,6 +127,55 @@ def test_writes_on_both_peers_converge_with_no_loop(peers):
     wait_for(lambda: False, timeout=5)
     assert _apply_errors(pub) == "0" and _apply_errors(sub) == "0"
     assert _equal(pub, sub)
+
+
+def test_check_reports_both_directions_and_verifies_the_peer(peers):
+    rc, out, rows, _breaches = check_table(*(WITH_LEDGER + VERIFY))
+    assert rc == 0, out[-6000:]
+    forward, back = rows[("ledger", SUB17, DB)], rows[("ledger", PUB, DB)]
+    assert forward["source"] == f"{PUB}/{DB}" and back["source"] == f"{SUB17}/{DB}"
+    assert forward["state"] == back["state"] == "streaming", (forward["line"], back["line"])
+    assert forward["rest"].startswith("equal"), forward["line"]
+
+
+def test_a_row_updated_on_both_peers_is_a_reported_conflict_until_repaired(peers):
+    """The documented conflict: both peers update one row before either change arrived. Each
+    applies the other's version (the rows differ); the 18 peer counts update_origin_differs;
+    check.yml fails naming both, until the winning version is written once on one peer."""
+    pub, sub = peers
+    names = {host: _subscriptions(host).split(":")[0] for host in peers}
+    for host in peers:
+        psql(host, DB, f"ALTER SUBSCRIPTION {names[host]} DISABLE")
+    for host in peers:
+        assert wait_for(lambda: psql(host, DB, "SELECT count(*) FROM pg_stat_subscription s "
+                                               "WHERE s.subname LIKE 'tablesync\\_ledger%' AND s.pid IS NOT NULL") == "0",
+                        timeout=30)
+    psql(pub, DB, "UPDATE public.accounts SET owner = 'written on 18' WHERE id = 7")
+    psql(sub, DB, "UPDATE public.accounts SET owner = 'written on 17' WHERE id = 7")
+    for host in peers:
+        psql(host, DB, f"ALTER SUBSCRIPTION {names[host]} ENABLE")
+    owner = "SELECT owner FROM public.accounts WHERE id = 7"
+    assert wait_for(lambda: psql(pub, DB, owner) == "written on 17" and psql(sub, DB, owner) == "written on 18",
+                    timeout=60), (psql(pub, DB, owner), psql(sub, DB, owner))
+
+    rc, out, rows, breaches = check_table(*(WITH_LEDGER + VERIFY))
+    assert rc != 0, out[-6000:]
+    conflict = [b for b in breaches if b.startswith(f"sync set ledger, {SUB17}/{DB} -> {PUB}/{DB}: ")]
+    assert conflict and "update_origin_differs 1" in conflict[0] and \
+        "docs/bidirectional.md" in conflict[0], breaches
+    differ = [b for b in breaches if b.startswith(f"sync set ledger, {PUB}/{DB} -> {SUB17}/{DB}: ")]
+    assert differ and "1 rows differ (public.accounts)" in differ[0], breaches
+    # nothing else of the scenario is affected
+    assert all(b.startswith("sync set ledger") for b in breaches[1:]), breaches
+
+    # the repair: the winning version written once, on one peer; then the counters reset
+    psql(sub, DB, "UPDATE public.accounts SET owner = 'agreed' WHERE id = 7")
+    assert wait_for(lambda: psql(pub, DB, owner) == "agreed", timeout=60)
+    assert _equal(pub, sub)
+    psql(pub, DB, "SELECT pg_stat_reset_subscription_stats(oid) FROM pg_subscription WHERE subname LIKE 'tablesync\\_ledger%'")
+    rc, out, rows, breaches = check_table(*(WITH_LEDGER + VERIFY))
+    assert rc == 0, breaches or out[-6000:]
+    assert rows[("ledger", SUB17, DB)]["rest"].startswith("equal")
 
 
 def test_removing_the_set_drops_its_links_on_both_peers(peers):
