@@ -7,7 +7,7 @@ subscriber. Then, for each phase:
 
   idle        heartbeats only: the replication pipeline's own delay (walsender, network,
               apply worker) - the baseline
-  max         pgbench without a rate limit (2 clients) with the set replicating: the
+  max         pgbench without a rate limit (--clients, default 2) with the set replicating: the
               publisher's maximum TPS on this machine, measured in the same run; the lag of this
               phase shows what happens beyond the limit
   N% of max   the same heartbeats while pgbench runs its TPC-B-like script on the publisher at
@@ -26,7 +26,7 @@ A slope near 0 means the apply side keeps up (the lag is bounded); a positive on
 which it falls behind.
 
     .venv/bin/python benchmarks/lag_bench.py [--quick] [--duration 60] [--shares 50,80]
-                                             [--rates 100,250] [--json FILE]
+                                             [--clients 2] [--rates 100,250] [--json FILE]
 """
 import argparse
 import os
@@ -136,13 +136,13 @@ def deploy(hosts, workdir):
     hosts.psql('lagsub', ARRIVAL_DDL, dbname=DB)
 
 
-def pgbench(hosts, rate, duration):
+def pgbench(hosts, rate, duration, clients=2):
     """Start pgbench on the publisher (unix socket) at ``rate`` TPS (None: as fast as it can);
     returns the process."""
     limit = ['-R', str(rate)] if rate else []
     return subprocess.Popen(
         ['podman', 'exec', '--user', 'postgres', hosts.container('lagpub'),
-         'pgbench', '-n', '-c', '2', '-j', '2', '-T', str(duration)] + limit + [DB],
+         'pgbench', '-n', '-c', str(clients), '-j', str(min(clients, 2)), '-T', str(duration)] + limit + [DB],
         env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         universal_newlines=True)
 
@@ -174,11 +174,11 @@ def wait_applied(hosts, phase, count, timeout=900):
         time.sleep(1)
 
 
-def run_phase(hosts, phase, rate, duration, load=True):
+def run_phase(hosts, phase, rate, duration, load=True, clients=2):
     """One phase: heartbeats for ``duration`` seconds, with pgbench at ``rate`` TPS (None: no
     rate limit) when ``load``."""
     count = int(duration / INTERVAL)
-    bench = pgbench(hosts, rate, duration + 2) if load else None
+    bench = pgbench(hosts, rate, duration + 2, clients) if load else None
     if bench:
         time.sleep(1)  # the load runs before the first heartbeat and after the last
     hosts.psql('lagpub', HEARTBEATS % {'count': count, 'phase': phase, 'interval': INTERVAL},
@@ -219,7 +219,7 @@ def report(args, phases, version):
         'PostgreSQL %s, default server settings as the roles leave them) while pgbench runs its '
         'TPC-B-like script on the publisher, first with no rate limit (`max`: the publisher\'s '
         'maximum TPS with the set replicating, measured in this run, half as long as the other '
-        'phases), then at fixed shares of that maximum (`pgbench -R`, 2 clients, %d s per '
+        'phases), then at fixed shares of that maximum (`pgbench -R`, %d clients, %d s per '
         'phase; all four pgbench tables are in the set). Lag growth is the least-squares slope '
         'of lag over the phase (ms of lag per second of load; near 0: the apply side keeps up). Lag is measured per change: every '
         '%d ms the publisher commits a heartbeat row stamped with `clock_timestamp()`, and an '
@@ -230,7 +230,7 @@ def report(args, phases, version):
         'over the idle one. pgbench\'s average transaction latency on the publisher is the '
         'commit latency a client sees there, for scale (pgbench\'s rate-limit schedule lag taken out). Machine: %s, %s cores, %s RAM, shared '
         'with other jobs (load average at the end %s).' % (
-            version, args.duration, int(INTERVAL * 1000), info['cpu'], info['cores'],
+            version, args.clients, args.duration, int(INTERVAL * 1000), info['cpu'], info['cores'],
             info['ram'], load_average()))
     loaded = phases[1:]
     notes = ['%s: pgbench ran behind its schedule by %.0f ms on average: the machine could not '
@@ -273,6 +273,8 @@ def main():
     parser.add_argument('--duration', type=int, help='seconds per phase (default 60; quick: 10)')
     parser.add_argument('--shares', help='rates as percentages of the measured maximum TPS, '
                         'comma-separated (default 50,80)')
+    parser.add_argument('--clients', type=int, default=2, help='pgbench clients of the loaded phases '
+                        '(default 2; at pgbench scale 1 every client updates the one branch row, so more clients contend: 8 gave 853 tps against 1231 with 2)')
     parser.add_argument('--rates', help='fixed pgbench rates in tps, comma-separated (default '
                         'none; quick: 100)')
     args = parser.parse_args()
@@ -287,13 +289,14 @@ def main():
         deploy(hosts, workdir)
         phases = [run_phase(hosts, 'idle', None, args.duration, load=False)]
         for rate in rates:
-            phases.append(run_phase(hosts, '%d tps' % rate, rate, args.duration))
+            phases.append(run_phase(hosts, '%d tps' % rate, rate, args.duration, clients=args.clients))
         if shares:
-            top = run_phase(hosts, 'max (no rate limit)', None, max(10, args.duration // 2))
+            top = run_phase(hosts, 'max (no rate limit)', None, max(10, args.duration // 2), clients=args.clients)
             phases.append(top)
             for share in shares:
                 rate = max(1, int(top['load']['tps'] * share / 100))
-                phases.append(run_phase(hosts, '%d%% of max (%d tps)' % (share, rate), rate, args.duration))
+                phases.append(run_phase(hosts, '%d%% of max (%d tps)' % (share, rate), rate, args.duration,
+                                        clients=args.clients))
     result = report(args, phases, version)
     print_table(result)
     write_json(args.json, result)
