@@ -69,15 +69,14 @@ class Connection(PodmanConnection):
     has_pipelining = True
 
     def _connect(self):
-        # no `podman mount` per task: files (template, copy) go through `podman cp` instead
+        # no `podman mount` per task: put_file and fetch_file go through a shell in the container
         self._connected = True
 
     @ensure_connect
     def exec_command(self, cmd, in_data=None, sudoable=False):
         if in_data is None:
             return super(Connection, self).exec_command(cmd, in_data=None, sudoable=sudoable)
-        args = ["exec", "-i"] + (["--user", self.user] if self.user else [])
-        return self._podman(args, shlex.split(to_native(cmd, errors="surrogate_or_strict")), in_data)
+        return self._podman(["exec", "-i"] + self._exec_user(), shlex.split(to_native(cmd, errors="surrogate_or_strict")), in_data)
 
     def _exec_user(self):
         return ["--user", self.user] if self.user else []
