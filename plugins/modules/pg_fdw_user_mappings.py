@@ -45,6 +45,20 @@ options:
         description:
           - Password of the remote user. Unset leaves the stored password as it is.
         type: str
+      scram_passthrough:
+        description:
+          - Connect with the SCRAM keys the local session authenticated with (option
+            C(use_scram_passthrough)) instead of a stored password, which is removed when
+            there is one. Needs PostgreSQL 18 on this server (the module fails naming the
+            version otherwise) and cannot be combined with O(mappings[].password) or C(PUBLIC).
+          - Works only for sessions that logged in to this server with SCRAM-SHA-256 (over
+            TCP or a socket with C(scram-sha-256) in C(pg_hba.conf)), and only when the
+            remote user has the same SCRAM verifier (same salt and iteration count, not merely
+            the same password) as the local login; copy it with
+            M(tablesync.postgresql.pg_scram_verifiers) and
+            M(tablesync.postgresql.pg_sync_role) O(tablesync.postgresql.pg_sync_role#module:password_verifier).
+        type: bool
+        default: false
       options:
         description:
           - Further user mapping options (C(sslcert), C(sslkey), C(password_required), ...).
@@ -98,6 +112,14 @@ EXAMPLES = r'''
         user: tablesync_fdw
         password: "{{ vault_tablesync_fdw_password }}"
     exclusive: true
+
+- name: PostgreSQL 18 - reporting logs in with SCRAM and reads as itself, no password stored
+  tablesync.postgresql.pg_fdw_user_mappings:
+    login_db: reporting
+    server: shop_source
+    mappings:
+      - role: reporting
+        scram_passthrough: true
 
 - name: Drop the PUBLIC mapping
   tablesync.postgresql.pg_fdw_user_mappings:
@@ -206,6 +228,7 @@ def argument_spec():
             role=dict(type='str', required=True),
             user=dict(type='str'),
             password=dict(type='str', no_log=True),
+            scram_passthrough=dict(type='bool', default=False),
             options=dict(type='dict', default={}),
             state=dict(type='str', default='present', choices=['present', 'absent']),
         )),
@@ -221,7 +244,8 @@ def desired_mappings(params):
             check_identifier(m['role'], 'role')
     except NameError_ as e:
         raise PlanError(str(e))
-    return [MappingSpec(m['role'], m['user'], m['password'], m['options'], m['state'])
+    return [MappingSpec(m['role'], m['user'], m['password'], m['options'], m['state'],
+                        scram_passthrough=m['scram_passthrough'])
             for m in params['mappings']]
 
 

@@ -54,6 +54,18 @@ options:
     description:
       - Password of the role. Sent to the server only as a SCRAM-SHA-256 verifier.
       - When unset the password of an existing role is left alone; a new role gets none.
+      - Mutually exclusive with O(password_verifier).
+    type: str
+  password_verifier:
+    description:
+      - A SCRAM-SHA-256 verifier, as C(pg_authid.rolpassword) holds it
+        (C(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)), stored as it is.
+      - For SCRAM pass-through (PostgreSQL 18 postgres_fdw and dblink), where the role on the
+        remote server must have the very same verifier (same salt and iteration count) as the
+        local login it stands for; copy it from that server (for example with
+        M(tablesync.postgresql.pg_scram_verifiers)). The module never sees a password then.
+      - Compared as a string with the stored verifier, so a role whose password was set with
+        another salt is updated.
     type: str
   update_password:
     description:
@@ -515,7 +527,8 @@ def ensure_present(module, catalog, executor, desired, current, wanted, managed)
         module.fail_json(msg='Table%s not found in database %s: %s.'
                          % ('s' if len(missing) > 1 else '', catalog.database, ', '.join(missing)),
                          missing_tables=missing)
-    if desired.password is not None and current.exists and not current.password_readable \
+    if (desired.password or desired.password_verifier) and current.exists \
+            and not current.password_readable \
             and desired.update_password == 'always':
         module.warn('login_user cannot read pg_authid (needs superuser), so the password of %s '
                     'cannot be compared and is set on every run; use update_password=on_create '
@@ -575,6 +588,7 @@ def argument_spec():
         name=dict(type='str', required=True),
         state=dict(type='str', default='present', choices=['absent', 'present']),
         password=dict(type='str', no_log=True),
+        password_verifier=dict(type='str', no_log=True),
         update_password=dict(type='str', default='always', choices=['always', 'on_create'],
                              no_log=False),
         login=dict(type='bool', default=True),
@@ -599,7 +613,8 @@ def desired_from_params(module):
                               connection_limit=params['connection_limit'],
                               password=params['password'],
                               update_password=params['update_password'],
-                              member_of=params['member_of'])
+                              member_of=params['member_of'],
+                              password_verifier=params['password_verifier'])
         wanted = desired_privileges(params['select_tables'],
                                     params['insert_update_delete_tables'])
     except SyncRoleError as e:
@@ -610,11 +625,12 @@ def desired_from_params(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[('password', 'password_verifier')])
     desired, wanted, managed = desired_from_params(module)
     conn = connect(module)
     executor = Executor(conn, module.check_mode)
-    executor.add_secrets(desired.password)
+    executor.add_secrets(desired.password, desired.password_verifier)
     try:
         catalog = SyncRoleCatalog(conn, desired.name)
         current = catalog.read_role()

@@ -173,8 +173,7 @@ needs_host_python = pytest.mark.skipif(
 
 def site_host(cluster):
     """Inventory variables of a host whose cluster is ``cluster`` (socket, port, restart)."""
-    restart = 'runuser -u postgres -- %s/pg_ctl -D %s -l %s -w -t 60 -m fast restart' % (
-        cluster.bindir, cluster.datadir, cluster.logfile)
+    restart = cluster.restart_command()
     host = {'ansible_connection': 'local', 'ansible_python_interpreter': HOST_PYTHON,
             'ansible_become_method': 'su', 'tablesync_address': cluster.host,
             'tablesync_port': cluster.port, 'postgresql_server_restart_command': restart,

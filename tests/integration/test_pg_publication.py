@@ -164,7 +164,8 @@ def test_create_each_form_then_no_change(db):
         'tables': [{'name': 'sales.customers', 'columns': ['id', 'name', 'country'],
                     'where': "((country = 'DE'::text) AND (id > 10))"}],
         'schemas': [], 'publish': ['insert'], 'publish_via_partition_root': False, 'comment': None,
-        'publish_generated_columns': None,  # PostgreSQL 18+
+        # PostgreSQL 18+: the server's value; before, None (not a publication property)
+        'publish_generated_columns': 'none' if db.cluster.version() >= 18 else None,
     }
     assert results[len(forms) + 1]['publication'] == publication
 
@@ -303,7 +304,8 @@ def test_check_mode_changes_nothing(db):
         'tables': [{'name': 'public.plain', 'columns': None, 'where': None},
                    {'name': 'sales.customers', 'columns': None, 'where': 'id > 5'}],
         'schemas': ['billing'], 'publish': ['insert', 'update'], 'publish_via_partition_root': False,
-        'publish_generated_columns': None, 'comment': 'after'}
+        'publish_generated_columns': 'none' if db.cluster.version() >= 18 else None,
+        'comment': 'after'}
     assert r[1]['recreated'] is True and r[1]['publication']['all_tables'] is True
     assert r[1]['replica_identity_changes'] == [{'table': 'public.nokey', 'replica_identity': 'full'}]
     assert r[2]['queries'][0] == 'ALTER TABLE ONLY "public"."nokey" REPLICA IDENTITY FULL'

@@ -85,7 +85,7 @@ def test_sighup_settings_apply_without_restart_and_any_spelling_is_a_no_op(clust
     assert first['restart_required'] is False and first['pending_restart'] == []
     assert first['settings'] == {'max_slot_wal_keep_size': '10GB', 'checkpoint_timeout': '15min',
                                  'log_connections': 'on', 'shared_buffers': '64MB'}
-    assert second['changed'] is False and second['queries'] == []
+    assert second['changed'] is False and second['queries'] == [], second['queries']
     assert third['changed'] and third['settings'] == {'max_slot_wal_keep_size': '-1'}
     assert fourth['changed'] is False and fourth['queries'] == []
     assert cluster.query('SHOW checkpoint_timeout') == [('15min',)]

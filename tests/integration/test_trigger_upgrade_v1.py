@@ -20,7 +20,7 @@ def restore(cluster, db, name, strip=()):
     for line in strip:
         text = text.replace(line, '')
     cluster.execute('CREATE DATABASE %s' % db)
-    proc = subprocess.run(['runuser', '-u', 'postgres', '--', os.path.join(cluster.bindir, 'psql'),
+    proc = subprocess.run(['runuser', '-u', 'postgres', '--', os.path.join(cluster.client_bindir, 'psql'),
                            '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', cluster.sockdir,
                            '-p', str(cluster.port), '-U', cluster.user, '-d', db],
                           input=text, universal_newlines=True, stdout=subprocess.PIPE,

@@ -52,6 +52,7 @@ OPTION_VERSIONS = {
     },
     'user mapping': {
         'password_required': PG13, 'sslcert': PG13, 'sslkey': PG13,
+        'use_scram_passthrough': PG18,
     },
     'foreign table': {
         'truncatable': PG14, 'batch_size': PG14, 'async_capable': PG14,

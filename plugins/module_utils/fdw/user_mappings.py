@@ -52,15 +52,33 @@ def key_order(key):
     return (key is not PUBLIC, key or '')
 
 
-class MappingSpec(object):
-    """One desired mapping. ``user``/``password`` None: left as they are."""
+PASSTHROUGH_OPTION = 'use_scram_passthrough'
 
-    def __init__(self, role, user=None, password=None, options=None, state='present'):
+
+class MappingSpec(object):
+    """One desired mapping. ``user``/``password`` None: left as they are.
+
+    ``scram_passthrough``: the mapping authenticates with the SCRAM keys of the local session's
+    login (PostgreSQL 18): option use_scram_passthrough on, and no stored password (one that is
+    there is dropped)."""
+
+    def __init__(self, role, user=None, password=None, options=None, state='present',
+                 scram_passthrough=False):
         self.key = role_key(role)
         self.user = user
         self.password = password
         self.options = normalize_options(options, 'user mapping')
         self.state = state
+        self.scram_passthrough = scram_passthrough
+        if scram_passthrough:
+            if password is not None:
+                raise PlanError('user mapping for %s: scram_passthrough stores no password; '
+                                'remove password' % role_label(self.key))
+            if self.key is PUBLIC:
+                raise PlanError('user mapping for PUBLIC cannot use scram_passthrough: the '
+                                'remote role must have the SCRAM verifier of each local login, '
+                                'so map each login role by name')
+            self.options[PASSTHROUGH_OPTION] = 'true'
 
     def desired_options(self):
         options = dict(self.options)
@@ -71,8 +89,10 @@ class MappingSpec(object):
         return options
 
     def managed_keys(self, current_keys):
-        """Current option keys this spec decides about (unset user/password excluded)."""
-        unmanaged = set(k for k in CREDENTIAL_KEYS if getattr(self, k) is None)
+        """Current option keys this spec decides about (unset user/password excluded; with
+        scram_passthrough the password is managed: it goes)."""
+        unmanaged = set(k for k in CREDENTIAL_KEYS if getattr(self, k) is None
+                        and not (k == 'password' and self.scram_passthrough))
         return set(current_keys) - unmanaged
 
 

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import time
 from collections import namedtuple
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.conninfo import (
@@ -447,6 +448,34 @@ def enable_statement(name, enable):
     return _alter(name, sql.SQL('ENABLE' if enable else 'DISABLE'))
 
 
+class WaitForWorkersExit(Statement):
+    """After DISABLE: wait until the subscription's workers have exited.
+
+    DISABLE only asks the apply worker to stop; until it has, PostgreSQL 18 refuses
+    ``SET (two_phase)`` ("cannot alter two_phase when logical replication worker is still
+    running") and the publisher refuses to alter a slot its walsender still holds
+    (``failover``). Runs in autocommit, so the DISABLE before it is committed; polls
+    ``pg_stat_subscription`` for up to ``timeout`` seconds, then lets the next statement report
+    what the server says."""
+
+    QUERY = ('SELECT count(*) FROM pg_catalog.pg_stat_subscription '
+             'WHERE subname = %s AND pid IS NOT NULL')
+
+    def __init__(self, name, timeout=60.0, interval=0.2):
+        super(WaitForWorkersExit, self).__init__(sql.SQL(self.QUERY), [name], autocommit=True)
+        self.name = name
+        self.timeout = timeout
+        self.interval = interval
+
+    def execute(self, cursor):
+        deadline = time.time() + self.timeout
+        while True:
+            cursor.execute(self.QUERY, (self.name,))
+            if cursor.fetchone()[0] == 0 or time.time() >= deadline:
+                return
+            time.sleep(self.interval)
+
+
 def connection_statement(name, conninfo):
     return _alter(name, sql.SQL('CONNECTION %s'), [conninfo.as_param()])
 
@@ -720,6 +749,8 @@ def plan_alter(desired, current, server_version):
     statements = []
     if enabled_now and (not enabled_then or pause):
         statements.append(enable_statement(name, False))
+        if any(OPTION_BY_NAME[o].needs_disabled for o, _v in changes):
+            statements.append(WaitForWorkersExit(name))
     if connection_changed(desired, current):
         statements.append(connection_statement(name, desired['publisher']))
     if changes:

@@ -46,6 +46,13 @@ CASE_INSENSITIVE_SETTINGS = frozenset([
     'createrole_self_grant', 'datestyle', 'debug_io_direct', 'log_destination', 'log_timezone',
     'restrict_nonsystem_relation_kind', 'timezone', 'wal_consistency_checking',
 ])
+# Settings that were booleans and became lists of aspects (PostgreSQL 18: log_connections), which
+# still take the boolean spellings: on means the listed aspects, off none, 'all' every one.
+ASPECT_SETTINGS = {
+    'log_connections': {'on': ('receipt', 'authentication', 'authorization'),
+                        'all': ('receipt', 'authentication', 'authorization',
+                                'setup_durations')},
+}
 # ALTER SYSTEM refuses these (GUC_DISALLOW_IN_AUTO_FILE).
 NOT_IN_AUTO_CONF = frozenset(['config_file', 'data_directory', 'hba_file', 'ident_file'])
 # Hidden enum spellings PostgreSQL still accepts.
@@ -358,10 +365,25 @@ def canonical(setting, text):
         return value if setting.vartype == 'integer' else '%g' % value
     if setting.vartype == 'enum':
         return _enum_value(setting, text).lower()
+    if setting.key in ASPECT_SETTINGS:
+        return _aspects(setting, text)
     fold = (lambda s: s.lower()) if setting.key in CASE_INSENSITIVE_SETTINGS else (lambda s: s)
     if setting.key in LIST_SETTINGS:
         return tuple(fold(e) for e in split_list(text))
     return fold(text)
+
+
+def _aspects(setting, text):
+    """An aspect-list setting's value as the set of aspects it turns on."""
+    known = ASPECT_SETTINGS[setting.key]
+    as_bool = parse_bool(text)
+    if as_bool is not None:
+        return frozenset(known['on'] if as_bool else ())
+    aspects = set()
+    for element in split_list(text):
+        element = element.lower()
+        aspects.update(known['all'] if element == 'all' else (element,))
+    return frozenset(aspects)
 
 
 def _list_literals(setting, raw):

@@ -13,7 +13,7 @@ __metaclass__ = type
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     NameError_, check_identifier, format_qualified, parse_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.scram import (
-    build_verifier, verify_password)
+    build_verifier, is_verifier, verify_password)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Secret, Statement)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
@@ -104,8 +104,15 @@ class DesiredRole(object):
     """What the task asks for. ``connection_limit`` None: not managed."""
 
     def __init__(self, name, login=True, replication=False, connection_limit=None,
-                 password=None, update_password='always', member_of=None):
+                 password=None, update_password='always', member_of=None,
+                 password_verifier=None):
         self.name = check_role_name(name)
+        if password is not None and password_verifier is not None:
+            raise SyncRoleError('password and password_verifier are mutually exclusive')
+        if password_verifier is not None and not is_verifier(password_verifier):
+            raise SyncRoleError('password_verifier of %s is not a SCRAM-SHA-256 verifier '
+                                '(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, '
+                                'as pg_authid.rolpassword has it)' % self.name)
         if member_of is not None:
             bad = sorted(set(member_of) - set(MONITORING_ROLES))
             if bad:
@@ -116,6 +123,7 @@ class DesiredRole(object):
         self.replication = replication
         self.connection_limit = connection_limit
         self.password = password
+        self.password_verifier = password_verifier
         self.update_password = update_password
 
 
@@ -143,8 +151,10 @@ def refuse_superuser(desired, current):
 
 def password_update_needed(desired, current):
     """Whether to send a new verifier: the role is new, or the stored verifier does not match
-    the password (not readable: always, unless update_password is on_create)."""
-    if desired.password is None:
+    the password (not readable: always, unless update_password is on_create). A given
+    ``password_verifier`` is compared as it is: the same verifier, not merely the same password
+    (SCRAM pass-through needs the same salt and iteration count on both servers)."""
+    if desired.password is None and desired.password_verifier is None:
         return False
     if not current.exists:
         return True
@@ -152,6 +162,8 @@ def password_update_needed(desired, current):
         return False
     if not current.password_readable:
         return True
+    if desired.password_verifier is not None:
+        return desired.password_verifier != current.password
     return not verify_password(desired.password, current.password)
 
 
@@ -195,9 +207,9 @@ def plan_role(desired, current, verifier=None):
     refuse_superuser(desired, current)
     fragments, params = _attribute_options(desired, current)
     if password_update_needed(desired, current):
-        verifier = verifier or build_verifier(desired.password)
+        verifier = desired.password_verifier or verifier or build_verifier(desired.password)
         fragments.append(sql.SQL('PASSWORD %s'))
-        params.append(Secret(verifier, sensitive=[desired.password]))
+        params.append(Secret(verifier, sensitive=[desired.password] if desired.password else []))
     revokes = revoke_memberships(desired, current)
     if current.exists and not fragments:
         return revokes

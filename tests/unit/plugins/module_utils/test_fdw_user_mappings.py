@@ -107,3 +107,34 @@ def test_hostile_role_names(name):
     quoted = '"%s"' % name.replace('"', '""')
     assert shown(p) == ['CREATE USER MAPPING FOR %s SERVER %s OPTIONS ("user" \'%s\')'
                         % (quoted, quoted, name.replace("'", "''"))]
+
+
+# ---- scram_passthrough (PostgreSQL 18) ---------------------------------------------------------
+
+def test_passthrough_sets_the_option_and_drops_a_stored_password():
+    p = plan([MappingSpec('app', 'app', scram_passthrough=True)])
+    assert shown(p) == ['CREATE USER MAPPING FOR "app" SERVER "src" OPTIONS '
+                        '("use_scram_passthrough" \'true\', "user" \'app\')']
+    current = {'app': MappingState('app', {'user': 'app', 'password': SECRET})}
+    p = plan([MappingSpec('app', 'app', scram_passthrough=True)], current)
+    assert shown(p) == ['ALTER USER MAPPING FOR "app" SERVER "src" OPTIONS '
+                        '(ADD "use_scram_passthrough" \'true\', DROP "password")']
+    assert mappings_as_list(p.after) == [{'role': 'app', 'user': 'app', 'password_set': False,
+                                          'options': {'use_scram_passthrough': 'true'}}]
+    done = {'app': MappingState('app', {'user': 'app', 'use_scram_passthrough': 'on'})}
+    assert plan([MappingSpec('app', 'app', scram_passthrough=True)], done).statements == []
+
+
+def test_passthrough_refuses_a_password_and_public():
+    with pytest.raises(PlanError, match='stores no password'):
+        MappingSpec('app', 'app', SECRET, scram_passthrough=True)
+    with pytest.raises(PlanError, match='PUBLIC cannot use scram_passthrough'):
+        MappingSpec('PUBLIC', 'app', scram_passthrough=True)
+
+
+def test_leaving_passthrough_keeps_an_unmentioned_password_rule():
+    # without scram_passthrough an unset password is left as it is (the option goes)
+    current = {'app': MappingState('app', {'user': 'app', 'use_scram_passthrough': 'true',
+                                           'password': SECRET})}
+    assert shown(plan([MappingSpec('app', 'app')], current)) == [
+        'ALTER USER MAPPING FOR "app" SERVER "src" OPTIONS (DROP "use_scram_passthrough")']

@@ -428,3 +428,17 @@ class TestAtLeast(object):
         with pytest.raises(SettingsError) as err:
             plan_settings({'wal_level': 'logical'}, current, at_least=['wal_level'])
         assert 'not an integer' in str(err.value)
+
+
+def test_log_connections_of_postgresql_18_compares_aspects_and_boolean_spellings():
+    pg18 = dict(vartype='string', setting='')
+    on = value('log_connections', 'on', **pg18)
+    assert on == frozenset(['receipt', 'authentication', 'authorization'])
+    assert on == value('log_connections', 'yes', **pg18) \
+        == value('log_connections', 'authorization, Receipt,authentication', **pg18)
+    assert value('log_connections', 'off', **pg18) == value('log_connections', '', **pg18) \
+        == frozenset()
+    assert value('log_connections', 'all', **pg18) == on | frozenset(['setup_durations'])
+    assert value('log_connections', 'receipt', **pg18) != on
+    # before 18 it is a boolean
+    assert value('log_connections', 'yes') is True

@@ -205,14 +205,19 @@ def test_several_options_in_one_set():
         "streaming = 'on')"]
 
 
+WAIT = ("SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subname = 'sub1' "
+        "AND pid IS NOT NULL")
+
+
 def test_failover_needs_disabled_subscription_and_no_transaction():
+    # DISABLE only asks the worker to stop: wait (committed, polling) until it has
     statements = plan(desired(failover=True), current(PG17), PG17)
-    assert shown(statements) == ['ALTER SUBSCRIPTION "sub1" DISABLE',
+    assert shown(statements) == ['ALTER SUBSCRIPTION "sub1" DISABLE', WAIT,
                                  'ALTER SUBSCRIPTION "sub1" SET (failover = true)',
                                  'ALTER SUBSCRIPTION "sub1" ENABLE']
-    assert modes(statements) == [False, True, False]
+    assert modes(statements) == [False, True, True, False]
     statements = plan(desired(failover=True, enabled=False), current(PG17), PG17)
-    assert shown(statements) == ['ALTER SUBSCRIPTION "sub1" DISABLE',
+    assert shown(statements) == ['ALTER SUBSCRIPTION "sub1" DISABLE', WAIT,
                                  'ALTER SUBSCRIPTION "sub1" SET (failover = true)']
     statements = plan(desired(failover=True), current(PG17, subenabled=False), PG17)
     assert shown(statements) == ['ALTER SUBSCRIPTION "sub1" SET (failover = true)']
@@ -230,8 +235,10 @@ def test_two_phase_cannot_change_before_18(version):
 
 def test_two_phase_changes_on_18_while_disabled():
     statements = plan(desired(two_phase=True), current(PG18), PG18)
-    assert shown(statements)[1] == 'ALTER SUBSCRIPTION "sub1" SET (two_phase = true)'
-    assert modes(statements) == [False, True, False]
+    assert shown(statements)[1:3] == [WAIT, 'ALTER SUBSCRIPTION "sub1" SET (two_phase = true)']
+    assert modes(statements) == [False, True, True, False]
+    # only a change that needs the workers gone waits for them
+    assert WAIT not in shown(plan(desired(enabled=False), current(PG18), PG18))
     assert plan(desired(two_phase=True), current(PG18, subtwophasestate='p'), PG18) == []
     assert plan(desired(two_phase=True), current(PG15, subtwophasestate='e'), PG15) == []
 

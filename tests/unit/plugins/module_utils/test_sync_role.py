@@ -425,3 +425,38 @@ def test_usage_needed_is_what_the_table_plan_grants():
     tables = {('a', 't'): TableState(schema_usage=True), ('b', 't'): TableState(schema_usage=False)}
     assert usage_needed(wanted, tables) == {'b'}
     assert render_all(plan_privileges('r', wanted, tables))[0] == 'GRANT USAGE ON SCHEMA "b" TO "r"'
+
+
+# ---- password_verifier: a verifier copied from another server (SCRAM pass-through) ------------
+
+def test_given_verifier_is_sent_as_is_and_compared_as_a_string():
+    copied = build_verifier(PASSWORD)
+    statements = plan_role(desired(password=None, password_verifier=copied),
+                           RoleState(exists=False))
+    secret = [p for p in statements[0].params if isinstance(p, Secret)][0]
+    assert secret.value == copied and copied not in render(statements[0])
+    # the same verifier: nothing to do
+    assert plan_role(desired(password=None, password_verifier=copied),
+                     existing(password=copied)) == []
+    # the same password with another salt is not enough for pass-through: replaced
+    other_salt = build_verifier(PASSWORD)
+    assert verify_password(PASSWORD, other_salt) and other_salt != copied
+    assert [render(s) for s in plan_role(desired(password=None, password_verifier=copied),
+                                         existing(password=other_salt))] \
+        == ['ALTER ROLE "sync" WITH PASSWORD \'********\'']
+
+
+def test_given_verifier_validated_and_exclusive_with_password():
+    with pytest.raises(SyncRoleError, match='not a SCRAM-SHA-256 verifier'):
+        desired(password=None, password_verifier='md5' + '0' * 32)
+    with pytest.raises(SyncRoleError, match='mutually exclusive'):
+        desired(password_verifier=build_verifier(PASSWORD))
+
+
+def test_given_verifier_unreadable_or_on_create():
+    copied = build_verifier(PASSWORD)
+    assert password_update_needed(desired(password=None, password_verifier=copied),
+                                  existing(password=None, password_readable=False))
+    assert not password_update_needed(
+        desired(password=None, password_verifier=copied, update_password='on_create'),
+        existing(password=build_verifier('other')))
