@@ -45,12 +45,12 @@ def test_definitions_index_by_source_database_and_table():
 
 
 def test_hba_lines_for_the_logins_each_consumer_names():
-    sets = [{'name': 'a', 'state': 'present', 'database': 'shop', 'subscribers': [
-                {'host': 'c1', 'address': '10.0.0.5'}, {'host': 'c2', 'address': 'fd00::7'}]},
-            {'name': 'b', 'state': 'present', 'database': 'shop', 'subscribers': [
-                {'host': 'c1', 'address': '10.0.0.5'}]},
-            {'name': 'old', 'state': 'absent', 'database': 'shop', 'subscribers': [
-                {'host': 'c1', 'address': None}]}]
+    c1 = {'host': 'c1', 'address': '10.0.0.5'}
+    c2 = {'host': 'c2', 'address': 'fd00::7'}
+    sets = [{'name': 'a', 'state': 'present', 'database': 'shop', 'subscribers': [c1, c2]},
+            {'name': 'b', 'state': 'present', 'database': 'shop', 'subscribers': [c1]},
+            {'name': 'old', 'state': 'absent', 'database': 'shop',
+             'subscribers': [{'host': 'c1', 'address': None}]}]
     hostvars = {'c1': {'v': ['reporting']}, 'c2': {}}
     assert fdw_passthrough_hba(sets, hostvars, 'v') == [
         {'database': 'shop', 'address': '10.0.0.5/32', 'user': 'reporting',
