@@ -24,13 +24,7 @@ author:
   - tablesync maintainers (@tablesync)
 extends_documentation_fragment:
   - tablesync.postgresql.connection
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
+  - tablesync.postgresql.read_only
 options:
   tables:
     description:

@@ -22,17 +22,22 @@ def load(name):
     return importlib.import_module('ansible_collections.tablesync.postgresql.plugins.modules.' + name)
 
 
-def documented_options(module):
-    """The options of the module's documentation with those of its doc fragments."""
+def merged_doc(module, key):
+    """One key (options, attributes) of the module's documentation with its doc fragments'."""
     doc = yaml.safe_load(module.DOCUMENTATION)
-    options = {}
+    merged = {}
     for fragment in doc.get('extends_documentation_fragment') or []:
         assert fragment.startswith('tablesync.postgresql.'), fragment
         fragments = importlib.import_module('ansible_collections.tablesync.postgresql.plugins.'
                                             'doc_fragments.' + fragment.split('.')[-1])
-        options.update(yaml.safe_load(fragments.ModuleDocFragment.DOCUMENTATION)['options'])
-    options.update(doc['options'])
-    return options
+        merged.update(yaml.safe_load(fragments.ModuleDocFragment.DOCUMENTATION).get(key) or {})
+    merged.update(doc.get(key) or {})
+    return merged
+
+
+def documented_options(module):
+    """The options of the module's documentation with those of its doc fragments."""
+    return merged_doc(module, 'options')
 
 
 def compare(docs, spec, path):
@@ -88,9 +93,9 @@ def test_examples_use_fqcn_and_modes_are_documented(name):
     for task in examples:
         modules = [k for k in task if '.' in k]
         assert modules and all(k.count('.') == 2 for k in modules), task.get('name')
-    doc = yaml.safe_load(module.DOCUMENTATION)
-    assert doc['attributes']['check_mode']['support'] in ('full', 'partial')
-    assert 'diff_mode' in doc['attributes']
+    attributes = merged_doc(module, 'attributes')
+    assert attributes['check_mode']['support'] in ('full', 'partial')
+    assert 'diff_mode' in attributes
     assert yaml.safe_load(module.RETURN)
 
 
