@@ -119,11 +119,8 @@ def main():
         module.fail_json(msg=str(e))
     conn = connect(module)
     version = server_version(conn)
-    # pg_authid is readable by superusers only: ask first, so a non-superuser gets a clear error
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_catalog.current_setting('is_superuser') = 'on'")
-        superuser = cur.fetchone()[0]
-    if not superuser:
+    # pg_authid is readable by superusers only (the server reports it at connect time, no query)
+    if conn.get_parameter_status('is_superuser') != 'on':
         conn.close()
         module.fail_json(msg='reading SCRAM verifiers needs a superuser (pg_authid); connect as '
                              'one (login_user)', queries=[])

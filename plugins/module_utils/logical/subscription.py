@@ -744,12 +744,12 @@ def plan_alter(desired, current, server_version):
     if enabled_then and slot_then == SLOT_NONE:
         raise SubscriptionError('subscription %s cannot be enabled without a replication slot '
                                 '(slot_name is NONE): set enabled: false or a slot_name' % name)
-    pause = enabled_now and enabled_then and any(
-        OPTION_BY_NAME[o].needs_disabled for o, _v in changes)
+    needs_disabled = any(OPTION_BY_NAME[o].needs_disabled for o, _v in changes)
+    pause = enabled_now and enabled_then and needs_disabled
     statements = []
     if enabled_now and (not enabled_then or pause):
         statements.append(enable_statement(name, False))
-        if any(OPTION_BY_NAME[o].needs_disabled for o, _v in changes):
+        if needs_disabled:
             statements.append(WaitForWorkersExit(name))
     if connection_changed(desired, current):
         statements.append(connection_statement(name, desired['publisher']))
