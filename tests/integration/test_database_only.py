@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+"""Database-only hosts (tablesync_database_only, docs/managed.md): site.yml deploys a logical
+sync set between two servers reached only over TCP, as an administrator login that is not a
+superuser and has what a managed service gives (CREATEROLE, CREATEDB, REPLICATION on the
+publisher, pg_create_subscription on the subscriber), from the controller (ansible_connection
+local, no become): no socket, no file, no package, no restart.
+
+Both servers' pg_hba.conf have no ``local`` line (any connection over the socket, the roles'
+usual path, is refused), and the run must not change pg_hba.conf or postgresql.auto.conf.
+The settings are verified, not set: the first run fails naming each parameter to change and
+creates nothing; once "the provider" sets them, the set is deployed, rows are compared, a new
+row arrives, and a second run changes nothing. On PostgreSQL 15, where a subscription needs a
+superuser, the run fails naming 16, before anything is created.
+"""
+import os
+import sys
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from hostile import SITE_SOURCE_DDL, failures, run_site, site_sets, start_cluster
+from pgcluster import wait_for
+from test_pg_fdw_roles import changed_tasks
+
+ADMIN = 'tadmin'
+ADMIN_PW = "Adm-'pw' $x \\ ü"
+REPL_PW = 'Dbonly-Repl-pw-1'
+
+
+def tcp_only(cluster):
+    """pg_hba.conf without local lines: the socket refuses every role."""
+    path = cluster.query('SHOW hba_file')[0][0]
+    with open(path) as f:
+        lines = [line for line in f if not line.lstrip().startswith('local')]
+    with open(path, 'w') as f:
+        f.writelines(lines)
+    cluster.execute('SELECT pg_reload_conf()')
+
+
+def server_files(cluster):
+    out = {}
+    for name in ('postgresql.auto.conf', 'pg_hba.conf'):
+        with open(os.path.join(cluster.datadir, name)) as f:
+            out[name] = f.read()
+    return out
+
+
+def as_admin(cluster, text, dbname):
+    conn = psycopg2.connect(host=cluster.host, port=cluster.port, user=ADMIN, password=ADMIN_PW,
+                            dbname=dbname, connect_timeout=10)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(text)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope='module')
+def site(pg_base):
+    src = start_cluster('dbo_src', pg_base)
+    dst = start_cluster('dbo_dst', pg_base)
+    try:
+        # what a managed service's administrator login has, no superuser
+        src.execute(sql.SQL('CREATE ROLE {} LOGIN CREATEROLE CREATEDB REPLICATION PASSWORD %s')
+                    .format(sql.Identifier(ADMIN)), (ADMIN_PW,))
+        src.execute(sql.SQL('CREATE DATABASE shop OWNER {}').format(sql.Identifier(ADMIN)))
+        as_admin(src, SITE_SOURCE_DDL, 'shop')
+        dst.execute(sql.SQL('CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD %s')
+                    .format(sql.Identifier(ADMIN)), (ADMIN_PW,))
+        if dst.version() >= 16:
+            dst.execute(sql.SQL('GRANT pg_create_subscription TO {}').format(sql.Identifier(ADMIN)))
+        dst.execute(sql.SQL('CREATE DATABASE shop_rep OWNER {}').format(sql.Identifier(ADMIN)))
+        tcp_only(src)
+        tcp_only(dst)
+        yield src, dst
+    finally:
+        dst.stop('immediate')
+        src.stop('immediate')
+
+
+def inventory(src, dst):
+    def host(cluster):
+        return {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                'ansible_become': False, 'tablesync_database_only': True,
+                'tablesync_address': cluster.host, 'tablesync_port': cluster.port,
+                'tablesync_admin_user': ADMIN, 'tablesync_admin_password': ADMIN_PW,
+                'tablesync_admin_sslmode': 'prefer'}
+    # following column changes needs an event trigger, which needs a superuser
+    sets = [dict(s, schema_changes='report') for s in site_sets() if s['method'] == 'logical']
+    return {'all': {'hosts': {'src': host(src), 'dst': host(dst)}, 'vars': {
+        'tablesync_sync_sets': sets, 'tablesync_replication_role': 'tablesync_replicator',
+        'tablesync_replication_password': REPL_PW}}}
+
+
+def rows(cluster, dbname):
+    return cluster.query('SELECT id, note FROM sales.orders ORDER BY id', dbname=dbname)
+
+
+def nothing_made(src, dst):
+    assert src.query("SELECT count(*) FROM pg_roles WHERE rolname = 'tablesync_replicator'") == [(0,)]
+    assert src.query('SELECT count(*) FROM pg_publication', dbname='shop') == [(0,)]
+    assert src.query('SELECT count(*) FROM pg_replication_slots') == [(0,)]
+    assert dst.query('SELECT count(*) FROM pg_subscription') == [(0,)]
+    assert dst.query("SELECT to_regclass('sales.orders') IS NULL", dbname='shop_rep') == [(True,)]
+
+
+def test_logical_set_between_database_only_hosts(site):
+    src, dst = site
+    before = {'src': server_files(src), 'dst': server_files(dst)}
+    inv = inventory(src, dst)
+
+    if dst.version() < 16:
+        rc, out, err, data = run_site(inv)
+        assert rc != 0
+        assert 'need PostgreSQL 16 or later' in failures(data), failures(data)
+        nothing_made(src, dst)
+        return
+
+    # the settings are the provider's: the run names what to change and creates nothing
+    rc, out, err, data = run_site(inv)
+    assert rc != 0
+    found = failures(data)
+    assert 'a database-only host' in found and 'max_slot_wal_keep_size = 10GB' in found, found
+    nothing_made(src, dst)
+    assert {'src': server_files(src), 'dst': server_files(dst)} == before
+
+    # the provider sets them (a parameter group) and reboots the instances
+    assert 'max_logical_replication_workers = 10 (now 8, at least)' in found, found
+    for cluster in (src, dst):
+        cluster.execute("ALTER SYSTEM SET max_logical_replication_workers = 10")
+        cluster.execute("ALTER SYSTEM SET max_worker_processes = 18")
+    src.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'")
+    if src.version() >= 18:
+        src.execute("ALTER SYSTEM SET idle_replication_slot_timeout = '7d'")
+    src.restart()
+    dst.restart()
+    before = {'src': server_files(src), 'dst': server_files(dst)}
+
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert ADMIN_PW not in out + err and REPL_PW not in out + err
+    assert {'src': server_files(src), 'dst': server_files(dst)} == before
+    # the subscription is owned by the administrator login, which is no superuser
+    assert dst.query('SELECT r.rolname, r.rolsuper, s.subpasswordrequired FROM pg_subscription s '
+                     'JOIN pg_roles r ON r.oid = s.subowner') == [(ADMIN, False, True)]
+    assert src.query("SELECT rolsuper, rolreplication, rolcreaterole FROM pg_roles "
+                     "WHERE rolname = 'tablesync_replicator'") == [(False, True, False)]
+    assert rows(dst, 'shop_rep') == rows(src, 'shop') and len(rows(src, 'shop')) == 5
+
+    src.execute("INSERT INTO sales.orders VALUES (6, 'order 6'); "
+                "UPDATE sales.orders SET note = 'changed' WHERE id = 2", dbname='shop')
+    wait_for(lambda: rows(dst, 'shop_rep') == rows(src, 'shop'), what='changes applied')
+
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert changed_tasks(data) == []
+    assert {'src': server_files(src), 'dst': server_files(dst)} == before
