@@ -130,6 +130,14 @@ options:
     type: list
     elements: str
     choices: [pg_monitor, pg_read_all_settings, pg_read_all_stats, pg_stat_scan_tables]
+  replication_role:
+    description:
+      - A role whose membership gives replication connections where the C(REPLICATION)
+        attribute cannot be granted (a managed service's provider role, for example
+        C(rds_replication) on Amazon RDS and Aurora). Granted when the role is not a member;
+        never revoked. Use it with O(replication=false).
+      - Predefined roles (C(pg_*), data access or monitoring) cannot be named here.
+    type: str
   login_user:
     description:
       - Role to connect as. Defaults to C(PGUSER) from the environment, else C(postgres).
@@ -226,6 +234,11 @@ role:
     connection_limit:
       description: Connection limit, -1 for none.
       type: int
+      returned: when the role exists
+    replication_roles:
+      description: The O(replication_role) the role is a member of (an empty list when none).
+      type: list
+      elements: str
       returned: when the role exists
     member_of:
       description: Monitoring roles (O(member_of)) the role is a member of.
@@ -333,7 +346,10 @@ SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolreplication, r.rolconnlimit, r.rol
                 AND (g.rolsuper OR g.rolname = ANY (%(dangerous)s))) AS memberships,
        ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members AS m
                JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
-              WHERE m.member = r.oid AND g.rolname = ANY (%(monitoring)s)) AS monitoring
+              WHERE m.member = r.oid AND g.rolname = ANY (%(monitoring)s)) AS monitoring,
+       ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members AS m
+               JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
+              WHERE m.member = r.oid AND g.rolname = %(replication_role)s) AS replication_roles
 FROM {catalog} r WHERE r.rolname = %(name)s
 '''
 
@@ -440,9 +456,10 @@ class SyncRoleCatalog(object):
     """The role and its privileges as the catalog has them; each read is one parameterised
     query, whatever the number of tables."""
 
-    def __init__(self, conn, name):
+    def __init__(self, conn, name, replication_role=None):
         self.conn = conn
         self.name = name
+        self.replication_role = replication_role
         self.database = conn.info.dbname
 
     def _query(self, query, params):
@@ -458,7 +475,7 @@ class SyncRoleCatalog(object):
         """RoleState; the stored password only when login_user may read pg_authid."""
         readable = True
         params = {'name': self.name, 'dangerous': list(DANGEROUS_MEMBERSHIPS),
-                  'monitoring': list(MONITORING_ROLES)}
+                  'monitoring': list(MONITORING_ROLES), 'replication_role': self.replication_role}
         try:
             rows = self._query(self._role_query('pg_authid'), params)
         except psycopg2.errors.InsufficientPrivilege:
@@ -473,7 +490,8 @@ class SyncRoleCatalog(object):
                          connection_limit=row['rolconnlimit'],
                          password=row['rolpassword'] if readable else None,
                          password_readable=readable, powers=row['powers'],
-                         memberships=row['memberships'], monitoring=row['monitoring'])
+                         memberships=row['memberships'], monitoring=row['monitoring'],
+                         replication_roles=row['replication_roles'])
 
     def _by_key(self, query, kinds, wanted, state, fields):
         """One query (``query`` with the held-privileges CTE for relations of ``kinds``) about
@@ -598,6 +616,7 @@ def argument_spec():
         insert_update_delete_tables=dict(type='list', elements='str'),
         sequences=dict(type='str', choices=['select', 'update']),
         member_of=dict(type='list', elements='str', choices=list(MONITORING_ROLES)),
+        replication_role=dict(type='str'),
     )
     return spec
 
@@ -614,7 +633,8 @@ def desired_from_params(module):
                               password=params['password'],
                               update_password=params['update_password'],
                               member_of=params['member_of'],
-                              password_verifier=params['password_verifier'])
+                              password_verifier=params['password_verifier'],
+                              replication_role=params['replication_role'])
         wanted = desired_privileges(params['select_tables'],
                                     params['insert_update_delete_tables'])
     except SyncRoleError as e:
@@ -632,7 +652,7 @@ def main():
     executor = Executor(conn, module.check_mode)
     executor.add_secrets(desired.password, desired.password_verifier)
     try:
-        catalog = SyncRoleCatalog(conn, desired.name)
+        catalog = SyncRoleCatalog(conn, desired.name, desired.replication_role)
         current = catalog.read_role()
         if module.params['state'] == 'absent':
             before, after = ensure_absent(module, catalog, executor, desired, current)

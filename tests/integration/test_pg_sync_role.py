@@ -429,3 +429,18 @@ def test_sequences_of_the_tables(pg):
     assert not gone.get('failed'), gone
     assert gone['queries'][-1] == 'DROP ROLE "%s"' % name
     assert pg.query('SELECT 1 FROM pg_roles WHERE rolname = %s', (name,)) == []
+
+
+def test_provider_replication_role_instead_of_the_attribute(pg):
+    """A managed service's role that gives replication connections (rds_replication): the
+    replication role becomes its member, without the REPLICATION attribute, once."""
+    provider, name = role_name('provider'), role_name()
+    pg.execute('CREATE ROLE "%s" NOLOGIN' % provider)
+    args = dict(replication=False, replication_role=provider, select_tables=['s.a'])
+    first = run_role(pg, name, args=args)
+    assert first['changed'] and 'GRANT "%s" TO "%s"' % (provider, name) in first['queries'], first
+    assert first['role']['replication_roles'] == [provider]
+    assert pg.query("SELECT r.rolreplication, pg_has_role(r.oid, %s, 'MEMBER') FROM pg_roles r "
+                    "WHERE r.rolname = %s", (provider, name)) == [(False, True)]
+    again = run_role(pg, name, args=args)
+    assert again['changed'] is False and again['queries'] == [], again

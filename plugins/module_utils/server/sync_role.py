@@ -74,8 +74,9 @@ class RoleState(object):
 
     def __init__(self, exists=False, superuser=False, login=False, replication=False,
                  connection_limit=-1, password=None, password_readable=True, oid=None,
-                 powers=(), memberships=(), monitoring=()):
+                 powers=(), memberships=(), monitoring=(), replication_roles=()):
         self.exists = exists
+        self.replication_roles = sorted(replication_roles)
         self.monitoring = sorted(monitoring)
         self.powers = [p for p in POWERS if p in powers]
         self.memberships = sorted(memberships)
@@ -105,8 +106,14 @@ class DesiredRole(object):
 
     def __init__(self, name, login=True, replication=False, connection_limit=None,
                  password=None, update_password='always', member_of=None,
-                 password_verifier=None):
+                 password_verifier=None, replication_role=None):
         self.name = check_role_name(name)
+        if replication_role is not None:
+            # predefined roles (pg_*: data access, monitoring) are refused as reserved names
+            check_role_name(replication_role)
+        # a managed service's role that gives replication connections (rds_replication):
+        # granted when missing, never revoked
+        self.replication_role = replication_role
         if password is not None and password_verifier is not None:
             raise SyncRoleError('password and password_verifier are mutually exclusive')
         if password_verifier is not None and not is_verifier(password_verifier):
@@ -190,6 +197,10 @@ def revoke_memberships(desired, current):
     statements = [Statement(sql.SQL('REVOKE {} FROM {}').format(
         sql.Identifier(role), sql.Identifier(desired.name)))
         for role in (current.memberships if current.exists else [])]
+    if desired.replication_role is not None and desired.replication_role not in (
+            current.replication_roles if current.exists else []):
+        statements.append(Statement(sql.SQL('GRANT {} TO {}').format(
+            sql.Identifier(desired.replication_role), sql.Identifier(desired.name))))
     if desired.member_of is not None:
         statements += [Statement(sql.SQL('GRANT {} TO {}').format(
             sql.Identifier(role), sql.Identifier(desired.name)))
@@ -232,6 +243,8 @@ def role_after(desired, current):
         removed_memberships=list(current.memberships) if current.exists else [],
         member_of=desired.member_of if desired.member_of is not None
         else (list(current.monitoring) if current.exists else []),
+        replication_roles=sorted(set((list(current.replication_roles) if current.exists else [])
+                                     + ([desired.replication_role] if desired.replication_role else []))),
     )
 
 
@@ -241,7 +254,7 @@ def role_before(name, current):
     return dict(name=name, exists=True, superuser=current.superuser, login=current.login,
                 replication=current.replication, connection_limit=current.connection_limit,
                 powers=list(current.powers), memberships=list(current.memberships),
-                member_of=list(current.monitoring))
+                member_of=list(current.monitoring), replication_roles=list(current.replication_roles))
 
 
 def password_state(current):

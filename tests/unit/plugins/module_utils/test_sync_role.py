@@ -460,3 +460,22 @@ def test_given_verifier_unreadable_or_on_create():
     assert not password_update_needed(
         desired(password=None, password_verifier=copied, update_password='on_create'),
         existing(password=build_verifier('other')))
+
+
+def test_provider_replication_role_granted_once_never_revoked():
+    want = desired(replication=False, replication_role='rds_replication')
+    shown = [render(s) for s in plan_role(want, RoleState(exists=False))]
+    assert shown == ['CREATE ROLE "sync" WITH LOGIN NOREPLICATION PASSWORD \'********\'',
+                     'GRANT "rds_replication" TO "sync"']
+    member = existing(replication=False, replication_roles=['rds_replication'])
+    assert plan_role(desired(replication=False, update_password='on_create',
+                             replication_role='rds_replication'), member) == []
+    # unset: an existing membership is left alone
+    assert plan_role(desired(replication=False, update_password='on_create'), member) == []
+    assert role_after(want, member)['replication_roles'] == ['rds_replication']
+
+
+@pytest.mark.parametrize('name', ['pg_read_all_data', 'pg_monitor'])
+def test_provider_replication_role_cannot_be_a_predefined_role(name):
+    with pytest.raises(SyncRoleError, match='reserved by PostgreSQL'):
+        desired(replication_role=name)
