@@ -157,3 +157,16 @@ def test_logical_set_between_database_only_hosts(site):
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
     assert changed_tasks(data) == []
     assert {'src': server_files(src), 'dst': server_files(dst)} == before
+
+
+def test_what_needs_a_shell_or_a_superuser_is_refused_before_anything_runs(site):
+    src, dst = site
+    inv = inventory(src, dst)
+    inv['all']['vars']['tablesync_sync_sets'] = site_sets()   # logical (follow), fdw, trigger
+    rc, out, err, data = run_site(inv)
+    assert rc != 0
+    found = failures(data)
+    assert 'Database-only hosts (tablesync_database_only) cannot take part in' in found, found
+    for name in ('stock (method fdw', 'returns (method trigger', 'orders (source src): schema_changes follow'):
+        assert name in found, found
+    assert dst.query("SELECT count(*) FROM pg_database WHERE datname IN ('shop_live', 'shop_ret')") == [(0,)]
