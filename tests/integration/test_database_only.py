@@ -23,6 +23,10 @@ from hostile import SITE_SOURCE_DDL, failures, run_site, site_sets, start_cluste
 from pgcluster import wait_for
 from test_pg_fdw_roles import changed_tasks
 
+PLAYBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         'playbooks')
+CHECK = os.path.join(PLAYBOOKS, 'check.yml')
+CUTOVER = os.path.join(PLAYBOOKS, 'cutover.yml')
 ADMIN = 'tadmin'
 ADMIN_PW = "Adm-'pw' $x \\ ü"
 REPL_PW = 'Dbonly-Repl-pw-1'
@@ -157,6 +161,18 @@ def test_logical_set_between_database_only_hosts(site):
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
     assert changed_tasks(data) == []
     assert {'src': server_files(src), 'dst': server_files(dst)} == before
+
+    # check.yml with verify and a cutover, over the same logins (no socket, no become)
+    rc, out, err, _ = run_site(dict(inv, all=dict(inv['all'], vars=dict(
+        inv['all']['vars'], tablesync_check_verify=True))), playbook=CHECK, callback='default')
+    assert rc == 0, out[-4000:] + err[-2000:]
+    assert 'equal' in out and 'within the thresholds' in out, out[-4000:]
+    rc, out, err, _ = run_site(dict(inv, all=dict(inv['all'], vars=dict(
+        inv['all']['vars'], tablesync_cutover_sets=['orders'], tablesync_cutover_confirm=True,
+        tablesync_cutover_wait_timeout=60))), playbook=CUTOVER, callback='default', verbosity=3)
+    assert rc == 0, out[-4000:] + err[-2000:]
+    assert ': clean' in out and 'applied up to' in out and '1 table equal, 6 rows' in out, out[-4000:]
+    assert ADMIN_PW not in out + err and REPL_PW not in out + err
 
 
 def test_what_needs_a_shell_or_a_superuser_is_refused_before_anything_runs(site):
