@@ -130,7 +130,10 @@ def test_logical_set_between_database_only_hosts(site):
     nothing_made(src, dst)
     assert {'src': server_files(src), 'dst': server_files(dst)} == before
 
-    # the provider sets them (a parameter group) and reboots the instances
+    # the provider sets them (a parameter group) and reboots the instances; the subscriber's
+    # login still lacks pg_create_subscription: the run fails on that host alone, naming the
+    # grant, and the publisher is left untouched too (a failed server preparation ends the
+    # rollout)
     assert 'max_logical_replication_workers = 10 (now 8, at least)' in found, found
     for cluster in (src, dst):
         cluster.execute("ALTER SYSTEM SET max_logical_replication_workers = 10")
@@ -140,6 +143,14 @@ def test_logical_set_between_database_only_hosts(site):
         src.execute("ALTER SYSTEM SET idle_replication_slot_timeout = '7d'")
     src.restart()
     dst.restart()
+    dst.execute(sql.SQL('REVOKE pg_create_subscription FROM {}').format(sql.Identifier(ADMIN)))
+    rc, out, err, data = run_site(inv)
+    assert rc != 0
+    found = failures(data)
+    assert found.startswith('dst ') and 'GRANT pg_create_subscription TO %s' % ADMIN in found \
+        and 'src ' not in found, found
+    nothing_made(src, dst)
+    dst.execute(sql.SQL('GRANT pg_create_subscription TO {}').format(sql.Identifier(ADMIN)))
     before = {'src': server_files(src), 'dst': server_files(dst)}
 
     rc, out, err, data = run_site(inv)
