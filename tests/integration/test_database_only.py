@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from hostile import SITE_SOURCE_DDL, failures, run_site, site_sets, start_cluster
+from hostile import SITE_SOURCE_DDL, failures, run_site, site_sets, start_cluster, task_results
 from pgcluster import wait_for
 from test_pg_fdw_roles import changed_tasks
 
@@ -30,6 +30,24 @@ CUTOVER = os.path.join(PLAYBOOKS, 'cutover.yml')
 ADMIN = 'tadmin'
 ADMIN_PW = "Adm-'pw' $x \\ ü"
 REPL_PW = 'Dbonly-Repl-pw-1'
+
+# A settings hook (postgresql_server_settings_hook) as a user writes one for a provider's API;
+# here the "API" is the test servers' superuser and their restart command.
+HOOK = """
+- name: The provider sets the parameters
+  tablesync.postgresql.pg_settings:
+    login_host: "{{ tablesync_address }}"
+    login_port: "{{ tablesync_port }}"
+    login_user: postgres
+    login_password: "{{ test_provider_password }}"
+    settings: "{{ postgresql_server_settings_needed }}"
+  register: test_provider_result
+
+- name: The provider reboots the instance
+  ansible.builtin.command: "{{ test_restart_command }}"
+  changed_when: true
+  when: postgresql_server_restart_needed | length > 0 or test_provider_result.restart_required
+"""
 
 
 def tcp_only(cluster):
@@ -130,19 +148,10 @@ def test_logical_set_between_database_only_hosts(site):
     nothing_made(src, dst)
     assert {'src': server_files(src), 'dst': server_files(dst)} == before
 
-    # the provider sets them (a parameter group) and reboots the instances; the subscriber's
-    # login still lacks pg_create_subscription: the run fails on that host alone, naming the
-    # grant, and the publisher is left untouched too (a failed server preparation ends the
-    # rollout)
+    # the subscriber's login lacks pg_create_subscription: the run fails on that host alone,
+    # naming the grant, and the publisher is left untouched too (a failed server preparation
+    # ends the rollout)
     assert 'max_logical_replication_workers = 10 (now 8, at least)' in found, found
-    for cluster in (src, dst):
-        cluster.execute("ALTER SYSTEM SET max_logical_replication_workers = 10")
-        cluster.execute("ALTER SYSTEM SET max_worker_processes = 18")
-    src.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'")
-    if src.version() >= 18:
-        src.execute("ALTER SYSTEM SET idle_replication_slot_timeout = '7d'")
-    src.restart()
-    dst.restart()
     dst.execute(sql.SQL('REVOKE pg_create_subscription FROM {}').format(sql.Identifier(ADMIN)))
     rc, out, err, data = run_site(inv)
     assert rc != 0
@@ -151,12 +160,28 @@ def test_logical_set_between_database_only_hosts(site):
         and 'src ' not in found, found
     nothing_made(src, dst)
     dst.execute(sql.SQL('GRANT pg_create_subscription TO {}').format(sql.Identifier(ADMIN)))
-    before = {'src': server_files(src), 'dst': server_files(dst)}
 
+    # the settings hook stands for the provider's API: it sets what differs and reboots
+    hook = os.path.join(os.path.dirname(src.datadir), 'settings_hook.yml')
+    with open(hook, 'w') as f:
+        f.write(HOOK)
+    for name, cluster in (('src', src), ('dst', dst)):
+        inv['all']['hosts'][name]['test_restart_command'] = cluster.restart_command()
+        inv['all']['hosts'][name]['test_provider_password'] = cluster.password
+    inv['all']['vars']['tablesync_settings_hook'] = hook
+    before_hook = {'src': server_files(src), 'dst': server_files(dst)}
     rc, out, err, data = run_site(inv)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    hooked = sorted(host for _play, name, host, result in task_results(data)
+                    if name.endswith('The provider sets the parameters') and result.get('changed'))
+    assert hooked == ['dst', 'src'], hooked
+    assert src.query("SHOW max_slot_wal_keep_size") == [('10GB',)]
+    assert dst.query("SHOW max_logical_replication_workers") == [('10',)]
+    # (kept for the runs below: with nothing to change, the hook is not run)
+    # the hook (the provider) changed postgresql.auto.conf; the run itself writes no file
+    assert server_files(src)['pg_hba.conf'] == before_hook['src']['pg_hba.conf']
+    before = {'src': server_files(src), 'dst': server_files(dst)}
     assert ADMIN_PW not in out + err and REPL_PW not in out + err
-    assert {'src': server_files(src), 'dst': server_files(dst)} == before
     # the subscription is owned by the administrator login, which is no superuser
     assert dst.query('SELECT r.rolname, r.rolsuper, s.subpasswordrequired FROM pg_subscription s '
                      'JOIN pg_roles r ON r.oid = s.subowner') == [(ADMIN, False, True)]
