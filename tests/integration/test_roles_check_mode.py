@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from hostile import (SITE, failures, needs_host_python, prepare_site, run_site, site_inventory,
-                     site_sets, start_cluster)
+                     site_sets, start_cluster, task_results)
 from pgcluster import wait_for
 
 pytestmark = needs_host_python
@@ -220,7 +220,7 @@ def changed_tasks(data):
                       for host, result in task['hosts'].items() if result.get('changed')))
 
 
-def check_run(site, **inv):
+def check_run(site, want_data=False, **inv):
     src, dst, tree = site
     before = (snapshot(src, tree), snapshot(dst, tree))
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,15 +230,22 @@ def check_run(site, **inv):
     after = (snapshot(src, tree), snapshot(dst, tree))
     assert_same(before[0], after[0])
     assert_same(before[1], after[1])
-    return changed_tasks(data)
+    return (changed_tasks(data), data) if want_data else changed_tasks(data)
 
 
 def test_check_mode_fresh_then_converged_with_pending_changes(site):
     src, dst, tree = site
     # fresh clusters: check mode reports the whole rollout and changes nothing
-    changed = check_run(site)
+    changed, data = check_run(site, want_data=True)
     assert any(t.startswith('src:') for t in changed) and any(t.startswith('dst:')
                                                               for t in changed), changed
+    # the publisher has no replication role yet: the probe (the password a no_log module
+    # option) says why the target tables are not checked
+    explained = [item['msg'] for _play, name, host, result in task_results(data)
+                 if name.endswith('Check mode - explain the target tables not checked')
+                 for item in result.get('results', []) if item.get('msg')]
+    assert len(explained) == 1 and 'does not accept tablesync_replicator yet' in explained[0] \
+        and 'tablesync_replicator' in explained[0], explained
     assert dst.query("SELECT count(*) FROM pg_database WHERE datname = 'shop_rep'") == [(0,)]
     assert not os.path.exists(os.path.join(tree, 'exporter'))
 
