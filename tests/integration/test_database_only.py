@@ -30,6 +30,7 @@ CUTOVER = os.path.join(PLAYBOOKS, 'cutover.yml')
 ADMIN = 'tadmin'
 ADMIN_PW = "Adm-'pw' $x \\ ü"
 REPL_PW = 'Dbonly-Repl-pw-1'
+FDW_PW = 'Dbonly-Fdw-pw-1'
 
 # A settings hook (postgresql_server_settings_hook) as a user writes one for a provider's API;
 # here the "API" is the test servers' superuser and their restart command.
@@ -219,6 +220,45 @@ def test_what_needs_a_shell_or_a_superuser_is_refused_before_anything_runs(site)
     assert rc != 0
     found = failures(data)
     assert 'Database-only hosts (tablesync_database_only) cannot take part in' in found, found
-    for name in ('stock (method fdw', 'returns (method trigger', 'orders (source src): schema_changes follow'):
+    for name in ('returns (method trigger', 'orders (source src): schema_changes follow'):
         assert name in found, found
     assert dst.query("SELECT count(*) FROM pg_database WHERE datname IN ('shop_live', 'shop_ret')") == [(0,)]
+
+
+def test_fdw_set_between_database_only_hosts(site):
+    """An fdw set read through its foreign tables: the source's login role made by the
+    administrator login (no pg_hba.conf), the consumer's foreign server, user mapping (with the
+    password non-superusers need) and foreign tables owned by the administrator login."""
+    src, dst = site
+    if dst.version() < 16:
+        pytest.skip('the database-only fixture deploys on PostgreSQL 16 or later')
+    # what the provider allows: the extension created for the administrator, who may use it
+    dst.execute(sql.SQL('CREATE DATABASE shop_live OWNER {}').format(sql.Identifier(ADMIN)))
+    dst.execute('CREATE EXTENSION postgres_fdw', dbname='shop_live')
+    dst.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO {}')
+                .format(sql.Identifier(ADMIN)), dbname='shop_live')
+    inv = inventory(src, dst)
+    fdw = [s for s in site_sets() if s['method'] == 'fdw']
+    inv['all']['vars'].update(tablesync_sync_sets=inv['all']['vars']['tablesync_sync_sets'] + fdw,
+                              tablesync_fdw_role='tablesync_fdw', tablesync_fdw_password=FDW_PW,
+                              fdw_consumer_mapping_roles=[ADMIN])
+    before = {'src': server_files(src), 'dst': server_files(dst)}
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert FDW_PW not in out + err and ADMIN_PW not in out + err
+    assert {'src': server_files(src), 'dst': server_files(dst)} == before
+    assert src.query("SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = 'tablesync_fdw'") \
+        == [(False, False)]
+    src.execute('INSERT INTO sales.stock VALUES (6, 60)', dbname='shop')
+    source_rows = src.query('SELECT id, qty FROM sales.stock ORDER BY id', dbname='shop')
+    conn = psycopg2.connect(host=dst.host, port=dst.port, user=ADMIN, password=ADMIN_PW,
+                            dbname='shop_live', connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT id, qty FROM sales.stock ORDER BY id')
+            assert cur.fetchall() == source_rows
+    finally:
+        conn.close()
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert changed_tasks(data) == []
