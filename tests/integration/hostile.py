@@ -271,6 +271,15 @@ def site_clusters(name, base):
         src.stop('immediate')
 
 
+def server_files(cluster):
+    """The server's postgresql.auto.conf and pg_hba.conf, to tell whether a run wrote them."""
+    out = {}
+    for name in ('postgresql.auto.conf', 'pg_hba.conf'):
+        with open(os.path.join(cluster.datadir, name)) as f:
+            out[name] = f.read()
+    return out
+
+
 def run_logical_site(site, variables):
     """site.yml with the site's logical set only; ``variables``: inventory variables."""
     src, dst = site

@@ -19,7 +19,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from hostile import SITE_SOURCE_DDL, failures, run_site, site_sets, start_cluster, task_results
+from hostile import (SITE_SOURCE_DDL, failures, run_site, server_files, site_sets, start_cluster,
+                     task_results)
 from pgcluster import wait_for
 from test_pg_fdw_roles import changed_tasks
 
@@ -59,14 +60,6 @@ def tcp_only(cluster):
     with open(path, 'w') as f:
         f.writelines(lines)
     cluster.execute('SELECT pg_reload_conf()')
-
-
-def server_files(cluster):
-    out = {}
-    for name in ('postgresql.auto.conf', 'pg_hba.conf'):
-        with open(os.path.join(cluster.datadir, name)) as f:
-            out[name] = f.read()
-    return out
 
 
 def as_admin(cluster, text, dbname):
@@ -200,11 +193,11 @@ def test_logical_set_between_database_only_hosts(site):
     assert {'src': server_files(src), 'dst': server_files(dst)} == before
 
     # check.yml with verify and a cutover, over the same logins (no socket, no become)
-    rc, out, err, _ = run_site(dict(inv, all=dict(inv['all'], vars=dict(
+    rc, out, err, _data = run_site(dict(inv, all=dict(inv['all'], vars=dict(
         inv['all']['vars'], tablesync_check_verify=True))), playbook=CHECK, callback='default')
     assert rc == 0, out[-4000:] + err[-2000:]
     assert 'equal' in out and 'within the thresholds' in out, out[-4000:]
-    rc, out, err, _ = run_site(dict(inv, all=dict(inv['all'], vars=dict(
+    rc, out, err, _data = run_site(dict(inv, all=dict(inv['all'], vars=dict(
         inv['all']['vars'], tablesync_cutover_sets=['orders'], tablesync_cutover_confirm=True,
         tablesync_cutover_wait_timeout=60))), playbook=CUTOVER, callback='default', verbosity=3)
     assert rc == 0, out[-4000:] + err[-2000:]

@@ -4,11 +4,10 @@ managed service's parameters): site.yml verifies the settings instead of setting
 naming each parameter, its value now and the value it needs, and changes nothing on that host,
 neither postgresql.auto.conf nor pg_hba.conf; once the settings are right, the same run passes.
 """
-import os
 
 import pytest
 
-from hostile import failures, needs_host_python, run_logical_site, site_clusters
+from hostile import failures, needs_host_python, run_logical_site, server_files, site_clusters
 
 pytestmark = needs_host_python
 
@@ -25,23 +24,15 @@ def site(pg_base):
         yield src, dst
 
 
-def files(cluster):
-    out = {}
-    for name in ('postgresql.auto.conf', 'pg_hba.conf'):
-        with open(os.path.join(cluster.datadir, name)) as f:
-            out[name] = f.read()
-    return out
-
-
 def test_verify_fails_naming_the_settings_and_changes_nothing_then_passes(site):
     src, dst = site
-    before = files(src)
+    before = server_files(src)
     rc, out, err, data = run_logical_site(site, dict(PASSWORD, postgresql_server_manage_settings=False))
     assert rc != 0
     found = failures(data)
     assert 'postgresql_server_manage_settings is false' in found, found
     assert 'wal_level = logical (now replica)' in found, found
-    assert files(src) == before
+    assert server_files(src) == before
     assert src.query('SHOW wal_level') == [('replica',)]
 
     # the settings made right (here by the collection itself), the verification passes
