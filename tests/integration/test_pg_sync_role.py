@@ -99,7 +99,7 @@ def test_create_login_and_select_only_listed_tables(pg):
     assert first['role'] == {
         'name': name, 'exists': True, 'superuser': False, 'login': True, 'replication': True,
         'connection_limit': -1, 'database': DB, 'removed_powers': [], 'removed_memberships': [],
-        'member_of': [],
+        'member_of': [], 'replication_roles': [],
         'select_tables': ['Odd "Schema".;Mixed Täble', 's.a'],
         'insert_update_delete_tables': ['s.w']}
     assert second['changed'] is False and second['queries'] == []
