@@ -432,6 +432,7 @@ MINIMUM_VERSION = PG12
 ENVIRONMENT_QUERY = '''
 SELECT current_user AS role,
        (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) AS superuser,
+       pg_catalog.current_setting('server_version_num')::int AS version_num,
        EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
                 JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
                WHERE c.relnamespace = ns.oid AND c.relname = 'trigger_tables'
@@ -451,7 +452,13 @@ SELECT current_user AS role,
                    'bypassrls', r.rolbypassrls,
                    'members', ARRAY(SELECT g.rolname FROM pg_catalog.pg_auth_members AS m
                                       JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
-                                     WHERE m.member = r.oid))
+                                     WHERE m.member = r.oid),
+                   -- whether the connected role may make it an owner and act on what it
+                   -- owns (SET ROLE to it on 16+, and its privileges)
+                   'settable', pg_catalog.pg_has_role(current_user, r.oid, 'USAGE')
+                               AND CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 160000
+                                        THEN pg_catalog.pg_has_role(current_user, r.oid, 'SET')
+                                        ELSE true END)
           FROM pg_catalog.pg_roles AS r WHERE r.rolname = %(owner)s) AS owner,
        pg_catalog.pg_get_userbyid(ns.nspowner) AS schema_owner,
        coalesce(pg_catalog.has_schema_privilege('pg_monitor', ns.oid, 'USAGE'), false)
@@ -668,7 +675,8 @@ class SyncTriggerCatalog(object):
             owner=row['owner'], schema_owner=row['schema_owner'], owners=row['owners'],
             server_usage=row['server_usage'], login_mapping=row['login_mapping'],
             legacy_triggers=row['legacy_triggers'] or (), monitor_usage=row['monitor_usage'],
-            superuser=row['superuser'], follow_storage=row['follow_storage'],
+            superuser=row['superuser'], version_num=row['version_num'],
+            follow_storage=row['follow_storage'],
             schema_index=row['schema_index'], event_trigger=row['event_trigger'])
 
     def sources(self, names, set_name=None):

@@ -22,12 +22,14 @@ from psycopg2 import sql
 from hostile import (SITE_SOURCE_DDL, failures, run_site, server_files, site_sets, start_cluster,
                      task_results)
 from pgcluster import wait_for
+from runner import run_tasks
 from test_pg_fdw_roles import changed_tasks
 
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          'playbooks')
 CHECK = os.path.join(PLAYBOOKS, 'check.yml')
 CUTOVER = os.path.join(PLAYBOOKS, 'cutover.yml')
+MODULE = 'tablesync.postgresql.pg_sync_trigger'
 ADMIN = 'tadmin'
 ADMIN_PW = "Adm-'pw' $x \\ ü"
 REPL_PW = 'Dbonly-Repl-pw-1'
@@ -255,3 +257,35 @@ def test_fdw_set_between_database_only_hosts(site):
     rc, out, err, data = run_site(inv)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
     assert changed_tasks(data) == []
+
+
+def test_trigger_capture_installs_as_an_administrator_without_superuser(site):
+    """pg_sync_trigger as a CREATEROLE administrator (what the trigger roles would do on a
+    database-only source): the NOLOGIN owner of the routines is created and the login grants
+    itself the membership it needs to hand objects to it (SET ROLE, on 16+); the capture,
+    a flush and a second, unchanged run work. dblink is the provider's part."""
+    src, dst = site
+    src.execute('CREATE EXTENSION IF NOT EXISTS dblink', dbname='shop')
+    src.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO {}').format(
+        sql.Identifier(ADMIN)), dbname='shop')
+    dst.execute(sql.SQL('CREATE DATABASE shop_ret OWNER {}').format(sql.Identifier(ADMIN)))
+    as_admin(dst, 'CREATE SCHEMA sales; CREATE TABLE sales.returns (id int PRIMARY KEY, reason text)',
+             'shop_ret')
+    args = dict(login_host=src.host, login_port=src.port, login_user=ADMIN, login_password=ADMIN_PW,
+                login_db='shop', name='returns', tables=[{'name': 'sales.returns'}], mode='queued',
+                backfill=True, target=dict(host=dst.host, port=dst.port, dbname='shop_ret',
+                                           user=ADMIN, password=ADMIN_PW))
+    first, second = run_tasks([{'name': 'install', MODULE: args, 'ignore_errors': True},
+                               {'name': 'again', MODULE: args, 'ignore_errors': True}]).results
+    assert first['changed'] and not first.get('failed'), first.get('msg')
+    assert second['changed'] is False and not second.get('failed'), second.get('msg')
+    if src.version() >= 16:
+        assert 'GRANT "tablesync_trigger_owner" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE' \
+            in first['queries']
+    as_admin(src, "INSERT INTO sales.returns VALUES (6, 'reason 6'); "
+                  "UPDATE sales.returns SET reason = 'changed' WHERE id = 2", 'shop')
+    as_admin(src, "CALL tablesync.flush('returns')", 'shop')   # its own transactions
+    query = 'SELECT id, reason FROM sales.returns ORDER BY id'
+    assert dst.query(query, dbname='shop_ret') == src.query(query, dbname='shop')
+    assert src.query("SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = 'tablesync_trigger_owner'") \
+        == [(False, False)]

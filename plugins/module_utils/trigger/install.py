@@ -104,9 +104,15 @@ def check_version_gate(env):
 
 
 def owner_statements(spec, env):
-    """Create the NOLOGIN owner role, or refuse one that could do more than own the machinery."""
+    """Create the NOLOGIN owner role, or refuse one that could do more than own the machinery.
+
+    A connected role without superuser (a managed service's administrator, CREATEROLE) may only
+    hand objects to a role it can SET ROLE to, and grant on them as a member of their owner: it
+    grants itself that membership (the owner gains nothing from it; the administrator already
+    controls the role it created)."""
     if env.owner is None:
-        return [Statement(sql.SQL('CREATE ROLE {} NOLOGIN').format(sql.Identifier(spec.owner)))]
+        return [Statement(sql.SQL('CREATE ROLE {} NOLOGIN').format(sql.Identifier(spec.owner)))] \
+            + self_grant(spec, env)
     problems = [a.upper() for a in OWNER_FORBIDDEN if env.owner.get(a)]
     problems += ['membership in %s' % m for m in env.owner.get('members') or ()
                  if m in OWNER_FORBIDDEN_MEMBERSHIPS]
@@ -114,7 +120,14 @@ def owner_statements(spec, env):
         raise PlanError('role %s owns the trigger sync routines, which run for every writer of a '
                         'synced table, so it must be a plain NOLOGIN role; it has %s: remove '
                         'that or choose another owner' % (spec.owner, ', '.join(problems)))
-    return []
+    return [] if env.owner.get('settable') else self_grant(spec, env)
+
+
+def self_grant(spec, env):
+    if env.superuser:
+        return []
+    options = ' WITH INHERIT TRUE, SET TRUE' if env.version_num >= 160000 else ''
+    return [Statement(sql.SQL('GRANT {} TO CURRENT_USER' + options).format(sql.Identifier(spec.owner)))]
 
 
 def _owned(kind, target, current_owner, owner):

@@ -157,7 +157,7 @@ class Environment(object):
                  dblink_servers=(), schema_leftovers=0, owner=None, schema_owner=None,
                  owners=None, server_usage=False, login_mapping=False, legacy_triggers=(),
                  monitor_usage=False, superuser=True, follow_storage=True, schema_index=False,
-                 event_trigger=None):
+                 event_trigger=None, version_num=160000):
         self.role = role
         self.dblink_schema = dblink_schema
         self.dblink_available = dblink_available
@@ -183,6 +183,7 @@ class Environment(object):
         self.monitor_usage = monitor_usage
         # routines v3 (follow.py): storage columns, index and the event trigger
         self.superuser = superuser
+        self.version_num = version_num
         self.follow_storage = follow_storage
         self.schema_index = schema_index
         self.event_trigger = event_trigger

@@ -148,6 +148,27 @@ def test_server_options_only_with_connection_keys():
 
 # ---- first installation ---------------------------------------------------------------------
 
+@pytest.mark.parametrize('version, grant', [
+    (160000, 'GRANT "%s" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE' % OWNER),
+    (150000, 'GRANT "%s" TO CURRENT_USER' % OWNER)])
+def test_administrator_without_superuser_grants_itself_the_owner(version, grant):
+    """A CREATEROLE login (a managed service's administrator) may hand objects only to a role
+    it can SET ROLE to: it grants itself the new owner; a superuser never does."""
+    fresh = shown(plan(spec(), environment(installed=False, superuser=False, version_num=version),
+                       set_state(installed=False), {('public', 't'): source(installed=False)}))
+    assert fresh[:3] == ['CREATE ROLE "%s" NOLOGIN' % OWNER, grant,
+                         'CREATE SCHEMA "tablesync" AUTHORIZATION "%s"' % OWNER]
+    # an existing owner it cannot act as yet: the grant alone; once it can, nothing
+    assert grant in shown(plan(spec(), environment(superuser=False, version_num=version, owner={}),
+                               set_state(), {('public', 't'): source()}))
+    assert shown(plan(spec(), environment(superuser=False, version_num=version,
+                                          owner={'settable': True}),
+                      set_state(), {('public', 't'): source()})) == []
+    assert not [t for t in shown(plan(spec(), environment(installed=False), set_state(installed=False),
+                                      {('public', 't'): source(installed=False)}))
+                if t.startswith('GRANT "%s"' % OWNER)]
+
+
 def test_fresh_install_in_order_with_masked_password():
     the_plan = plan(spec(), environment(installed=False), set_state(installed=False),
                     {('public', 't'): source(installed=False)})
