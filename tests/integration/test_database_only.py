@@ -34,6 +34,7 @@ ADMIN = 'tadmin'
 ADMIN_PW = "Adm-'pw' $x \\ ü"
 REPL_PW = 'Dbonly-Repl-pw-1'
 FDW_PW = 'Dbonly-Fdw-pw-1'
+TRIGGER_PW = 'Dbonly-Trg-pw-1'
 
 # A settings hook (postgresql_server_settings_hook) as a user writes one for a provider's API;
 # here the "API" is the test servers' superuser and their restart command.
@@ -215,7 +216,7 @@ def test_what_needs_a_shell_or_a_superuser_is_refused_before_anything_runs(site)
     assert rc != 0
     found = failures(data)
     assert 'Database-only hosts (tablesync_database_only) cannot take part in' in found, found
-    for name in ('returns (method trigger', 'orders (source src): schema_changes follow'):
+    for name in ('returns (method trigger, source src): mode queued', 'orders (source src): schema_changes follow'):
         assert name in found, found
     assert dst.query("SELECT count(*) FROM pg_database WHERE datname IN ('shop_live', 'shop_ret')") == [(0,)]
 
@@ -289,3 +290,48 @@ def test_trigger_capture_installs_as_an_administrator_without_superuser(site):
     assert dst.query(query, dbname='shop_ret') == src.query(query, dbname='shop')
     assert src.query("SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = 'tablesync_trigger_owner'") \
         == [(False, False)]
+
+
+def test_trigger_set_in_immediate_mode_between_database_only_hosts(site):
+    """A trigger set whose source is database-only, in mode immediate (no flush to schedule):
+    site.yml installs the capture as the administrator login and the target's login role;
+    each source commit is applied on the target; a second run changes nothing. (Mode queued
+    is refused there: its flush needs a scheduler.)"""
+    src, dst = site
+    if dst.version() < 16:
+        pytest.skip('the database-only fixture deploys on PostgreSQL 16 or later')
+    # the provider's part: dblink in the source database, usable by the administrator
+    src.execute(sql.SQL('CREATE DATABASE trg OWNER {}').format(sql.Identifier(ADMIN)))
+    as_admin(src, SITE_SOURCE_DDL, 'trg')
+    src.execute('CREATE EXTENSION dblink', dbname='trg')
+    src.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO {}').format(
+        sql.Identifier(ADMIN)), dbname='trg')
+    dst.execute(sql.SQL('CREATE DATABASE trg_ret OWNER {}').format(sql.Identifier(ADMIN)))
+    as_admin(dst, 'CREATE SCHEMA sales; CREATE TABLE sales.returns (id int PRIMARY KEY, reason text)',
+             'trg_ret')
+    inv = inventory(src, dst)
+    trigger = {'name': 'trg_returns', 'method': 'trigger', 'source': {'host': 'src', 'database': 'trg'},
+               'targets': [{'host': 'dst', 'database': 'trg_ret'}], 'tables': ['sales.returns']}
+    fdw = [s for s in site_sets() if s['method'] == 'fdw']
+    inv['all']['vars'].update(
+        tablesync_sync_sets=inv['all']['vars']['tablesync_sync_sets'] + fdw + [trigger],
+        tablesync_fdw_role='tablesync_fdw', tablesync_fdw_password=FDW_PW,
+        fdw_consumer_mapping_roles=[ADMIN], tablesync_trigger_role='tablesync_trigger',
+        tablesync_trigger_password=TRIGGER_PW)
+    rc, out, err, data = run_site(inv)
+    assert rc != 0 and 'mode queued needs a flush scheduler' in failures(data), failures(data)
+
+    inv['all']['hosts']['src']['trigger_source_mode'] = 'immediate'
+    before = {'src': server_files(src), 'dst': server_files(dst)}
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert TRIGGER_PW not in out + err and ADMIN_PW not in out + err
+    assert {'src': server_files(src), 'dst': server_files(dst)} == before
+    as_admin(src, "INSERT INTO sales.returns VALUES (6, 'reason 6'); "
+                  "UPDATE sales.returns SET reason = 'changed' WHERE id = 2; "
+                  "DELETE FROM sales.returns WHERE id = 3", 'trg')
+    query = 'SELECT id, reason FROM sales.returns ORDER BY id'
+    assert dst.query(query, dbname='trg_ret') == src.query(query, dbname='trg')
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert changed_tasks(data) == []
