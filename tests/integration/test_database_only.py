@@ -260,18 +260,25 @@ def test_fdw_set_between_database_only_hosts(site):
     assert changed_tasks(data) == []
 
 
+def trigger_databases(src, dst, source_db, target_db):
+    """The provider's part of a trigger set (dblink in the source database, usable by the
+    administrator) and the target database and table, owned by the administrator."""
+    src.execute('CREATE EXTENSION IF NOT EXISTS dblink', dbname=source_db)
+    src.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO {}').format(
+        sql.Identifier(ADMIN)), dbname=source_db)
+    dst.execute(sql.SQL('CREATE DATABASE {} OWNER {}').format(sql.Identifier(target_db),
+                                                              sql.Identifier(ADMIN)))
+    as_admin(dst, 'CREATE SCHEMA sales; CREATE TABLE sales.returns (id int PRIMARY KEY, reason text)',
+             target_db)
+
+
 def test_trigger_capture_installs_as_an_administrator_without_superuser(site):
     """pg_sync_trigger as a CREATEROLE administrator (what the trigger roles would do on a
     database-only source): the NOLOGIN owner of the routines is created and the login grants
     itself the membership it needs to hand objects to it (SET ROLE, on 16+); the capture,
     a flush and a second, unchanged run work. dblink is the provider's part."""
     src, dst = site
-    src.execute('CREATE EXTENSION IF NOT EXISTS dblink', dbname='shop')
-    src.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO {}').format(
-        sql.Identifier(ADMIN)), dbname='shop')
-    dst.execute(sql.SQL('CREATE DATABASE shop_ret OWNER {}').format(sql.Identifier(ADMIN)))
-    as_admin(dst, 'CREATE SCHEMA sales; CREATE TABLE sales.returns (id int PRIMARY KEY, reason text)',
-             'shop_ret')
+    trigger_databases(src, dst, 'shop', 'shop_ret')
     args = dict(login_host=src.host, login_port=src.port, login_user=ADMIN, login_password=ADMIN_PW,
                 login_db='shop', name='returns', tables=[{'name': 'sales.returns'}], mode='queued',
                 backfill=True, target=dict(host=dst.host, port=dst.port, dbname='shop_ret',
@@ -300,15 +307,9 @@ def test_trigger_set_in_immediate_mode_between_database_only_hosts(site):
     src, dst = site
     if dst.version() < 16:
         pytest.skip('the database-only fixture deploys on PostgreSQL 16 or later')
-    # the provider's part: dblink in the source database, usable by the administrator
     src.execute(sql.SQL('CREATE DATABASE trg OWNER {}').format(sql.Identifier(ADMIN)))
     as_admin(src, SITE_SOURCE_DDL, 'trg')
-    src.execute('CREATE EXTENSION dblink', dbname='trg')
-    src.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO {}').format(
-        sql.Identifier(ADMIN)), dbname='trg')
-    dst.execute(sql.SQL('CREATE DATABASE trg_ret OWNER {}').format(sql.Identifier(ADMIN)))
-    as_admin(dst, 'CREATE SCHEMA sales; CREATE TABLE sales.returns (id int PRIMARY KEY, reason text)',
-             'trg_ret')
+    trigger_databases(src, dst, 'trg', 'trg_ret')
     inv = inventory(src, dst)
     trigger = {'name': 'trg_returns', 'method': 'trigger', 'source': {'host': 'src', 'database': 'trg'},
                'targets': [{'host': 'dst', 'database': 'trg_ret'}], 'tables': ['sales.returns']}
