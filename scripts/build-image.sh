@@ -24,7 +24,9 @@ case "$SUITE" in
   sid)      BASE=trixie; PG_PACKAGES=() ;;        # PostgreSQL 18 from sid, installed after debootstrap
   *) echo "usage: $0 bookworm|trixie|sid [--force]" >&2; exit 2 ;;
 esac
-SID_PACKAGES=(postgresql postgresql-18 postgresql-client-18 postgresql-common postgresql-client-common libpq5)
+# pg_cron: the flush scheduler of database-only hosts (docs/managed.md), as managed services offer it
+SID_PACKAGES=(postgresql postgresql-18 postgresql-client-18 postgresql-common postgresql-client-common libpq5
+              postgresql-18-cron)
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"

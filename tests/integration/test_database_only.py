@@ -10,7 +10,8 @@ usual path, is refused), and the run must not change pg_hba.conf or postgresql.a
 The settings are verified, not set: the first run fails naming each parameter to change and
 creates nothing; once "the provider" sets them, the set is deployed, rows are compared, a new
 row arrives, and a second run changes nothing. On PostgreSQL 15, where a subscription needs a
-superuser, the run fails naming 16, before anything is created.
+superuser, the run fails naming 16, before anything is created. (The fdw and trigger sets
+between such hosts: test_database_only_methods.py.)
 """
 import os
 import sys
@@ -22,19 +23,15 @@ from psycopg2 import sql
 from hostile import (SITE_SOURCE_DDL, failures, run_site, server_files, site_sets, start_cluster,
                      task_results)
 from pgcluster import wait_for
-from runner import run_tasks
 from test_pg_fdw_roles import changed_tasks
 
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          'playbooks')
 CHECK = os.path.join(PLAYBOOKS, 'check.yml')
 CUTOVER = os.path.join(PLAYBOOKS, 'cutover.yml')
-MODULE = 'tablesync.postgresql.pg_sync_trigger'
 ADMIN = 'tadmin'
 ADMIN_PW = "Adm-'pw' $x \\ ü"
 REPL_PW = 'Dbonly-Repl-pw-1'
-FDW_PW = 'Dbonly-Fdw-pw-1'
-TRIGGER_PW = 'Dbonly-Trg-pw-1'
 
 # A settings hook (postgresql_server_settings_hook) as a user writes one for a provider's API;
 # here the "API" is the test servers' superuser and their restart command.
@@ -76,11 +73,17 @@ def as_admin(cluster, text, dbname):
         conn.close()
 
 
-@pytest.fixture(scope='module')
-def site(pg_base):
-    src = start_cluster('dbo_src', pg_base)
-    dst = start_cluster('dbo_dst', pg_base)
+def database_only_servers(pg_base, prefix, source_conf=None):
+    """Two servers reached only over TCP, each with the administrator login a managed service
+    gives (and a database ``shop`` with the test tables on the source): a generator for the
+    module fixtures. ``source_conf``: settings of the source (PostgreSQL 16 or later only)."""
+    src = start_cluster(prefix + '_src', pg_base)
+    dst = start_cluster(prefix + '_dst', pg_base)
     try:
+        if source_conf and src.version() >= 16:
+            with open(os.path.join(src.datadir, 'postgresql.auto.conf'), 'a') as f:
+                f.writelines('%s = %s\n' % kv for kv in sorted(source_conf.items()))
+            src.restart()
         # what a managed service's administrator login has, no superuser
         src.execute(sql.SQL('CREATE ROLE {} LOGIN CREATEROLE CREATEDB REPLICATION PASSWORD %s')
                     .format(sql.Identifier(ADMIN)), (ADMIN_PW,))
@@ -97,6 +100,12 @@ def site(pg_base):
     finally:
         dst.stop('immediate')
         src.stop('immediate')
+
+
+@pytest.fixture(scope='module')
+def site(pg_base):
+    for servers in database_only_servers(pg_base, 'dbo'):
+        yield servers
 
 
 def inventory(src, dst):
@@ -219,120 +228,3 @@ def test_what_needs_a_shell_or_a_superuser_is_refused_before_anything_runs(site)
     for name in ('returns (method trigger, source src): mode queued', 'orders (source src): schema_changes follow'):
         assert name in found, found
     assert dst.query("SELECT count(*) FROM pg_database WHERE datname IN ('shop_live', 'shop_ret')") == [(0,)]
-
-
-def test_fdw_set_between_database_only_hosts(site):
-    """An fdw set read through its foreign tables: the source's login role made by the
-    administrator login (no pg_hba.conf), the consumer's foreign server, user mapping (with the
-    password non-superusers need) and foreign tables owned by the administrator login."""
-    src, dst = site
-    if dst.version() < 16:
-        pytest.skip('the database-only fixture deploys on PostgreSQL 16 or later')
-    # what the provider allows: the extension created for the administrator, who may use it
-    dst.execute(sql.SQL('CREATE DATABASE shop_live OWNER {}').format(sql.Identifier(ADMIN)))
-    dst.execute('CREATE EXTENSION postgres_fdw', dbname='shop_live')
-    dst.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO {}')
-                .format(sql.Identifier(ADMIN)), dbname='shop_live')
-    inv = inventory(src, dst)
-    fdw = [s for s in site_sets() if s['method'] == 'fdw']
-    inv['all']['vars'].update(tablesync_sync_sets=inv['all']['vars']['tablesync_sync_sets'] + fdw,
-                              tablesync_fdw_role='tablesync_fdw', tablesync_fdw_password=FDW_PW,
-                              fdw_consumer_mapping_roles=[ADMIN])
-    before = {'src': server_files(src), 'dst': server_files(dst)}
-    rc, out, err, data = run_site(inv)
-    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
-    assert FDW_PW not in out + err and ADMIN_PW not in out + err
-    assert {'src': server_files(src), 'dst': server_files(dst)} == before
-    assert src.query("SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = 'tablesync_fdw'") \
-        == [(False, False)]
-    src.execute('INSERT INTO sales.stock VALUES (6, 60)', dbname='shop')
-    source_rows = src.query('SELECT id, qty FROM sales.stock ORDER BY id', dbname='shop')
-    conn = psycopg2.connect(host=dst.host, port=dst.port, user=ADMIN, password=ADMIN_PW,
-                            dbname='shop_live', connect_timeout=10)
-    try:
-        with conn.cursor() as cur:
-            cur.execute('SELECT id, qty FROM sales.stock ORDER BY id')
-            assert cur.fetchall() == source_rows
-    finally:
-        conn.close()
-    rc, out, err, data = run_site(inv)
-    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
-    assert changed_tasks(data) == []
-
-
-def trigger_databases(src, dst, source_db, target_db):
-    """The provider's part of a trigger set (dblink in the source database, usable by the
-    administrator) and the target database and table, owned by the administrator."""
-    src.execute('CREATE EXTENSION IF NOT EXISTS dblink', dbname=source_db)
-    src.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO {}').format(
-        sql.Identifier(ADMIN)), dbname=source_db)
-    dst.execute(sql.SQL('CREATE DATABASE {} OWNER {}').format(sql.Identifier(target_db),
-                                                              sql.Identifier(ADMIN)))
-    as_admin(dst, 'CREATE SCHEMA sales; CREATE TABLE sales.returns (id int PRIMARY KEY, reason text)',
-             target_db)
-
-
-def test_trigger_capture_installs_as_an_administrator_without_superuser(site):
-    """pg_sync_trigger as a CREATEROLE administrator (what the trigger roles would do on a
-    database-only source): the NOLOGIN owner of the routines is created and the login grants
-    itself the membership it needs to hand objects to it (SET ROLE, on 16+); the capture,
-    a flush and a second, unchanged run work. dblink is the provider's part."""
-    src, dst = site
-    trigger_databases(src, dst, 'shop', 'shop_ret')
-    args = dict(login_host=src.host, login_port=src.port, login_user=ADMIN, login_password=ADMIN_PW,
-                login_db='shop', name='returns', tables=[{'name': 'sales.returns'}], mode='queued',
-                backfill=True, target=dict(host=dst.host, port=dst.port, dbname='shop_ret',
-                                           user=ADMIN, password=ADMIN_PW))
-    first, second = run_tasks([{'name': 'install', MODULE: args, 'ignore_errors': True},
-                               {'name': 'again', MODULE: args, 'ignore_errors': True}]).results
-    assert first['changed'] and not first.get('failed'), first.get('msg')
-    assert second['changed'] is False and not second.get('failed'), second.get('msg')
-    if src.version() >= 16:
-        assert 'GRANT "tablesync_trigger_owner" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE' \
-            in first['queries']
-    as_admin(src, "INSERT INTO sales.returns VALUES (6, 'reason 6'); "
-                  "UPDATE sales.returns SET reason = 'changed' WHERE id = 2", 'shop')
-    as_admin(src, "CALL tablesync.flush('returns')", 'shop')   # its own transactions
-    query = 'SELECT id, reason FROM sales.returns ORDER BY id'
-    assert dst.query(query, dbname='shop_ret') == src.query(query, dbname='shop')
-    assert src.query("SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = 'tablesync_trigger_owner'") \
-        == [(False, False)]
-
-
-def test_trigger_set_in_immediate_mode_between_database_only_hosts(site):
-    """A trigger set whose source is database-only, in mode immediate (no flush to schedule):
-    site.yml installs the capture as the administrator login and the target's login role;
-    each source commit is applied on the target; a second run changes nothing. (Mode queued
-    is refused there: its flush needs a scheduler.)"""
-    src, dst = site
-    if dst.version() < 16:
-        pytest.skip('the database-only fixture deploys on PostgreSQL 16 or later')
-    src.execute(sql.SQL('CREATE DATABASE trg OWNER {}').format(sql.Identifier(ADMIN)))
-    as_admin(src, SITE_SOURCE_DDL, 'trg')
-    trigger_databases(src, dst, 'trg', 'trg_ret')
-    inv = inventory(src, dst)
-    trigger = {'name': 'trg_returns', 'method': 'trigger', 'source': {'host': 'src', 'database': 'trg'},
-               'targets': [{'host': 'dst', 'database': 'trg_ret'}], 'tables': ['sales.returns']}
-    fdw = [s for s in site_sets() if s['method'] == 'fdw']
-    inv['all']['vars'].update(
-        tablesync_sync_sets=inv['all']['vars']['tablesync_sync_sets'] + fdw + [trigger],
-        tablesync_fdw_role='tablesync_fdw', tablesync_fdw_password=FDW_PW,
-        fdw_consumer_mapping_roles=[ADMIN], tablesync_trigger_role='tablesync_trigger',
-        tablesync_trigger_password=TRIGGER_PW)
-    rc, out, err, data = run_site(inv)
-    assert rc != 0 and 'mode queued needs a flush scheduler' in failures(data), failures(data)
-
-    inv['all']['hosts']['src']['trigger_source_mode'] = 'immediate'
-    before = {'src': server_files(src), 'dst': server_files(dst)}
-    rc, out, err, data = run_site(inv)
-    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
-    assert TRIGGER_PW not in out + err and ADMIN_PW not in out + err
-    assert {'src': server_files(src), 'dst': server_files(dst)} == before
-    as_admin(src, "INSERT INTO sales.returns VALUES (6, 'reason 6'); "
-                  "UPDATE sales.returns SET reason = 'changed' WHERE id = 2; "
-                  "DELETE FROM sales.returns WHERE id = 3", 'trg')
-    query = 'SELECT id, reason FROM sales.returns ORDER BY id'
-    assert dst.query(query, dbname='trg_ret') == src.query(query, dbname='trg')
-    rc, out, err, data = run_site(inv)
-    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
-    assert changed_tasks(data) == []

@@ -1,0 +1,200 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tablesync.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pg_cron_jobs
+short_description: Schedule the flushes of queued trigger sync sets in pg_cron
+version_added: 0.1.0
+description:
+  - Makes the connected login's pg_cron jobs named C(tablesync-flush-<set>) exactly those of
+    O(flushes) - each runs C(CALL tablesync.flush('<set>')) in the set's source database at its
+    interval - scheduling the new ones, changing the changed or paused ones (they keep their job
+    id) and unscheduling the others of that name prefix. Jobs without that prefix are never
+    touched.
+  - This is the flush scheduler where a host has no shell for a systemd timer but its server has
+    pg_cron (a database-only host, as on managed services; docs/managed.md). pg_cron runs a job
+    as the login that scheduled it, so no password is stored anywhere.
+  - Connect to the database pg_cron keeps its jobs in (C(cron.database_name), C(postgres) by
+    default) with O(login_db). When O(flushes) is empty, a server without pg_cron is not an
+    error (there is nothing to unschedule).
+  - Needs pg_cron 1.4 or later (C(cron.schedule_in_database)), 1.5 or later for intervals under a
+    minute; fails naming the version, or the grant the login lacks
+    (C(GRANT USAGE ON SCHEMA cron)), before it changes anything.
+author:
+  - tablesync maintainers (@tablesync)
+extends_documentation_fragment:
+  - tablesync.postgresql.connection
+options:
+  flushes:
+    description:
+      - The queued trigger sets whose flush pg_cron runs (set names as the collection takes
+        them - lower-case letters, digits and underscores).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      set:
+        description: The sync set's name (as given to M(tablesync.postgresql.pg_sync_trigger)).
+        type: str
+        required: true
+      database:
+        description: The set's source database, where the job runs.
+        type: str
+        required: true
+      interval:
+        description:
+          - Time between two flushes, a systemd time span (V(30s), V(5min), V(1h)). pg_cron
+            expresses 1 to 59 seconds, minutes that divide an hour, hours that divide a day, and
+            one day; another span fails naming these.
+        type: str
+        default: 30s
+  history_days:
+    description:
+      - pg_cron keeps a row per job run in C(cron.job_run_details) and never deletes it (a flush
+        every 30 seconds adds 2,880 rows a day). While O(flushes) is not empty, a daily job
+        C(tablesync-flush-history-purge) of the login deletes its flush jobs' runs older than this
+        many days (not the runs of other jobs). V(0) - no purge job.
+    type: int
+    default: 7
+attributes:
+  check_mode:
+    support: full
+    description: The statements are planned and returned in RV(queries); nothing is scheduled.
+  diff_mode:
+    support: full
+    description: Shows the login's flush jobs before and after.
+notes:
+  - The jobs run as the login that schedules them (pg_cron allows only a superuser to name
+    another), so that login must be able to run the flush (the trigger roles make it a member of
+    the routines' owner role).
+  - A job's failures are in C(cron.job_run_details); the flush also records its last error per
+    set in C(tablesync.trigger_sets), which M(tablesync.postgresql.pg_sync_info) reports.
+'''
+
+EXAMPLES = r'''
+- name: Flush the queued set orders every 30 seconds with pg_cron, as the administrator login
+  tablesync.postgresql.pg_cron_jobs:
+    login_host: shop-db.example.net
+    login_user: tablesync_admin
+    login_password: "{{ vault_tablesync_admin_password }}"
+    login_db: postgres
+    ssl_mode: require
+    flushes:
+      - set: orders
+        database: shop
+        interval: 30s
+
+- name: Unschedule every flush job of this login (no queued set left)
+  tablesync.postgresql.pg_cron_jobs:
+    login_db: postgres
+    flushes: []
+'''
+
+RETURN = r'''
+jobs:
+  description: The login's flush jobs after the run (as planned in check mode), by job name.
+  returned: success
+  type: dict
+  sample: {"tablesync-flush-orders": {"schedule": "30 seconds", "database": "shop",
+           "command": "CALL tablesync.flush('orders')", "active": true}}
+pg_cron_version:
+  description: The C(pg_cron) extension's version in O(login_db), or null when it is not installed there.
+  returned: success
+  type: str
+  sample: "1.6"
+queries:
+  description: The statements run (planned in check mode); they carry no secret.
+  returned: always
+  type: list
+  elements: str
+  sample: ["SELECT cron.schedule_in_database('tablesync-flush-orders', '30 seconds', 'CALL tablesync.flush(''orders'')', 'shop')"]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connection import (
+    connect, connection_argument_spec)
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import Executor
+from ansible_collections.tablesync.postgresql.plugins.module_utils.schedule.pg_cron import (
+    EXTENSION_QUERY, FLUSH_PREFIX, JOBS_QUERY, flush_job, history_job, job_view, plan_jobs,
+    version_problem)
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(flushes=dict(type='list', elements='dict', default=[], options=dict(
+        set=dict(type='str', required=True),
+        database=dict(type='str', required=True),
+        interval=dict(type='str', default='30s'))),
+        history_days=dict(type='int', default=7))
+    return spec
+
+
+class CronJobs(object):
+    """The login's pg_cron jobs of one name prefix in the connected database."""
+
+    def __init__(self, conn, prefix):
+        self.conn = conn
+        self.prefix = prefix
+
+    def extension(self):
+        with self.conn.cursor() as cur:
+            cur.execute(EXTENSION_QUERY)
+            names = [d[0] for d in cur.description]
+            return dict(zip(names, cur.fetchone()))
+
+    def current(self):
+        with self.conn.cursor() as cur:
+            cur.execute(JOBS_QUERY, {'prefix': self.prefix})
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    result = dict(changed=False, queries=[])
+    try:
+        desired = [flush_job(f['set'], f['database'], f['interval']) for f in module.params['flushes']]
+    except TablesyncError as e:
+        module.fail_json(msg=str(e), **result)
+    if len(set(j['name'] for j in desired)) != len(desired):
+        module.fail_json(msg='flushes names a set more than once', **result)
+    if module.params['history_days'] < 0:
+        module.fail_json(msg='history_days must be 0 (no purge) or more', **result)
+    conn = connect(module)
+    jobs = CronJobs(conn, FLUSH_PREFIX)
+    ext = jobs.extension()
+    result['pg_cron_version'] = ext['version']
+    if desired and module.params['history_days'] > 0:
+        desired.append(history_job(ext['database'], module.params['history_days']))
+    problem = version_problem(desired, ext['version'], ext['database'], ext['login'], ext['usable'])
+    if problem:
+        conn.close()
+        module.fail_json(msg=problem, **result)
+    current = jobs.current() if ext['version'] is not None and ext['usable'] else []
+    conn.rollback()
+    executor = Executor(conn, module.check_mode)
+    try:
+        executor.run(plan_jobs(desired, current))
+        executor.commit()
+    except TablesyncError as e:
+        result['queries'] = executor.queries
+        module.fail_json(msg=str(e), **result)
+    finally:
+        conn.close()
+    before, after = job_view(current), job_view(desired)
+    result.update(changed=executor.changed, queries=executor.queries, jobs=after)
+    if module._diff:
+        result['diff'] = dict(before=dict(jobs=before), after=dict(jobs=after))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
