@@ -9,22 +9,24 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: pg_cron_jobs
-short_description: Schedule the flushes of queued trigger sync sets in pg_cron
+short_description: Schedule the flushes of trigger sync sets and the refreshes of fdw local copies in pg_cron
 version_added: 0.1.0
 description:
-  - Makes the connected login's pg_cron jobs named C(tablesync-flush-<set>) exactly those of
-    O(flushes) - each runs C(CALL tablesync.flush('<set>')) in the set's source database at its
-    interval - scheduling the new ones, changing the changed or paused ones (they keep their job
-    id) and unscheduling the others of that name prefix. Jobs without that prefix are never
-    touched.
-  - This is the flush scheduler where a host has no shell for a systemd timer but its server has
+  - Makes the connected login's pg_cron jobs of each given kind exactly those asked for - for
+    O(flushes), the jobs C(tablesync-flush-<set>) that run C(CALL tablesync.flush('<set>')) in
+    a queued trigger set's source database; for O(refreshes), the jobs C(tablesync-refresh-<set>)
+    that run C(REFRESH MATERIALIZED VIEW) of each local copy of an fdw set in its consumer
+    database - scheduling the new ones, changing the changed or paused ones (they keep their job
+    id) and unscheduling the others of that kind. A kind whose option is not given is not
+    touched, nor is any job with another name.
+  - This is the scheduler where a host has no shell for a systemd timer but its server has
     pg_cron (a database-only host, as on managed services; docs/managed.md). pg_cron runs a job
     as the login that scheduled it, so no password is stored anywhere.
   - Connect to the database pg_cron keeps its jobs in (C(cron.database_name), C(postgres) by
-    default) with O(login_db). When O(flushes) is empty, a server without pg_cron is not an
-    error (there is nothing to unschedule).
-  - Needs pg_cron 1.4 or later (C(cron.schedule_in_database)), 1.5 or later for intervals under a
-    minute; fails naming the version, or the grant the login lacks
+    default) with O(login_db). When nothing is to be scheduled, a server without pg_cron is not
+    an error (there is nothing to unschedule).
+  - Needs pg_cron 1.4 or later (C(cron.schedule_in_database)), 1.5 or later for schedules under
+    a minute; fails naming the version, or the grant the login lacks
     (C(GRANT USAGE ON SCHEMA cron)), before it changes anything.
 author:
   - tablesync maintainers (@tablesync)
@@ -34,10 +36,10 @@ options:
   flushes:
     description:
       - The queued trigger sets whose flush pg_cron runs (set names as the collection takes
-        them - lower-case letters, digits and underscores).
+        them - lower-case letters, digits and underscores). Omitted - the flush jobs are left
+        as they are.
     type: list
     elements: dict
-    default: []
     suboptions:
       set:
         description: The sync set's name (as given to M(tablesync.postgresql.pg_sync_trigger)).
@@ -54,12 +56,41 @@ options:
             one day; another span fails naming these.
         type: str
         default: 30s
+  refreshes:
+    description:
+      - The fdw sets whose local copies pg_cron refreshes, all copies of a set in one
+        transaction. Omitted - the refresh jobs are left as they are.
+    type: list
+    elements: dict
+    suboptions:
+      set:
+        description: The sync set's name.
+        type: str
+        required: true
+      database:
+        description: The consumer database of the copies, where the job runs.
+        type: str
+        required: true
+      schedule:
+        description: A pg_cron schedule - five cron fields (V(*/15 * * * *)) or V(1-59 seconds).
+        type: str
+        default: "*/15 * * * *"
+      copies:
+        description:
+          - The set's copies, as M(tablesync.postgresql.pg_foreign_table_copies) returns them in
+            RV(tablesync.postgresql.pg_foreign_table_copies#module:copies) - C(name)
+            (C(schema.table)) and C(concurrently) (a unique index allows
+            C(REFRESH ... CONCURRENTLY)).
+        type: list
+        elements: dict
+        required: true
   history_days:
     description:
       - pg_cron keeps a row per job run in C(cron.job_run_details) and never deletes it (a flush
-        every 30 seconds adds 2,880 rows a day). While O(flushes) is not empty, a daily job
-        C(tablesync-flush-history-purge) of the login deletes its flush jobs' runs older than this
-        many days (not the runs of other jobs). V(0) - no purge job.
+        every 30 seconds adds 2,880 rows a day). For each kind with jobs, a daily job
+        C(tablesync-flush-history-purge) or C(tablesync-refresh-history-purge) of the login
+        deletes that kind's runs older than this many days (not the runs of other jobs).
+        V(0) - no purge job.
     type: int
     default: 7
 attributes:
@@ -68,11 +99,11 @@ attributes:
     description: The statements are planned and returned in RV(queries); nothing is scheduled.
   diff_mode:
     support: full
-    description: Shows the login's flush jobs before and after.
+    description: Shows the login's jobs of the managed kinds before and after.
 notes:
   - The jobs run as the login that schedules them (pg_cron allows only a superuser to name
     another), so that login must be able to run the flush (the trigger roles make it a member of
-    the routines' owner role).
+    the routines' owner role) or own the copies.
   - A job's failures are in C(cron.job_run_details); the flush also records its last error per
     set in C(tablesync.trigger_sets), which M(tablesync.postgresql.pg_sync_info) reports.
 '''
@@ -90,6 +121,16 @@ EXAMPLES = r'''
         database: shop
         interval: 30s
 
+- name: Refresh the local copies of the fdw set stock every 15 minutes
+  tablesync.postgresql.pg_cron_jobs:
+    login_db: postgres
+    refreshes:
+      - set: stock
+        database: reporting
+        schedule: "*/15 * * * *"
+        copies:
+          - {name: sales.stock, concurrently: true}
+
 - name: Unschedule every flush job of this login (no queued set left)
   tablesync.postgresql.pg_cron_jobs:
     login_db: postgres
@@ -98,7 +139,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 jobs:
-  description: The login's flush jobs after the run (as planned in check mode), by job name.
+  description: The login's jobs of the managed kinds after the run (as planned in check mode), by job name.
   returned: success
   type: dict
   sample: {"tablesync-flush-orders": {"schedule": "30 seconds", "database": "shop",
@@ -123,26 +164,44 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import Executor
 from ansible_collections.tablesync.postgresql.plugins.module_utils.schedule.pg_cron import (
-    EXTENSION_QUERY, FLUSH_PREFIX, JOBS_QUERY, flush_job, history_job, job_view, plan_jobs,
-    version_problem)
+    EXTENSION_QUERY, FLUSH_PREFIX, JOBS_QUERY, REFRESH_PREFIX, flush_job, history_job, job_view,
+    plan_jobs, refresh_job, version_problem)
 
 
 def argument_spec():
     spec = connection_argument_spec()
-    spec.update(flushes=dict(type='list', elements='dict', default=[], options=dict(
-        set=dict(type='str', required=True),
-        database=dict(type='str', required=True),
-        interval=dict(type='str', default='30s'))),
+    spec.update(
+        flushes=dict(type='list', elements='dict', options=dict(
+            set=dict(type='str', required=True),
+            database=dict(type='str', required=True),
+            interval=dict(type='str', default='30s'))),
+        refreshes=dict(type='list', elements='dict', options=dict(
+            set=dict(type='str', required=True),
+            database=dict(type='str', required=True),
+            schedule=dict(type='str', default='*/15 * * * *'),
+            copies=dict(type='list', elements='dict', required=True))),
         history_days=dict(type='int', default=7))
     return spec
 
 
-class CronJobs(object):
-    """The login's pg_cron jobs of one name prefix in the connected database."""
+def desired_jobs(params):
+    """prefix -> the desired jobs of that kind (only the kinds given), without history jobs."""
+    kinds = {}
+    if params['flushes'] is not None:
+        kinds[FLUSH_PREFIX] = [flush_job(f['set'], f['database'], f['interval'])
+                               for f in params['flushes']]
+    if params['refreshes'] is not None:
+        kinds[REFRESH_PREFIX] = [refresh_job(r['set'], r['database'], r['schedule'], r['copies'])
+                                 for r in params['refreshes']]
+    return kinds
 
-    def __init__(self, conn, prefix):
+
+class CronJobs(object):
+    """The login's pg_cron jobs of some name prefixes in the connected database."""
+
+    def __init__(self, conn, prefixes):
         self.conn = conn
-        self.prefix = prefix
+        self.prefixes = sorted(prefixes)
 
     def extension(self):
         with self.conn.cursor() as cur:
@@ -152,33 +211,39 @@ class CronJobs(object):
 
     def current(self):
         with self.conn.cursor() as cur:
-            cur.execute(JOBS_QUERY, {'prefix': self.prefix})
+            cur.execute(JOBS_QUERY, {'prefixes': self.prefixes})
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_one_of=[('flushes', 'refreshes')])
+    p = module.params
     result = dict(changed=False, queries=[])
+    if p['history_days'] < 0:
+        module.fail_json(msg='history_days must be 0 (no purge) or more', **result)
     try:
-        desired = [flush_job(f['set'], f['database'], f['interval']) for f in module.params['flushes']]
+        kinds = desired_jobs(p)
     except TablesyncError as e:
         module.fail_json(msg=str(e), **result)
-    if len(set(j['name'] for j in desired)) != len(desired):
-        module.fail_json(msg='flushes names a set more than once', **result)
-    if module.params['history_days'] < 0:
-        module.fail_json(msg='history_days must be 0 (no purge) or more', **result)
+    for jobs in kinds.values():
+        if len(set(j['name'] for j in jobs)) != len(jobs):
+            module.fail_json(msg='a set is named more than once', **result)
     conn = connect(module)
-    jobs = CronJobs(conn, FLUSH_PREFIX)
-    ext = jobs.extension()
+    cron = CronJobs(conn, kinds)
+    ext = cron.extension()
     result['pg_cron_version'] = ext['version']
-    if desired and module.params['history_days'] > 0:
-        desired.append(history_job(ext['database'], module.params['history_days']))
+    desired = []
+    for prefix, jobs in sorted(kinds.items()):
+        desired.extend(jobs)
+        if jobs and p['history_days'] > 0:
+            desired.append(history_job(prefix, ext['database'], p['history_days']))
     problem = version_problem(desired, ext['version'], ext['database'], ext['login'], ext['usable'])
     if problem:
         conn.close()
         module.fail_json(msg=problem, **result)
-    current = jobs.current() if ext['version'] is not None and ext['usable'] else []
+    current = cron.current() if ext['version'] is not None and ext['usable'] else []
     conn.rollback()
     executor = Executor(conn, module.check_mode)
     try:

@@ -73,17 +73,18 @@ def as_admin(cluster, text, dbname):
         conn.close()
 
 
-def database_only_servers(pg_base, prefix, source_conf=None):
+def database_only_servers(pg_base, prefix, conf=None):
     """Two servers reached only over TCP, each with the administrator login a managed service
     gives (and a database ``shop`` with the test tables on the source): a generator for the
-    module fixtures. ``source_conf``: settings of the source (PostgreSQL 16 or later only)."""
+    module fixtures. ``conf``: settings of both servers (PostgreSQL 16 or later only)."""
     src = start_cluster(prefix + '_src', pg_base)
     dst = start_cluster(prefix + '_dst', pg_base)
     try:
-        if source_conf and src.version() >= 16:
-            with open(os.path.join(src.datadir, 'postgresql.auto.conf'), 'a') as f:
-                f.writelines('%s = %s\n' % kv for kv in sorted(source_conf.items()))
-            src.restart()
+        for cluster in (src, dst):
+            if conf and cluster.version() >= 16:
+                with open(os.path.join(cluster.datadir, 'postgresql.auto.conf'), 'a') as f:
+                    f.writelines('%s = %s\n' % kv for kv in sorted(conf.items()))
+                cluster.restart()
         # what a managed service's administrator login has, no superuser
         src.execute(sql.SQL('CREATE ROLE {} LOGIN CREATEROLE CREATEDB REPLICATION PASSWORD %s')
                     .format(sql.Identifier(ADMIN)), (ADMIN_PW,))

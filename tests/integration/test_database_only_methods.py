@@ -33,20 +33,34 @@ PG_CRON = {'shared_preload_libraries': "'pg_cron'", 'cron.database_name': "'post
            'cron.use_background_workers': 'on', 'max_worker_processes': '16'}
 
 
+def admin_rows(cluster, dbname, query):
+    """Rows as the administrator login reads them (the owner of the consumer's objects)."""
+    conn = psycopg2.connect(host=cluster.host, port=cluster.port, user=ADMIN, password=ADMIN_PW,
+                            dbname=dbname, connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
 def with_vars(inv, **extra):
     return dict(inv, all=dict(inv['all'], vars=dict(inv['all']['vars'], **extra)))
 
 
 @pytest.fixture(scope='module')
 def site(pg_base):
-    for servers in database_only_servers(pg_base, 'dbm', source_conf=PG_CRON):
+    for servers in database_only_servers(pg_base, 'dbm', conf=PG_CRON):
         yield servers
 
 
 def test_fdw_set_between_database_only_hosts(site):
     """An fdw set read through its foreign tables: the source's login role made by the
     administrator login (no pg_hba.conf), the consumer's foreign server, user mapping (with the
-    password non-superusers need) and foreign tables owned by the administrator login."""
+    password non-superusers need) and foreign tables owned by the administrator login. Then as
+    local copies: refused without a scheduler; with pg_cron, refreshed by a job of the
+    administrator login in the consumer's server."""
     src, dst = site
     if dst.version() < 16:
         pytest.skip('the database-only fixture deploys on PostgreSQL 16 or later')
@@ -68,15 +82,33 @@ def test_fdw_set_between_database_only_hosts(site):
     assert src.query("SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = 'tablesync_fdw'") \
         == [(False, False)]
     src.execute('INSERT INTO sales.stock VALUES (6, 60)', dbname='shop')
-    source_rows = src.query('SELECT id, qty FROM sales.stock ORDER BY id', dbname='shop')
-    conn = psycopg2.connect(host=dst.host, port=dst.port, user=ADMIN, password=ADMIN_PW,
-                            dbname='shop_live', connect_timeout=10)
-    try:
-        with conn.cursor() as cur:
-            cur.execute('SELECT id, qty FROM sales.stock ORDER BY id')
-            assert cur.fetchall() == source_rows
-    finally:
-        conn.close()
+    stock = 'SELECT id, qty FROM sales.stock ORDER BY id'
+    assert admin_rows(dst, 'shop_live', stock) == src.query(stock, dbname='shop')
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert changed_tasks(data) == []
+
+    # local copies without a scheduler are refused; with pg_cron in the consumer's server (the
+    # provider's part), the set switches to copies refreshed by a job of the administrator
+    inv['all']['hosts']['dst']['fdw_consumer_local_copies'] = {'stock': {'cron': '2 seconds'}}
+    rc, out, err, data = run_site(inv)
+    assert rc != 0 and 'local copies need a refresh scheduler' in failures(data), failures(data)
+    dst.execute('CREATE EXTENSION pg_cron')
+    dst.execute(sql.SQL('GRANT USAGE ON SCHEMA cron TO {}').format(sql.Identifier(ADMIN)))
+    inv['all']['hosts']['dst']['tablesync_scheduler'] = 'pg_cron'
+    rc, out, err, data = run_site(inv)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert dst.query("SELECT relkind FROM pg_class WHERE oid = 'sales.stock'::regclass", dbname='shop_live') \
+        == [('m',)]
+    assert dst.query("SELECT jobname, schedule, command, database, username FROM cron.job "
+                     "WHERE jobname = 'tablesync-refresh-stock'") == [
+        ('tablesync-refresh-stock', '2 seconds', 'REFRESH MATERIALIZED VIEW CONCURRENTLY "sales"."stock"',
+         'shop_live', ADMIN)]
+    src.execute('INSERT INTO sales.stock VALUES (7, 70); UPDATE sales.stock SET qty = 0 WHERE id = 1',
+                dbname='shop')
+    wait_for(lambda: admin_rows(dst, 'shop_live', stock) == src.query(stock, dbname='shop'),
+             timeout=60, what='the copy refreshed by pg_cron')
+    assert {'src': server_files(src), 'dst': server_files(dst)} == before
     rc, out, err, data = run_site(inv)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
     assert changed_tasks(data) == []

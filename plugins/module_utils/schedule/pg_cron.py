@@ -4,18 +4,22 @@
 """The collection's periodic work scheduled in pg_cron (pg_cron_jobs): pure parts.
 
 Where a server has no shell for a systemd timer (a database-only host, docs/managed.md) but has
-pg_cron, as most managed services do, the flush of a queued trigger set runs as a pg_cron job of
-the connected login: ``tablesync-flush-<set>``, ``CALL tablesync.flush('<set>')`` in the set's
-source database. The jobs live in pg_cron's database (``cron.database_name``) and belong to the
-login that schedules them (pg_cron runs a job as its owner; only a superuser may name another).
+pg_cron, as most managed services do, the periodic work of a sync set runs as a pg_cron job of
+the connected login: the flush of a queued trigger set (``tablesync-flush-<set>``,
+``CALL tablesync.flush('<set>')`` in its source database) and the refresh of an fdw set's local
+copies (``tablesync-refresh-<set>``, ``REFRESH MATERIALIZED VIEW`` of each copy in the consumer
+database). The jobs live in pg_cron's database (``cron.database_name``) and belong to the login
+that schedules them (pg_cron runs a job as its owner; only a superuser may name another). Each
+kind of job has its name prefix, managed by its own role: one never touches the other's jobs.
 
 * ``cron_schedule(span)``: a systemd time span (the flush_interval of the roles) as a pg_cron
   schedule, or a PlanError naming the spans pg_cron can express.
-* ``flush_job(set_name, database, interval)``: the desired job of one set.
-* ``history_job(database, days)``: pg_cron never deletes its run history
+* ``flush_job(set_name, database, interval)``, ``refresh_job(set_name, database, schedule,
+  copies)``: the desired job of one set.
+* ``history_job(prefix, database, days)``: pg_cron never deletes its run history
   (``cron.job_run_details``: a row per run, 2,880 a day for a flush every 30 seconds); a daily
-  job deletes the rows of the login's flush jobs older than ``days``. Its name cannot be a set's
-  job name (set names have no ``-``).
+  job deletes the rows of the login's jobs of that prefix older than ``days``. Its name cannot be
+  a set's job name (set names have no ``-``).
 * ``plan_jobs(desired, current)``: the statements that turn the login's current tablesync jobs
   into the desired ones (schedule the new, alter the changed or paused, unschedule the stale).
 """
@@ -26,24 +30,27 @@ __metaclass__ = type
 import re
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
+from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import parse_qualified
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.names import check_set_name
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
     Statement, render, sql)
 
 FLUSH_PREFIX = 'tablesync-flush-'
-HISTORY_JOB = FLUSH_PREFIX + 'history-purge'
+REFRESH_PREFIX = 'tablesync-refresh-'
+HISTORY_SUFFIX = 'history-purge'
 HISTORY_SCHEDULE = '17 3 * * *'
 # The interval form ('[1-59] seconds') came with pg_cron 1.5; schedule_in_database with 1.4.
 SECONDS_VERSION = (1, 5)
 MINIMUM_VERSION = (1, 4)
 
-# CURRENT_USER's jobs named with a prefix (cron.job has row security: a login that is not a
-# superuser sees only its own; a superuser sees every job, hence the username filter).
+# CURRENT_USER's jobs named with one of the prefixes (cron.job has row security: a login that
+# is not a superuser sees only its own; a superuser sees every job, hence the username filter).
 JOBS_QUERY = """
 SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.active
   FROM cron.job j
  WHERE j.username = current_user
-   AND pg_catalog.left(j.jobname, pg_catalog.length(%(prefix)s)) = %(prefix)s
+   AND EXISTS (SELECT 1 FROM pg_catalog.unnest(%(prefixes)s::text[]) p
+                WHERE pg_catalog.left(j.jobname, pg_catalog.length(p)) = p)
  ORDER BY j.jobname
 """
 
@@ -108,15 +115,46 @@ def flush_job(set_name, database, interval):
                 schedule=cron_schedule(interval), command=flush_command(set_name))
 
 
-def history_job(database, days):
-    """The daily purge of the flush jobs' run history older than ``days`` (in pg_cron's
-    database, as the login: row security lets it see and delete only its own runs)."""
+def refresh_command(copies):
+    """REFRESH MATERIALIZED VIEW [CONCURRENTLY] of each copy ({name: 'schema.table',
+    concurrently}), identifiers quoted: pg_cron runs them in one transaction."""
+    parts = []
+    for copy in copies:
+        schema, name = parse_qualified(copy['name'])
+        parts.append(sql.SQL('REFRESH MATERIALIZED VIEW {}{}').format(
+            sql.SQL('CONCURRENTLY ' if copy.get('concurrently') else ''), sql.Identifier(schema, name)))
+    if not parts:
+        raise PlanError('a refresh job needs at least one copy')
+    return render(Statement(sql.SQL('; ').join(parts)))
+
+
+def check_schedule(schedule):
+    """A cron schedule as pg_cron reads it (five fields, or '[1-59] seconds'), or PlanError."""
+    text = str(schedule).strip()
+    if re.match(r'^([1-9]|[1-5][0-9]) seconds?$', text) or len(text.split()) == 5 \
+            or re.match(r'^@(yearly|annually|monthly|weekly|daily|hourly)$', text):
+        return text
+    raise PlanError('%r is not a pg_cron schedule: five cron fields (minute hour day month '
+                    'weekday, such as */15 * * * *), @hourly or @daily, or 1 to 59 seconds'
+                    % (schedule,))
+
+
+def refresh_job(set_name, database, schedule, copies):
+    return dict(name=REFRESH_PREFIX + check_set_name(set_name), database=database,
+                schedule=check_schedule(schedule), command=refresh_command(copies))
+
+
+def history_job(prefix, database, days):
+    """The daily purge of the run history of the login's jobs named with ``prefix`` older than
+    ``days`` (in pg_cron's database, as the login: row security lets it see and delete only
+    its own runs)."""
     command = render(Statement(sql.SQL(
         'DELETE FROM cron.job_run_details d USING cron.job j WHERE d.jobid = j.jobid '
         'AND j.username = current_user AND pg_catalog.left(j.jobname, {}) = {} '
         'AND d.end_time < pg_catalog.now() - pg_catalog.make_interval(days => {})').format(
-            sql.Literal(len(FLUSH_PREFIX)), sql.Literal(FLUSH_PREFIX), sql.Literal(int(days)))))
-    return dict(name=HISTORY_JOB, database=database, schedule=HISTORY_SCHEDULE, command=command)
+            sql.Literal(len(prefix)), sql.Literal(prefix), sql.Literal(int(days)))))
+    return dict(name=prefix + HISTORY_SUFFIX, database=database, schedule=HISTORY_SCHEDULE,
+                command=command)
 
 
 def parse_version(text):
@@ -140,7 +178,7 @@ def version_problem(desired, version_text, database, login, usable):
     if version < MINIMUM_VERSION:
         return 'scheduling a job in another database requires pg_cron 1.4 or later; %s has %s' % (
             database, version_text)
-    seconds = sorted(j['schedule'] for j in desired if j['schedule'].endswith(' seconds'))
+    seconds = sorted(j['schedule'] for j in desired if 'second' in j['schedule'])
     if seconds and version < SECONDS_VERSION:
         return ('the schedule %r requires pg_cron 1.5 or later (%s has %s); use an interval '
                 'of whole minutes' % (seconds[0], database, version_text))

@@ -5,7 +5,8 @@ import pytest
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 from ansible_collections.tablesync.postgresql.plugins.module_utils.schedule.pg_cron import (
-    cron_schedule, flush_job, history_job, plan_jobs, span_seconds, version_problem)
+    check_schedule, cron_schedule, flush_job, history_job, plan_jobs, refresh_job, span_seconds,
+    version_problem)
 
 
 @pytest.mark.parametrize('span,seconds', [('30s', 30), ('45', 45), ('1min 30s', 90), ('5 min', 300),
@@ -49,7 +50,7 @@ def test_a_name_that_is_no_set_name_is_refused(name):
 
 
 def test_the_history_purge_job_deletes_only_old_runs_of_the_flush_jobs():
-    job = history_job('postgres', 7)
+    job = history_job('tablesync-flush-', 'postgres', 7)
     assert job['name'] == 'tablesync-flush-history-purge' and job['database'] == 'postgres'
     assert job['schedule'] == '17 3 * * *'
     assert job['command'] == (
@@ -96,3 +97,27 @@ def test_plan_unschedules_the_jobs_no_set_wants():
     out = render_all(plan_jobs([], [current('orders'), current('old', jobid=9)]))
     assert out == ["SELECT cron.unschedule(job_name := 'tablesync-flush-old')",
                    "SELECT cron.unschedule(job_name := 'tablesync-flush-orders')"]
+
+
+def test_the_refresh_job_of_an_fdw_set_quotes_each_copy():
+    job = refresh_job('stock', 'shop_live', '*/15 * * * *',
+                      [{'name': 'sales.stock', 'concurrently': True},
+                       {'name': '"odd.schema".Items', 'concurrently': False}])
+    assert job == {'name': 'tablesync-refresh-stock', 'database': 'shop_live', 'schedule': '*/15 * * * *',
+                   'command': 'REFRESH MATERIALIZED VIEW CONCURRENTLY "sales"."stock"; '
+                              'REFRESH MATERIALIZED VIEW "odd.schema"."Items"'}
+    assert history_job('tablesync-refresh-', 'postgres', 3)['name'] == 'tablesync-refresh-history-purge'
+    with pytest.raises(PlanError):
+        refresh_job('stock', 'shop_live', '*/15 * * * *', [])
+
+
+@pytest.mark.parametrize('schedule', ['*/15 * * * *', '0 3 * * 1', '30 seconds', '1 second', '@hourly'])
+def test_cron_schedules_pass(schedule):
+    assert check_schedule(schedule) == schedule
+
+
+@pytest.mark.parametrize('schedule', ['*:0/15', 'hourly', '60 seconds', '* * * *'])
+def test_what_pg_cron_does_not_read_is_refused(schedule):
+    with pytest.raises(PlanError) as e:
+        check_schedule(schedule)
+    assert 'is not a pg_cron schedule' in str(e.value)
