@@ -94,7 +94,6 @@ def database_only_servers(pg_base, prefix, conf=None):
                     .format(sql.Identifier(ADMIN)), (ADMIN_PW,))
         if dst.version() >= 16:
             dst.execute(sql.SQL('GRANT pg_create_subscription TO {}').format(sql.Identifier(ADMIN)))
-        dst.execute(sql.SQL('CREATE DATABASE shop_rep OWNER {}').format(sql.Identifier(ADMIN)))
         tcp_only(src)
         tcp_only(dst)
         yield src, dst
@@ -132,7 +131,7 @@ def nothing_made(src, dst):
     assert src.query('SELECT count(*) FROM pg_publication', dbname='shop') == [(0,)]
     assert src.query('SELECT count(*) FROM pg_replication_slots') == [(0,)]
     assert dst.query('SELECT count(*) FROM pg_subscription') == [(0,)]
-    assert dst.query("SELECT to_regclass('sales.orders') IS NULL", dbname='shop_rep') == [(True,)]
+    assert dst.query("SELECT count(*) FROM pg_database WHERE datname = 'shop_rep'") == [(0,)]
 
 
 def test_logical_set_between_database_only_hosts(site):
@@ -189,7 +188,9 @@ def test_logical_set_between_database_only_hosts(site):
     assert server_files(src)['pg_hba.conf'] == before_hook['src']['pg_hba.conf']
     before = {'src': server_files(src), 'dst': server_files(dst)}
     assert ADMIN_PW not in out + err and REPL_PW not in out + err
-    # the subscription is owned by the administrator login, which is no superuser
+    # the target database was created by the administrator login (CREATEDB), and the
+    # subscription is owned by it, which is no superuser
+    assert dst.query("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'shop_rep'") == [(ADMIN,)]
     assert dst.query('SELECT r.rolname, r.rolsuper, s.subpasswordrequired FROM pg_subscription s '
                      'JOIN pg_roles r ON r.oid = s.subowner') == [(ADMIN, False, True)]
     assert src.query("SELECT rolsuper, rolreplication, rolcreaterole FROM pg_roles "
