@@ -12,12 +12,12 @@ module: pg_cron_jobs
 short_description: Schedule the flushes of trigger sync sets and the refreshes of fdw local copies in pg_cron
 version_added: 0.1.0
 description:
-  - Makes the connected login's pg_cron jobs of each given kind exactly those asked for - for
+  - Makes the connected login's pg_cron jobs of each given kind those asked for - for
     O(flushes), the jobs C(tablesync-flush-<set>) that run C(CALL tablesync.flush('<set>')) in
     a queued trigger set's source database; for O(refreshes), the jobs C(tablesync-refresh-<set>)
     that run C(REFRESH MATERIALIZED VIEW) of each local copy of an fdw set in its consumer
-    database - scheduling the new ones, changing the changed or paused ones (they keep their job
-    id) and unscheduling the others of that kind. A kind whose option is not given is not
+    database - scheduling the new ones, changing the changed ones and unscheduling the others of
+    that kind. A kind whose option is not given is not
     touched, nor is any job with another name.
   - This is the scheduler where a host has no shell for a systemd timer but its server has
     pg_cron (a database-only host, as on managed services; docs/managed.md). pg_cron runs a job
@@ -26,8 +26,11 @@ description:
     default) with O(login_db). When nothing is to be scheduled, a server without pg_cron is not
     an error (there is nothing to unschedule).
   - Needs pg_cron 1.4 or later (C(cron.schedule_in_database)), 1.5 or later for schedules under
-    a minute; fails naming the version, or the grant the login lacks
-    (C(GRANT USAGE ON SCHEMA cron)), before it changes anything.
+    a minute, and for the login C(USAGE) on the schema C(cron) and C(EXECUTE) on
+    C(cron.schedule_in_database), which pg_cron revokes from C(PUBLIC); fails naming the version
+    or the grants, before it changes anything.
+  - A job an operator paused (C(cron.alter_job(job_id, active := false))) stays paused, with a
+    warning; changed jobs are updated in place (same job id).
 author:
   - tablesync maintainers (@tablesync)
 extends_documentation_fragment:
@@ -164,8 +167,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import TablesyncError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import Executor
 from ansible_collections.tablesync.postgresql.plugins.module_utils.schedule.pg_cron import (
-    EXTENSION_QUERY, FLUSH_PREFIX, JOBS_QUERY, REFRESH_PREFIX, flush_job, history_job, job_view,
-    plan_jobs, refresh_job, version_problem)
+    EXTENSION_QUERY, FLUSH_PREFIX, JOBS_QUERY, REFRESH_PREFIX, SCHEDULE_FUNCTION, flush_job,
+    history_job, job_view, paused_jobs, plan_jobs, refresh_job, version_problem)
 
 
 def argument_spec():
@@ -205,7 +208,7 @@ class CronJobs(object):
 
     def extension(self):
         with self.conn.cursor() as cur:
-            cur.execute(EXTENSION_QUERY)
+            cur.execute(EXTENSION_QUERY, {'function': SCHEDULE_FUNCTION})
             names = [d[0] for d in cur.description]
             return dict(zip(names, cur.fetchone()))
 
@@ -255,6 +258,10 @@ def main():
     finally:
         conn.close()
     before, after = job_view(current), job_view(desired)
+    for name in paused_jobs(desired, current):
+        after[name]['active'] = False
+        module.warn('pg_cron job %s is paused (cron.job.active is false) and stays so: resume it '
+                    'with SELECT cron.alter_job(job_id, active := true) as its login' % name)
     result.update(changed=executor.changed, queries=executor.queries, jobs=after)
     if module._diff:
         result['diff'] = dict(before=dict(jobs=before), after=dict(jobs=after))

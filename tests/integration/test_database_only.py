@@ -76,14 +76,17 @@ def as_admin(cluster, text, dbname):
 def database_only_servers(pg_base, prefix, conf=None):
     """Two servers reached only over TCP, each with the administrator login a managed service
     gives (and a database ``shop`` with the test tables on the source): a generator for the
-    module fixtures. ``conf``: settings of both servers (PostgreSQL 16 or later only)."""
+    module fixtures. ``conf``: settings of both servers (PostgreSQL 16 or later only; those
+    the server does not have are left out, except an extension's, named with a dot)."""
     src = start_cluster(prefix + '_src', pg_base)
     dst = start_cluster(prefix + '_dst', pg_base)
     try:
         for cluster in (src, dst):
             if conf and cluster.version() >= 16:
+                known = set(r[0] for r in cluster.query('SELECT name FROM pg_settings'))
                 with open(os.path.join(cluster.datadir, 'postgresql.auto.conf'), 'a') as f:
-                    f.writelines('%s = %s\n' % kv for kv in sorted(conf.items()))
+                    f.writelines('%s = %s\n' % (k, v) for k, v in sorted(conf.items())
+                                 if k in known or '.' in k)
                 cluster.restart()
         # what a managed service's administrator login has, no superuser
         src.execute(sql.SQL('CREATE ROLE {} LOGIN CREATEROLE CREATEDB REPLICATION PASSWORD %s')

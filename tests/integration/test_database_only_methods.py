@@ -28,9 +28,22 @@ CHECK = os.path.join(PLAYBOOKS, 'check.yml')
 CUTOVER = os.path.join(PLAYBOOKS, 'cutover.yml')
 FDW_PW = 'Dbonly-Fdw-pw-1'
 TRIGGER_PW = 'Dbonly-Trg-pw-1'
-# pg_cron as a provider runs it: jobs in background workers (no connection, no password)
+# pg_cron as a provider runs it: jobs in background workers (no connection, no password); and
+# the settings the sync sets need, as the provider set them (test_database_only.py has the
+# run that names them and the hook that sets them)
 PG_CRON = {'shared_preload_libraries': "'pg_cron'", 'cron.database_name': "'postgres'",
-           'cron.use_background_workers': 'on', 'max_worker_processes': '16'}
+           'cron.use_background_workers': 'on', 'max_worker_processes': '18',
+           'max_logical_replication_workers': '10', 'max_slot_wal_keep_size': "'10GB'",
+           'idle_replication_slot_timeout': "'7d'"}
+
+
+def provider_installs_pg_cron(cluster):
+    """The provider's part: pg_cron in cron.database_name, usable by the administrator login
+    (pg_cron revokes scheduling in other databases from PUBLIC)."""
+    cluster.execute('CREATE EXTENSION pg_cron')
+    cluster.execute(sql.SQL('GRANT USAGE ON SCHEMA cron TO {0}; GRANT EXECUTE ON FUNCTION '
+                            'cron.schedule_in_database(text,text,text,text,text,boolean) TO {0}')
+                    .format(sql.Identifier(ADMIN)))
 
 
 def admin_rows(cluster, dbname, query):
@@ -93,8 +106,7 @@ def test_fdw_set_between_database_only_hosts(site):
     inv['all']['hosts']['dst']['fdw_consumer_local_copies'] = {'stock': {'cron': '2 seconds'}}
     rc, out, err, data = run_site(inv)
     assert rc != 0 and 'local copies need a refresh scheduler' in failures(data), failures(data)
-    dst.execute('CREATE EXTENSION pg_cron')
-    dst.execute(sql.SQL('GRANT USAGE ON SCHEMA cron TO {}').format(sql.Identifier(ADMIN)))
+    provider_installs_pg_cron(dst)
     inv['all']['hosts']['dst']['tablesync_scheduler'] = 'pg_cron'
     rc, out, err, data = run_site(inv)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
@@ -195,8 +207,7 @@ def test_trigger_set_between_database_only_hosts_immediate_then_queued_with_pg_c
 
     # mode queued, flushed by pg_cron: the provider has installed pg_cron (in cron.database_name,
     # postgres) and lets the administrator use it
-    src.execute('CREATE EXTENSION pg_cron')
-    src.execute(sql.SQL('GRANT USAGE ON SCHEMA cron TO {}').format(sql.Identifier(ADMIN)))
+    provider_installs_pg_cron(src)
     inv['all']['hosts']['src'].update(trigger_source_mode='queued', tablesync_scheduler='pg_cron',
                                       trigger_source_flush_interval='2s')
     rc, out, err, data = run_site(inv)

@@ -54,12 +54,17 @@ SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.active
  ORDER BY j.jobname
 """
 
-# pg_cron in this database (its version) and whether the login may use its schema.
+# pg_cron in this database (its version) and whether the login may use it: USAGE on its schema
+# and EXECUTE on cron.schedule_in_database, which pg_cron revokes from PUBLIC (the
+# administrator decides who may schedule in other databases).
+SCHEDULE_FUNCTION = 'cron.schedule_in_database(text,text,text,text,text,boolean)'
 EXTENSION_QUERY = """
 SELECT (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') AS version,
        pg_catalog.current_database() AS database, current_user AS login,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = 'cron'
-                  AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')) AS usable
+       coalesce((SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+                   AND pg_catalog.has_function_privilege(
+                         pg_catalog.to_regprocedure(%(function)s), 'EXECUTE')
+                   FROM pg_catalog.pg_namespace n WHERE n.nspname = 'cron'), false) AS usable
 """
 
 _UNITS = {'us': 1e-6, 'usec': 1e-6, 'ms': 1e-3, 'msec': 1e-3, 's': 1, 'sec': 1, 'second': 1,
@@ -183,15 +188,18 @@ def version_problem(desired, version_text, database, login, usable):
         return ('the schedule %r requires pg_cron 1.5 or later (%s has %s); use an interval '
                 'of whole minutes' % (seconds[0], database, version_text))
     if not usable:
-        return ('%s may not use pg_cron: the provider grants it (GRANT USAGE ON SCHEMA cron TO %s)'
-                % (login, login))
+        return ('%s may not schedule pg_cron jobs in other databases: the provider grants it '
+                '(GRANT USAGE ON SCHEMA cron TO %s; GRANT EXECUTE ON FUNCTION %s TO %s)'
+                % (login, login, SCHEDULE_FUNCTION, login))
     return None
 
 
 def plan_jobs(desired, current):
-    """Statements that make ``current`` (the login's jobs named with the prefix: dicts with
+    """Statements that make ``current`` (the login's jobs named with the prefixes: dicts with
     jobid, jobname, schedule, command, database, active) equal ``desired`` (dicts with name,
-    schedule, command, database). Jobs keep their id when changed; a paused job is resumed."""
+    schedule, command, database). cron.schedule_in_database updates the job of the same name
+    and login in place (it keeps its id and whether it is active: a job an operator paused stays
+    paused, see paused_jobs); the jobs not desired are unscheduled."""
     by_name = dict((j['jobname'], j) for j in current)
     wanted = set()
     statements = []
@@ -202,14 +210,19 @@ def plan_jobs(desired, current):
             statements.append(Statement(
                 sql.SQL('SELECT cron.schedule_in_database(%s, %s, %s, %s)'),
                 (job['name'], job['schedule'], job['command'], job['database'])))
-        elif any(have[k] != job[k] for k in ('schedule', 'command', 'database')) or not have['active']:
+        elif any(have[k] != job[k] for k in ('schedule', 'command', 'database')):
             statements.append(Statement(
-                sql.SQL('SELECT cron.alter_job(job_id := %s, schedule := %s, command := %s, '
-                        'database := %s, active := true)'),
-                (have['jobid'], job['schedule'], job['command'], job['database'])))
+                sql.SQL('SELECT cron.schedule_in_database(%s, %s, %s, %s)'),
+                (job['name'], job['schedule'], job['command'], job['database'])))
     for name in sorted(set(by_name) - wanted):
         statements.append(Statement(sql.SQL('SELECT cron.unschedule(job_name := %s)'), (name,)))
     return statements
+
+
+def paused_jobs(desired, current):
+    """The desired jobs that exist paused (cron.job.active false): left so, and named."""
+    wanted = set(j['name'] for j in desired)
+    return sorted(j['jobname'] for j in current if j['jobname'] in wanted and not j['active'])
 
 
 def job_view(jobs):

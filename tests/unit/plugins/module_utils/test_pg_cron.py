@@ -5,7 +5,7 @@ import pytest
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import render_all
 from ansible_collections.tablesync.postgresql.plugins.module_utils.schedule.pg_cron import (
-    check_schedule, cron_schedule, flush_job, history_job, plan_jobs, refresh_job, span_seconds,
+    check_schedule, cron_schedule, flush_job, history_job, paused_jobs, plan_jobs, refresh_job, span_seconds,
     version_problem)
 
 
@@ -66,7 +66,8 @@ def test_version_and_grant_problems():
     assert 'requires pg_cron 1.4' in version_problem(jobs, '1.3', 'postgres', 'admin', True)
     assert 'requires pg_cron 1.5' in version_problem(jobs, '1.4', 'postgres', 'admin', True)
     assert version_problem([flush_job('orders', 'shop', '1min')], '1.4', 'postgres', 'admin', True) is None
-    assert 'GRANT USAGE ON SCHEMA cron TO admin' in version_problem(jobs, '1.6', 'postgres', 'admin', False)
+    assert 'GRANT USAGE ON SCHEMA cron TO admin; GRANT EXECUTE ON FUNCTION cron.schedule_in_database(' \
+        in version_problem(jobs, '1.6', 'postgres', 'admin', False)
     assert version_problem(jobs, '1.6', 'postgres', 'admin', True) is None
 
 
@@ -86,11 +87,19 @@ def test_plan_schedules_the_new_and_leaves_the_equal():
 
 
 @pytest.mark.parametrize('change', [dict(schedule='* * * * *'), dict(database='shop_old'),
-                                    dict(command='SELECT 1'), dict(active=False)])
-def test_plan_alters_a_changed_or_paused_job_keeping_its_id(change):
+                                    dict(command='SELECT 1')])
+def test_plan_updates_a_changed_job_in_place(change):
     out = render_all(plan_jobs([flush_job('orders', 'shop', '30s')], [current('orders', **change)]))
-    assert out == ["SELECT cron.alter_job(job_id := 7, schedule := '30 seconds', command := "
-                   "'CALL tablesync.flush(''orders'')', database := 'shop', active := true)"]
+    assert out == ["SELECT cron.schedule_in_database('tablesync-flush-orders', '30 seconds', "
+                   "'CALL tablesync.flush(''orders'')', 'shop')"]
+
+
+def test_a_paused_job_stays_paused_and_is_named():
+    desired = [flush_job('orders', 'shop', '30s')]
+    paused = [current('orders', active=False), current('old', active=False)]
+    assert render_all(plan_jobs(desired, paused)) == [
+        "SELECT cron.unschedule(job_name := 'tablesync-flush-old')"]
+    assert paused_jobs(desired, paused) == ['tablesync-flush-orders']
 
 
 def test_plan_unschedules_the_jobs_no_set_wants():
