@@ -107,8 +107,7 @@ def database_only_servers(pg_base, prefix, conf=None):
 
 @pytest.fixture(scope='module')
 def site(pg_base):
-    for servers in database_only_servers(pg_base, 'dbo'):
-        yield servers
+    yield from database_only_servers(pg_base, 'dbo')
 
 
 def inventory(src, dst):

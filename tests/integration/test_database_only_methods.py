@@ -64,8 +64,7 @@ def with_vars(inv, **extra):
 
 @pytest.fixture(scope='module')
 def site(pg_base):
-    for servers in database_only_servers(pg_base, 'dbm', conf=PG_CRON):
-        yield servers
+    yield from database_only_servers(pg_base, 'dbm', conf=PG_CRON)
 
 
 def test_fdw_set_between_database_only_hosts(site):
