@@ -184,6 +184,18 @@ options:
       - One owner per database; every set of the database uses it.
     type: str
     default: tablesync_trigger_owner
+  flush_role:
+    description:
+      - The login a scheduler on another host calls C(CALL tablesync.flush('<set>')) as (the
+        C(trigger_source) role passes C(trigger_source_scheduler_role) when its scheduler is
+        C(host)). It gets
+        C(EXECUTE) on C(tablesync.flush) and the definer helpers it calls, and C(USAGE) on the
+        schema C(tablesync): never the queue's tables, the capture or the user mapping.
+      - Exactly this role holds these grants afterwards (besides the owner and C(pg_monitor));
+        V('') revokes them from every other role; omitted, the grants are left as they are.
+      - The grants are per database, shared by its sets: give every set of a database the same value.
+      - The role must exist and must not be O(owner).
+    type: str
   batch_size:
     description:
       - Changes per remote transaction of a flush (a backfill's rows are flushed the same way).
@@ -463,6 +475,10 @@ SELECT current_user AS role,
        pg_catalog.pg_get_userbyid(ns.nspowner) AS schema_owner,
        coalesce(pg_catalog.has_schema_privilege('pg_monitor', ns.oid, 'USAGE'), false)
          AS monitor_usage,
+       ARRAY(SELECT m.rolname::text FROM pg_catalog.aclexplode(ns.nspacl) AS a
+               JOIN pg_catalog.pg_roles AS m ON m.oid = a.grantee
+              WHERE a.privilege_type = 'USAGE' AND a.grantee <> ns.nspowner
+                AND m.rolname <> 'pg_monitor') AS schema_users,
        (SELECT pg_catalog.json_object_agg(c.relname, pg_catalog.pg_get_userbyid(c.relowner))
           FROM pg_catalog.pg_class AS c
          WHERE c.relnamespace = ns.oid AND c.relkind = 'r') AS owners,
@@ -489,7 +505,12 @@ SELECT current_user AS role,
                    'monitor_execute', EXISTS (
                        SELECT 1 FROM pg_catalog.aclexplode(p.proacl) AS a
                         JOIN pg_catalog.pg_roles AS m ON m.oid = a.grantee
-                        WHERE m.rolname = 'pg_monitor' AND a.privilege_type = 'EXECUTE'))
+                        WHERE m.rolname = 'pg_monitor' AND a.privilege_type = 'EXECUTE'),
+                   'executors', ARRAY(
+                       SELECT m.rolname::text FROM pg_catalog.aclexplode(p.proacl) AS a
+                         JOIN pg_catalog.pg_roles AS m ON m.oid = a.grantee
+                        WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+                          AND m.rolname <> 'pg_monitor'))
                    ORDER BY p.proname)
           FROM pg_catalog.pg_proc AS p
          WHERE p.pronamespace = ns.oid
@@ -667,7 +688,7 @@ class SyncTriggerCatalog(object):
             storage=row['storage'], commit_trigger=row['commit_trigger'],
             routines=[RoutineState(r['name'], r['identity'], r['result'], r['source'],
                                    r['definer'], r['config'], r['comment'], r['public_execute'],
-                                   r['owner'], r['monitor_execute'])
+                                   r['owner'], r['monitor_execute'], r['executors'])
                       for r in row['routines'] or ()],
             server=server, mapping=mapping, mapping_exists=row['mapping_exists'],
             search_path_schema=row['search_path_schema'], set_triggers=row['set_triggers'] or (),
@@ -675,6 +696,7 @@ class SyncTriggerCatalog(object):
             owner=row['owner'], schema_owner=row['schema_owner'], owners=row['owners'],
             server_usage=row['server_usage'], login_mapping=row['login_mapping'],
             legacy_triggers=row['legacy_triggers'] or (), monitor_usage=row['monitor_usage'],
+            schema_users=row['schema_users'] or (),
             superuser=row['superuser'], version_num=row['version_num'],
             follow_storage=row['follow_storage'],
             schema_index=row['schema_index'], event_trigger=row['event_trigger'])
@@ -745,6 +767,7 @@ def argument_spec():
         force=dict(type='bool', default=False),
         verify_target=dict(type='bool', default=True),
         owner=dict(type='str', default=q.OWNER_DEFAULT),
+        flush_role=dict(type='str'),
     )
     return spec
 
@@ -754,12 +777,16 @@ def spec_from_params(params):
         raise PlanError('batch_size must be at least 1')
     if params['server'] is not None and not params['server']:
         raise PlanError('server must not be empty')
+    if params['flush_role'] and params['flush_role'] == params['owner']:
+        raise PlanError('flush_role %s is the owner role, which needs no grant: name the login '
+                        'a scheduler flushes as, or leave flush_role out' % params['flush_role'])
     return SetSpec(params['name'], state=params['state'],
                    tables=parse_tables(params['tables']) if params['state'] == 'present' else (),
                    mode=params['mode'], server=params['server'], target=params['target'],
                    batch_size=params['batch_size'], backfill=params['backfill'],
                    flush=params['flush'], force=params['force'],
-                   verify_target=params['verify_target'], owner=params['owner'])
+                   verify_target=params['verify_target'], owner=params['owner'],
+                   flush_role=params['flush_role'])
 
 
 def read_plan(module, conn, spec):

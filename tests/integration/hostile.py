@@ -246,6 +246,8 @@ def run_site(inventory, playbook=None, **kw):
             cmd.append('--diff')
         if kw.get('verbosity'):
             cmd.append('-' + 'v' * kw['verbosity'])
+        if kw.get('extra_vars'):
+            cmd += ['-e', json.dumps(kw['extra_vars'])]
         callback = kw.get('callback') or 'ansible.posix.json'
         env = {'ANSIBLE_STDOUT_CALLBACK': callback, 'ANSIBLE_PIPELINING': '1'}
         env.update(kw.get('extra_env') or {})

@@ -20,7 +20,7 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import follow
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import schema as q
-from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import MONITORED, MONITOR_ROLE, ROUTINES
+from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.routines import FLUSH_API, MONITORED, MONITOR_ROLE, ROUTINES
 
 try:
     from psycopg2 import sql
@@ -167,6 +167,33 @@ def routine_statements(env, owner):
     return statements
 
 
+def flush_grant_statements(spec, env):
+    """EXECUTE on the flush API (FLUSH_API) and USAGE on the schema for exactly the scheduler's
+    login ``spec.flush_role`` ('' for none: an earlier one loses them; None: left alone). A
+    routine routine_statements drops and creates again (its result changed) has lost its
+    grants."""
+    if spec.flush_role is None:
+        return []
+    wanted = set([spec.flush_role]) if spec.flush_role else set()
+    statements = []
+    for routine in ROUTINES:
+        if routine.name not in FLUSH_API:
+            continue
+        cur = env.routines.get(routine.key)
+        fresh = cur is None or cur.result != routine.result
+        have = set() if fresh else set(cur.executors)
+        statements.extend(Statement(sql.SQL('GRANT EXECUTE ON ROUTINE {} TO {}').format(
+            routine.signature(), sql.Identifier(role))) for role in sorted(wanted - have))
+        statements.extend(Statement(sql.SQL('REVOKE EXECUTE ON ROUTINE {} FROM {}').format(
+            routine.signature(), sql.Identifier(role))) for role in sorted(have - wanted))
+    users = set(env.schema_users) if env.schema_exists else set()
+    statements.extend(Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
+        sql.Identifier(q.SCHEMA), sql.Identifier(role))) for role in sorted(wanted - users))
+    statements.extend(Statement(sql.SQL('REVOKE USAGE ON SCHEMA {} FROM {}').format(
+        sql.Identifier(q.SCHEMA), sql.Identifier(role))) for role in sorted(users - wanted))
+    return statements
+
+
 def upgrade_statements(env, set_state, plan):
     """Routines v1 -> v2: with every synced table locked, the v1 queue is applied by the v1
     routines (so nothing captured by them is lost or re-read), their triggers dropped and the
@@ -220,6 +247,7 @@ def infrastructure_statements(spec, env, set_state, plan):
     routines = routine_statements(env, owner)
     plan.routines_changed = bool(routines)
     statements.extend(routines)
+    statements.extend(flush_grant_statements(spec, env))
     if not env.commit_trigger or env.upgrading:
         statements.append(Statement(sql.SQL(q.COMMIT_TRIGGER_DDL)))
     statements.extend(event_trigger_statements(env, plan))

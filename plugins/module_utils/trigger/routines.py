@@ -453,6 +453,10 @@ SELECT s.name, s.mode, coalesce(q.depth, 0), q.oldest_ts, s.last_error_at,
 ''', definer=True, attributes='STABLE')
 MONITOR_ROLE = 'pg_monitor'
 MONITORED = ('queue_status',)
+# What CALL tablesync.flush(set) runs (flush is SECURITY INVOKER: a procedure that COMMITs cannot
+# be a definer; the helpers it calls are definers): EXECUTE on these, and USAGE on the schema,
+# is all a scheduler's login gets (SetSpec.flush_role), never the queue's tables.
+FLUSH_API = ('flush', '_backlog_ends', '_flush_step', '_last_error')
 
 _BACKLOG_ENDS = Routine('_backlog_ends', 'p_set text', 'p_set text',
                         'TABLE(o_set text, o_last_id bigint)', 'plpgsql', '''

@@ -75,7 +75,7 @@ class SetSpec(object):
 
     def __init__(self, name, state='present', tables=(), mode='queued', server=None, target=None,
                  batch_size=1000, backfill=False, flush=False, force=False, verify_target=True,
-                 owner=q.OWNER_DEFAULT):
+                 owner=q.OWNER_DEFAULT, flush_role=None):
         self.name = check_set_name(name)
         self.state = state
         self.tables = list(tables)
@@ -91,6 +91,9 @@ class SetSpec(object):
         self.force = force
         self.verify_target = verify_target
         self.owner = owner
+        # the login a scheduler calls tablesync.flush as: None leaves the grants alone, '' means
+        # none (grants to an earlier one are revoked)
+        self.flush_role = flush_role
 
     @property
     def server_managed(self):
@@ -101,7 +104,7 @@ class SetSpec(object):
 
 class RoutineState(object):
     def __init__(self, name, identity, result, source, definer=False, config=None, comment=None,
-                 public_execute=False, owner=None, monitor_execute=False):
+                 public_execute=False, owner=None, monitor_execute=False, executors=()):
         self.name = name
         self.identity = identity
         self.result = result
@@ -112,6 +115,8 @@ class RoutineState(object):
         self.public_execute = public_execute
         self.owner = owner
         self.monitor_execute = monitor_execute
+        # roles granted EXECUTE other than PUBLIC, the owner and pg_monitor
+        self.executors = sorted(executors or ())
 
     @property
     def key(self):
@@ -157,7 +162,7 @@ class Environment(object):
                  dblink_servers=(), schema_leftovers=0, owner=None, schema_owner=None,
                  owners=None, server_usage=False, login_mapping=False, legacy_triggers=(),
                  monitor_usage=False, superuser=True, follow_storage=True, schema_index=False,
-                 event_trigger=None, version_num=160000):
+                 event_trigger=None, version_num=160000, schema_users=()):
         self.role = role
         self.dblink_schema = dblink_schema
         self.dblink_available = dblink_available
@@ -181,6 +186,8 @@ class Environment(object):
         self.login_mapping = login_mapping
         self.legacy_triggers = [tuple(t) for t in legacy_triggers]
         self.monitor_usage = monitor_usage
+        # roles granted USAGE on the schema other than its owner and pg_monitor
+        self.schema_users = sorted(schema_users or ())
         # routines v3 (follow.py): storage columns, index and the event trigger
         self.superuser = superuser
         self.version_num = version_num

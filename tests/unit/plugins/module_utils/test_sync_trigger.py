@@ -779,3 +779,58 @@ def test_upgrade_needs_every_synced_table():
                            mode='queued')
     with pytest.raises(PlanError, match='table other.u of sync set s2 no longer exists'):
         plan(spec(), environment(routines=v1), set_state(other_tables=[other]))
+
+
+# ---- the scheduler's login (flush_role) -------------------------------------------------------
+
+FLUSH_API_SIGNATURES = ['"tablesync"."flush"(IN p_set text, INOUT applied bigint)',
+                        '"tablesync"."_backlog_ends"(p_set text)',
+                        '"tablesync"."_flush_step"(p_set text, p_last_id bigint)',
+                        '"tablesync"."_last_error"(p_set text)']
+
+
+def with_executors(env, roles):
+    for key, routine in env.routines.items():
+        if routine.name in ('flush', '_backlog_ends', '_flush_step', '_last_error'):
+            env.routines[key].executors = list(roles)
+    env.schema_users = list(roles)
+    return env
+
+
+def test_flush_role_left_alone_when_not_given():
+    env = with_executors(environment(), ['someone'])
+    assert shown(plan(spec(), env, set_state())) == []
+
+
+def test_flush_role_gets_the_flush_api_and_the_schema_only():
+    text = shown(plan(spec(flush_role='sched "login"'), environment(), set_state()))
+    role = '"sched ""login"""'
+    assert sorted(text) == sorted(['GRANT EXECUTE ON ROUTINE %s TO %s' % (sig, role)
+                                   for sig in FLUSH_API_SIGNATURES]
+                                  + ['GRANT USAGE ON SCHEMA "tablesync" TO %s' % role])
+    # nothing on the queue's tables, the capture or the server
+    assert not [t for t in text if 'trigger_changes' in t or 'SERVER' in t or 'capture' in t]
+    env = with_executors(environment(), ['sched "login"'])
+    assert shown(plan(spec(flush_role='sched "login"'), env, set_state())) == []
+
+
+def test_flush_role_replaced_and_revoked():
+    env = with_executors(environment(), ['old'])
+    text = shown(plan(spec(flush_role='new'), env, set_state()))
+    assert 'REVOKE EXECUTE ON ROUTINE "tablesync"."flush"(IN p_set text, INOUT applied bigint) FROM "old"' in text
+    assert 'GRANT EXECUTE ON ROUTINE "tablesync"."flush"(IN p_set text, INOUT applied bigint) TO "new"' in text
+    assert 'REVOKE USAGE ON SCHEMA "tablesync" FROM "old"' in text
+    env = with_executors(environment(), ['old'])
+    text = shown(plan(spec(flush_role=''), env, set_state()))
+    assert len(text) == 5 and all(t.startswith('REVOKE') and t.endswith('FROM "old"') for t in text)
+
+
+def test_flush_role_granted_on_a_fresh_install():
+    text = shown(plan(spec(flush_role='sched'), environment(installed=False), set_state(installed=False),
+                      {('public', 't'): source(installed=False)}))
+    grants = [t for t in text if t.endswith('TO "sched"')]
+    assert len(grants) == 5
+    # after the routines exist
+    creates = [i for i, t in enumerate(text) if t.startswith('CREATE OR REPLACE FUNCTION') or
+               t.startswith('CREATE OR REPLACE PROCEDURE')]
+    assert min(text.index(g) for g in grants) > max(creates[:len(ROUTINES)])
