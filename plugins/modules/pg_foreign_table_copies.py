@@ -77,6 +77,15 @@ options:
       - Drop objects depending on a copy when it is dropped or re-created (C(CASCADE)).
     type: bool
     default: false
+  maintain_role:
+    description:
+      - A role that may refresh the copies without owning them (a scheduler host's login):
+        C(MAINTAIN) on each copy for exactly this role (V('') revokes it from every other role;
+        omitted, the grants are left alone), and C(USAGE) on the copies' schemas (never revoked:
+        it opens no table). A copy created again is granted again.
+      - Needs PostgreSQL 17 or later (the C(MAINTAIN) privilege); the module fails naming it
+        on an older server. The refresh still reads the source through the owner's user mapping.
+    type: str
 extends_documentation_fragment:
   - tablesync.postgresql.connection
 attributes:
@@ -228,7 +237,11 @@ class Relations(object):
                   FROM pg_catalog.pg_index i
                   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
                  WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL
-                   AND i.indexprs IS NULL AND 0 <> ALL (i.indkey)) AS unique_indexes
+                   AND i.indexprs IS NULL AND 0 <> ALL (i.indkey)) AS unique_indexes,
+               ARRAY(SELECT r.rolname::text FROM pg_catalog.aclexplode(c.relacl) AS a
+                       JOIN pg_catalog.pg_roles AS r ON r.oid = a.grantee
+                      WHERE a.privilege_type = 'MAINTAIN' AND a.grantee <> c.relowner)
+                 AS maintainers
           FROM ROWS FROM (pg_catalog.unnest(%(schemas)s::text[]),
                           pg_catalog.unnest(%(names)s::text[])) AS w(schema, name)
           LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema
@@ -294,13 +307,13 @@ class Relations(object):
 
 def relation_from_row(row):
     (_schema, _name, schema_exists, kind, server, ftoptions, comment, populated, columns,
-     unique_indexes) = row
+     unique_indexes, maintainers) = row
     options = parse_options(ftoptions)
     cols = [(name, parse_options(opts).get('column_name', name)) for name, opts in columns or ()]
     return Relation(exists=kind is not None, kind=kind, server=server, columns=cols,
                     options=options, comment=comment, populated=bool(populated),
                     unique_indexes=list(unique_indexes or ()),
-                    schema_exists=schema_exists)
+                    schema_exists=schema_exists, maintainers=maintainers or ())
 
 
 def argument_spec():
@@ -316,6 +329,7 @@ def argument_spec():
         state=dict(type='str', default='present', choices=['present', 'absent']),
         refresh=dict(type='bool', default=False),
         cascade=dict(type='bool', default=False),
+        maintain_role=dict(type='str'),
     )
     return spec
 
@@ -360,6 +374,20 @@ def probe_filters(conn, specs, relations):
         conn.rollback()
 
 
+def schemas_usable(conn, role, specs):
+    """The copies' schemas where ``role`` has USAGE (none when it does not exist yet)."""
+    if not role:
+        return []
+    with conn.cursor() as cur:
+        cur.execute('SELECT n.nspname FROM pg_catalog.pg_namespace AS n '
+                    'WHERE n.nspname = ANY(%(schemas)s) AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles '
+                    'WHERE rolname = %(role)s) AND pg_catalog.has_schema_privilege(%(role)s, n.oid, '
+                    "'USAGE')", {'schemas': sorted(set(s.name[0] for s in specs)), 'role': role})
+        rows = [r[0] for r in cur.fetchall()]
+    conn.rollback()
+    return rows
+
+
 def keys_wanted(specs, sources):
     """{server: {(remote schema, remote table)}} for copies that use the remote primary key."""
     wanted = {}
@@ -387,7 +415,9 @@ def main():
         if params['state'] == 'present':
             probe_filters(conn, specs, relations)
         plan = plan_copies(specs, relations, relations, remote_keys, params['state'],
-                           params['cascade'], params['refresh'], module.check_mode)
+                           params['cascade'], params['refresh'], module.check_mode,
+                           params['maintain_role'], conn.server_version,
+                           schemas_usable(conn, params['maintain_role'], specs))
     except PlanError as e:
         module.fail_json(msg=str(e))
     for warning in plan.warnings:

@@ -1,18 +1,18 @@
 # -*- coding: utf-8 -*-
-"""A database-only source without pg_cron whose queued trigger set is flushed from a scheduler
-host (tablesync_scheduler: host, docs/managed.md): the servers are reached only over TCP as an
-administrator login that is not a superuser; the scheduler host is a real systemd container
-(the sid test image booted with /sbin/init, its own PostgreSQL masked, on the host's network so
-it reaches the loopback servers), reached through the podman connection and never in the
-play's hosts.
+"""Database-only servers without pg_cron whose queued trigger set is flushed, and whose fdw
+set's local copies are refreshed, from a scheduler host (tablesync_scheduler: host,
+docs/managed.md): the servers are reached only over TCP as an administrator login that is not a
+superuser; the scheduler host is a real systemd container (the sid test image booted with
+/sbin/init, its own PostgreSQL masked, on the host's network so it reaches the loopback
+servers), reached through the podman connection and never in the play's hosts.
 
-site.yml creates the scheduler's login on the source (LOGIN only, EXECUTE on the flush
-routines, nothing on the queue), writes a service and a timer on the scheduler host that
-connect with a password file only their system user reads, and the rows arrive through that
-timer. No password is in any output, unit or process argument; nothing is written on the
-database servers; a second run changes nothing; in mode immediate the units and the password
-file go. A scheduler host in the play without a part in a sync set is refused before anything
-runs.
+site.yml creates the scheduler's login on the source and on the consumer (LOGIN only; EXECUTE
+on the flush routines, MAINTAIN on the copies, nothing on the queue or the data), writes a
+service and a timer per set on the scheduler host that connect with a password file only their
+system user reads, and the rows arrive through those timers. No password is in any output or
+unit; nothing is written on the database servers; a second run changes nothing; once the
+trigger set is immediate and the fdw set has no copies, the units and files go. A scheduler host
+in the play without a part in a sync set is refused before anything runs.
 """
 import atexit
 import subprocess
@@ -25,7 +25,7 @@ from psycopg2 import sql
 from hostile import SITE_SOURCE_DDL, failures, run_site, server_files
 from pgcluster import IMAGE, wait_for
 from test_database_only import ADMIN, ADMIN_PW, as_admin, database_only_servers, inventory
-from test_database_only_methods import trigger_databases
+from test_database_only_methods import FDW_PW, admin_rows, trigger_databases
 from test_pg_fdw_roles import changed_tasks
 
 TRIGGER_PW = 'Dbonly-Trg-pw-2'
@@ -33,6 +33,8 @@ TRIGGER_PW = 'Dbonly-Trg-pw-2'
 SCHED_PW = 'Sched:pw\\2 ü'
 SCHED_ROLE = 'tablesync_scheduler'
 UNIT = 'tablesync-trigger-flush-trg_orders'
+REFRESH_UNIT = 'tablesync-fdw-refresh-stock'
+STOCK = 'SELECT id, qty FROM sales.stock ORDER BY id'
 # the settings the provider set (test_database_only.py has the run that names them)
 PROVIDER = {'max_logical_replication_workers': '10', 'max_slot_wal_keep_size': "'10GB'",
             'idle_replication_slot_timeout': "'7d'"}
@@ -88,11 +90,18 @@ def scheduler_inventory(src, dst, sched):
         tablesync_sync_sets=[{'name': 'trg_orders', 'method': 'trigger',
                               'source': {'host': 'src', 'database': 'trg'},
                               'targets': [{'host': 'dst', 'database': 'trg_copy'}],
-                              'tables': ['sales.returns']}],
-        tablesync_trigger_role='tablesync_trigger', tablesync_trigger_password=TRIGGER_PW)
+                              'tables': ['sales.returns']},
+                             {'name': 'stock', 'method': 'fdw', 'source': {'host': 'src', 'database': 'shop'},
+                              'targets': [{'host': 'dst', 'database': 'shop_live'}],
+                              'tables': ['sales.stock']}],
+        tablesync_trigger_role='tablesync_trigger', tablesync_trigger_password=TRIGGER_PW,
+        tablesync_fdw_role='tablesync_fdw', tablesync_fdw_password=FDW_PW,
+        fdw_consumer_mapping_roles=[ADMIN], tablesync_scheduler_host='sched',
+        tablesync_scheduler_password=SCHED_PW)
+    inv['all']['hosts']['dst'].update(
+        tablesync_scheduler='host', fdw_consumer_local_copies={'stock': {'on_calendar': '*:*:0/2'}})
     inv['all']['hosts']['src'].update(
-        trigger_source_mode='queued', tablesync_scheduler='host', tablesync_scheduler_host='sched',
-        tablesync_scheduler_password=SCHED_PW, trigger_source_flush_interval='2s',
+        trigger_source_mode='queued', tablesync_scheduler='host', trigger_source_flush_interval='2s',
         trigger_source_flush_boot_delay='1s')
     return inv
 
@@ -108,6 +117,11 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
     src.execute(sql.SQL('CREATE DATABASE trg OWNER {}').format(sql.Identifier(ADMIN)))
     as_admin(src, SITE_SOURCE_DDL, 'trg')
     trigger_databases(src, dst, 'trg', 'trg_copy')
+    # the provider's part of the fdw set: postgres_fdw, usable by the administrator
+    dst.execute(sql.SQL('CREATE DATABASE shop_live OWNER {}').format(sql.Identifier(ADMIN)))
+    dst.execute('CREATE EXTENSION postgres_fdw', dbname='shop_live')
+    dst.execute(sql.SQL('GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO {}')
+                .format(sql.Identifier(ADMIN)), dbname='shop_live')
     inv = scheduler_inventory(src, dst, sched)
     before = {'src': server_files(src), 'dst': server_files(dst)}
 
@@ -115,7 +129,8 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
     rc, out, err, data = run_site(inv)
     assert rc != 0 and 'named by tablesync_scheduler_host but in no sync set' in failures(data), \
         failures(data) or (out[-3000:] + err[-3000:])
-    assert src.query("SELECT count(*) FROM pg_roles WHERE rolname = %s", (SCHED_ROLE,)) == [(0,)]
+    for server in (src, dst):
+        assert server.query("SELECT count(*) FROM pg_roles WHERE rolname = %s", (SCHED_ROLE,)) == [(0,)]
 
     rc, out, err, data = run_site(inv, extra_vars=SERVERS)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
@@ -135,13 +150,23 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
         "pg_has_role(%(r)s, 'tablesync_trigger_owner', 'MEMBER')", {'r': SCHED_ROLE}, dbname='trg')
     assert privileges == [(True, False, False, False, False, False)]
 
+    # on the consumer: MAINTAIN on the copy (it refreshes it), not even SELECT
+    assert dst.query("SELECT c.relkind, has_table_privilege(%(r)s, c.oid, 'MAINTAIN'), "
+                     "has_table_privilege(%(r)s, c.oid, 'SELECT'), rolcanlogin, rolsuper "
+                     "FROM pg_class AS c, pg_roles WHERE c.oid = 'sales.stock'::regclass "
+                     "AND rolname = %(r)s", {'r': SCHED_ROLE}, dbname='shop_live') \
+        == [('m', True, False, True, False)]
+    refresh = sched.run(['cat', '/etc/tablesync/scheduler/%s.sql' % REFRESH_UNIT])
+    assert 'REFRESH MATERIALIZED VIEW CONCURRENTLY "sales"."stock";' in refresh
+    assert sched.run(['systemctl', 'is-active', REFRESH_UNIT + '.timer']).strip() == 'active'
+
     # the units on the scheduler host: TCP as that login, the password in a file of its own user
     unit = sched.run(['systemctl', 'cat', UNIT + '.service'])
     assert 'User=tablesync-scheduler' in unit and '--host=%s' % src.host in unit
     assert '--port=%d' % src.port in unit and '--username=%s' % SCHED_ROLE in unit
     assert SCHED_PW not in unit and 'PGPASSWORD' not in unit
     assert sched.run(['systemctl', 'is-active', UNIT + '.timer']).strip() == 'active'
-    assert sched.run(['stat', '-c', '%U %a', '/etc/tablesync/scheduler/src.pgpass']).split() \
+    assert sched.run(['stat', '-c', '%U %a', '/etc/tablesync/scheduler/src-trigger-flush.pgpass']).split() \
         == ['tablesync-scheduler', '600']
     assert sched.run(['stat', '-c', '%U %a', '/etc/tablesync/scheduler']).split() \
         == ['tablesync-scheduler', '700']
@@ -149,7 +174,7 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
     # the password the server has is the one in the file (as libpq reads it back)
     psycopg2.connect(host=src.host, port=src.port, user=SCHED_ROLE, password=SCHED_PW,
                      dbname='trg', connect_timeout=10).close()
-    assert sched.run(['cat', '/etc/tablesync/scheduler/src.pgpass']) == '%s:%d:*:%s:%s\n' % (
+    assert sched.run(['cat', '/etc/tablesync/scheduler/src-trigger-flush.pgpass']) == '%s:%d:*:%s:%s\n' % (
         src.host, src.port, SCHED_ROLE, SCHED_PW.replace('\\', '\\\\').replace(':', '\\:'))
 
     # changes stay queued until the scheduler host's timer flushes them
@@ -164,7 +189,17 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
                          check=False)
         print(runs[-3000:])
     assert 'Finished' in runs or 'Deactivated successfully' in runs, runs[-2000:]
+    assert 'applied' not in runs   # the procedure's result is not written to the journal
     assert src.query('SELECT count(*) FROM tablesync.trigger_changes', dbname='trg') == [(0,)]
+    # the copy, refreshed by the scheduler host's timer (within its randomized delay of 30 s)
+    src.execute('INSERT INTO sales.stock VALUES (7, 70); UPDATE sales.stock SET qty = 0 WHERE id = 1',
+                dbname='shop')
+    try:
+        wait_for(lambda: admin_rows(dst, 'shop_live', STOCK) == src.query(STOCK, dbname='shop'),
+                 timeout=120, what='the copy refreshed by the scheduler host')
+    finally:
+        print(sched.run(['journalctl', '-u', REFRESH_UNIT + '.service', '--no-pager', '-o', 'cat'],
+                        check=False)[-3000:])
 
     rc, out, err, data = run_site(inv, extra_vars=SERVERS)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
@@ -174,11 +209,16 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
     assert rc == 0, out[-4000:] + err[-2000:]
     assert SCHED_PW not in out + err and SCHED_PW.replace('\\', '\\\\') not in out + err
 
-    # mode immediate: the units and the password file go from the scheduler host
+    # mode immediate, no copies: the units, SQL and password files go from the scheduler host,
+    # and the copy with its grant
     inv['all']['hosts']['src']['trigger_source_mode'] = 'immediate'
+    inv['all']['hosts']['dst']['fdw_consumer_local_copies'] = {}
     rc, out, err, data = run_site(inv, extra_vars=SERVERS)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
-    assert sched.run(['ls', '/etc/systemd/system']).split().count(UNIT + '.timer') == 0
+    units = sched.run(['ls', '/etc/systemd/system']).split()
+    assert UNIT + '.timer' not in units and REFRESH_UNIT + '.timer' not in units
     assert sched.run(['ls', '/etc/tablesync/scheduler']).split() == []
     as_admin(src, "INSERT INTO sales.returns VALUES (7, 'reason 7')", 'trg')
     assert dst.query(QUERY, dbname='trg_copy') == src.query(QUERY, dbname='trg')
+    assert dst.query("SELECT relkind FROM pg_class WHERE oid = 'sales.stock'::regclass", dbname='shop_live') \
+        == [('f',)]

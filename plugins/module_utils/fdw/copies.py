@@ -51,7 +51,8 @@ class Relation(object):
     """A relation as the catalog holds it (source foreign table or existing copy)."""
 
     def __init__(self, exists=False, kind=None, server=None, columns=(), options=None,
-                 comment=None, populated=True, unique_indexes=(), schema_exists=True):
+                 comment=None, populated=True, unique_indexes=(), schema_exists=True,
+                 maintainers=()):
         self.exists = exists
         self.kind = kind
         self.server = server
@@ -61,6 +62,8 @@ class Relation(object):
         self.populated = populated
         self.unique_indexes = [(n, list(c)) for n, c in unique_indexes]  # [(index, columns)]
         self.schema_exists = schema_exists
+        # roles granted MAINTAIN (PostgreSQL 17+) other than the owner
+        self.maintainers = sorted(maintainers or ())
 
     @property
     def column_names(self):
@@ -218,8 +221,21 @@ def check_copy(spec, copy):
                         'drop or rename it first' % spec.label)
 
 
+def maintain_statements(spec, copy, fresh, maintain_role):
+    """MAINTAIN (PostgreSQL 17+: REFRESH without owning the view) for exactly ``maintain_role``
+    ('' for none; None leaves the grants alone). A view created again has lost its grants."""
+    if maintain_role is None:
+        return []
+    wanted = set([maintain_role]) if maintain_role else set()
+    have = set() if fresh else set(copy.maintainers)
+    return ([Statement(sql.SQL('GRANT MAINTAIN ON {} TO {}').format(
+        ident(spec.name), sql.Identifier(role))) for role in sorted(wanted - have)]
+        + [Statement(sql.SQL('REVOKE MAINTAIN ON {} FROM {}').format(
+            ident(spec.name), sql.Identifier(role))) for role in sorted(have - wanted)])
+
+
 def plan_copy(spec, source, copy, remote_keys, cascade, refresh, plan, schemas_created,
-              check_mode=False):
+              check_mode=False, maintain_role=None):
     check_source(spec, source, check_mode, plan)
     check_copy(spec, copy)
     query, columns = definition(spec, source)
@@ -240,6 +256,7 @@ def plan_copy(spec, source, copy, remote_keys, cascade, refresh, plan, schemas_c
         plan.statements.extend(create_statements(spec, query, comment))
     statements, concurrently = index_statements(spec, copy, key, fresh)
     plan.statements.extend(statements)
+    plan.statements.extend(maintain_statements(spec, copy, fresh, maintain_role))
     if refresh and not fresh:
         plan.statements.append(refresh_statement(spec, concurrently and copy.populated))
         plan.refreshed.append(spec.label)
@@ -249,12 +266,19 @@ def plan_copy(spec, source, copy, remote_keys, cascade, refresh, plan, schemas_c
 
 
 def plan_copies(specs, sources, copies, remote_keys, state='present', cascade=False,
-                refresh=False, check_mode=False):
+                refresh=False, check_mode=False, maintain_role=None, version_num=170000,
+                maintain_usage=()):
     """Statements for the desired copies.
 
     ``sources``/``copies``: (schema, name) -> Relation; ``remote_keys``: (remote schema, remote
-    table) -> primary key column names (remote names).
+    table) -> primary key column names (remote names); ``maintain_role``: the login that may
+    refresh them without owning them (MAINTAIN, PostgreSQL 17 or later), which also needs
+    USAGE on their schemas (``maintain_usage``: the schemas where it has it; never revoked:
+    USAGE alone opens no table).
     """
+    if maintain_role and version_num < 170000:
+        raise PlanError('maintain_role needs PostgreSQL 17 or later (the MAINTAIN privilege); '
+                        'before 17 only the owner of a materialized view may refresh it')
     plan = CopiesPlan()
     names = [s.name for s in specs]
     duplicates = sorted(set(format_qualified(*n) for n in names if names.count(n) > 1))
@@ -269,5 +293,9 @@ def plan_copies(specs, sources, copies, remote_keys, state='present', cascade=Fa
     schemas_created = set()
     for spec in specs:
         plan_copy(spec, sources[spec.source], copies[spec.name], remote_keys, cascade, refresh,
-                  plan, schemas_created, check_mode)
+                  plan, schemas_created, check_mode, maintain_role)
+    if maintain_role:
+        for schema in sorted(set(spec.name[0] for spec in specs) - set(maintain_usage)):
+            plan.statements.append(Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
+                sql.Identifier(schema), sql.Identifier(maintain_role))))
     return plan

@@ -139,3 +139,28 @@ def test_check_mode_with_a_source_not_imported_yet():
     assert shown[0] == ('CREATE MATERIALIZED VIEW "shop"."orders" AS SELECT "id" FROM '
                         '"shop_fdw"."orders" WHERE (id > 1) WITH DATA')
     assert shown[-1].startswith('CREATE UNIQUE INDEX')
+
+
+def test_maintain_role_exactly_one_and_only_from_17():
+    idx = index_name(CopySpec(COPY, SRC))
+    copy = existing(indexes=[(idx, ['id'])])
+    assert plan(copy=copy, maintain_role=None).statements == []
+    role = 'sched "x"'
+    assert render_all(plan(copy=copy, maintain_role=role).statements) == [
+        'GRANT MAINTAIN ON "shop"."orders" TO "sched ""x"""',
+        'GRANT USAGE ON SCHEMA "shop" TO "sched ""x"""']
+    granted = existing(indexes=[(idx, ['id'])], maintainers=['sched'])
+    assert plan(copy=granted, maintain_role='sched', maintain_usage=['shop']).statements == []
+    assert render_all(plan(copy=granted, maintain_role='other', maintain_usage=['shop']).statements) == [
+        'GRANT MAINTAIN ON "shop"."orders" TO "other"', 'REVOKE MAINTAIN ON "shop"."orders" FROM "sched"']
+    # none: MAINTAIN revoked, USAGE on the schema left (it opens no table)
+    assert render_all(plan(copy=granted, maintain_role='').statements) == [
+        'REVOKE MAINTAIN ON "shop"."orders" FROM "sched"']
+    # a copy created again (its definition changed) has lost its grants
+    changed = Relation(True, 'm', comment='tablesync.postgresql copy of old', maintainers=['sched'])
+    assert render_all(plan(copy=changed, maintain_role='sched', maintain_usage=['shop']).statements)[-1] == \
+        'GRANT MAINTAIN ON "shop"."orders" TO "sched"'
+    with pytest.raises(PlanError, match='maintain_role needs PostgreSQL 17'):
+        plan(copy=copy, maintain_role='sched', version_num=160000)
+    # '' (none) works on any version
+    assert plan(copy=copy, maintain_role='', version_num=150000).statements == []
