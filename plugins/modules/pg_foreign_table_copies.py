@@ -79,10 +79,10 @@ options:
     default: false
   maintain_role:
     description:
-      - A role that may refresh the copies without owning them (a scheduler host's login):
-        C(MAINTAIN) on each copy for exactly this role (V('') revokes it from every other role;
-        omitted, the grants are left alone), and C(USAGE) on the copies' schemas (never revoked:
-        it opens no table). A copy created again is granted again.
+      - A role that may refresh the copies without owning them (a scheduler host's login).
+        It gets C(MAINTAIN) on each copy, as the only role besides the owner (V('') revokes it
+        from every other role; omitted, the grants are left alone), and C(USAGE) on the copies'
+        schemas (never revoked, as it opens no table). A copy created again is granted again.
       - Needs PostgreSQL 17 or later (the C(MAINTAIN) privilege); the module fails naming it
         on an older server. The refresh still reads the source through the owner's user mapping.
     type: str

@@ -190,7 +190,7 @@ options:
         C(trigger_source) role passes C(trigger_source_scheduler_role) when its scheduler is
         C(host)). It gets
         C(EXECUTE) on C(tablesync.flush) and the definer helpers it calls, and C(USAGE) on the
-        schema C(tablesync): never the queue's tables, the capture or the user mapping.
+        schema C(tablesync) - never the queue's tables, the capture or the user mapping.
       - Exactly this role holds these grants afterwards (besides the owner and C(pg_monitor));
         V('') revokes them from every other role; omitted, the grants are left as they are.
       - The grants are per database, shared by its sets: give every set of a database the same value.
