@@ -12,7 +12,8 @@ service and a timer per set on the scheduler host that connect with a password f
 system user reads, and the rows arrive through those timers. No password is in any output or
 unit; nothing is written on the database servers; a second run changes nothing; once the
 trigger set is immediate and the fdw set has no copies, the units and files go. A scheduler host
-in the play without a part in a sync set is refused before anything runs.
+in the play without a part in a sync set is refused before anything runs, and a check-mode run
+makes nothing on the servers or the scheduler host.
 """
 import atexit
 import subprocess
@@ -131,6 +132,16 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
         failures(data) or (out[-3000:] + err[-3000:])
     for server in (src, dst):
         assert server.query("SELECT count(*) FROM pg_roles WHERE rolname = %s", (SCHED_ROLE,)) == [(0,)]
+
+    # check mode: nothing made on the servers or on the scheduler host
+    rc, out, err, data = run_site(inv, extra_vars=SERVERS, check=True, diff=True)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    assert SCHED_PW not in out + err
+    for server in (src, dst):
+        assert server.query("SELECT count(*) FROM pg_roles WHERE rolname = %s", (SCHED_ROLE,)) == [(0,)]
+    assert sched.run(['ls', '/etc/systemd/system']).split().count(UNIT + '.service') == 0
+    assert sched.run(['test', '-e', '/etc/tablesync'], check=False) == ''
+    assert sched.run(['id', 'tablesync-scheduler'], check=False).startswith('id:')
 
     rc, out, err, data = run_site(inv, extra_vars=SERVERS)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])

@@ -2,16 +2,21 @@
 unique key from the remote primary key, concurrent refresh, re-creation on remote changes."""
 import threading
 
+import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
+import pytest
+from psycopg2 import sql
 
 from runner import run_tasks
 from test_pg_fdw import FdwEnv, failed, ok, unchanged
 
 
-def copies_task(env, refresh=False, state='present', **copy):
+def copies_task(env, refresh=False, state='present', maintain_role=None, **copy):
     spec = dict(name='local.orders', source='shop.orders')
     spec.update(copy)
-    return env.task('pg_foreign_table_copies', copies=[spec], refresh=refresh, state=state)
+    extra = {} if maintain_role is None else {'maintain_role': maintain_role}
+    return env.task('pg_foreign_table_copies', copies=[spec], refresh=refresh, state=state, **extra)
 
 
 def test_copy_created_refreshed_concurrently_and_recreated(publisher, subscriber):
@@ -91,3 +96,40 @@ def test_copy_check_mode_errors_and_absent(publisher, subscriber):
     failed(run.results[3], 'has no column(s) nope')
     assert ok(run.results[4])['queries'] == ['DROP MATERIALIZED VIEW "local"."orders"']
     unchanged(run.results[5])
+
+
+def test_maintain_role_lets_a_login_refresh_without_owning(publisher, subscriber):
+    """maintain_role: on 17+ MAINTAIN on the copy and USAGE on its schema for exactly that login,
+    which can then refresh the copy (not read it); '' revokes it; before 17 the module fails
+    naming 17 and makes nothing."""
+    env = FdwEnv(publisher, subscriber)
+    login = 'refresher_' + env.remote_user
+    subscriber.execute(sql.SQL('CREATE ROLE {} LOGIN PASSWORD %s').format(sql.Identifier(login)),
+                       ('Refresh-pw-1',))
+    if subscriber.version() < 17:
+        run = run_tasks(env.setup_tasks(tables=['orders'])
+                        + [copies_task(env, maintain_role=login)])
+        failed(run.results[-1], 'maintain_role needs PostgreSQL 17 or later')
+        assert env.dst_sql("SELECT to_regclass('local.orders') IS NULL") == [(True,)]
+        return
+    run = run_tasks(env.setup_tasks(tables=['orders'])
+                    + [copies_task(env, maintain_role=login), copies_task(env, maintain_role=login)])
+    assert run.rc == 0, run.output
+    assert ok(run.results[-2])['queries'][-2:] == [
+        'GRANT MAINTAIN ON "local"."orders" TO "%s"' % login,
+        'GRANT USAGE ON SCHEMA "local" TO "%s"' % login]
+    unchanged(run.results[-1])
+    env.src_sql("INSERT INTO sales.orders VALUES (11, 'new', 1)")
+    conn = psycopg2.connect(host=subscriber.host, port=subscriber.port, user=login,
+                            password='Refresh-pw-1', dbname=env.dstdb)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY local.orders')
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute('SELECT count(*) FROM local.orders')
+    finally:
+        conn.close()
+    assert env.dst_sql('SELECT count(*) FROM local.orders') == [(11,)]
+    run = run_tasks([copies_task(env, maintain_role='')])
+    assert ok(run.results[0])['queries'] == ['REVOKE MAINTAIN ON "local"."orders" FROM "%s"' % login]
