@@ -25,7 +25,8 @@ from psycopg2 import sql
 
 from hostile import SITE_SOURCE_DDL, failures, run_site, server_files
 from pgcluster import IMAGE, wait_for
-from test_database_only import ADMIN, ADMIN_PW, as_admin, database_only_servers, inventory
+from test_database_only import (ADMIN, ADMIN_PW, CHECK, as_admin, database_only_servers,
+                                inventory)
 from test_database_only_methods import FDW_PW, admin_rows, trigger_databases
 from test_pg_fdw_roles import changed_tasks
 
@@ -219,6 +220,13 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
     rc, out, err, _data = run_site(inv, extra_vars=SERVERS, callback='default', verbosity=3)
     assert rc == 0, out[-4000:] + err[-2000:]
     assert SCHED_PW not in out + err and SCHED_PW.replace('\\', '\\\\') not in out + err
+
+    # check.yml with verify, on every inventory host (the scheduler host has nothing to read)
+    rc, out, err, _data = run_site(dict(inv, all=dict(inv['all'], vars=dict(
+        inv['all']['vars'], tablesync_check_verify=True))), playbook=CHECK, callback='default')
+    assert rc == 0, out[-4000:] + err[-2000:]
+    assert 'trg_orders' in out and 'equal' in out and 'within the thresholds' in out, out[-4000:]
+    assert SCHED_PW not in out + err
 
     # mode immediate, no copies: the units, SQL and password files go from the scheduler host,
     # and the copy with its grant
