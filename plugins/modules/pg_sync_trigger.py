@@ -193,7 +193,8 @@ options:
         schema C(tablesync) - never the queue's tables, the capture or the user mapping.
       - Exactly this role holds these grants afterwards (besides the owner and C(pg_monitor));
         V('') revokes them from every other role; omitted, the grants are left as they are.
-      - The grants are per database, shared by its sets: give every set of a database the same value.
+      - The grants are per database and shared by its sets, so give every set of a database the
+        same value.
       - The role must exist and must not be O(owner).
     type: str
   batch_size:
