@@ -49,6 +49,10 @@ def compare(docs, spec, path):
             assert doc.get(key, default) == option.get(key, default), (where, key)
         assert (doc.get('aliases') or []) == (option.get('aliases') or []), where
         assert bool(doc.get('required')) == bool(option.get('required')), where
+        # a ': ' in a plain YAML line turns a description item into a mapping
+        description = doc.get('description')
+        assert all(isinstance(item, str) for item in (
+            description if isinstance(description, list) else [description])), (where, description)
         if option.get('options'):
             compare(doc.get('suboptions') or {}, option['options'], where)
 
