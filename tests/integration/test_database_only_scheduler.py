@@ -11,7 +11,8 @@ on the flush routines, MAINTAIN on the copies, nothing on the queue or the data)
 service and a timer per set on the scheduler host that connect with a password file only their
 system user reads, and the rows arrive through those timers. No password is in any output or
 unit; nothing is written on the database servers; a second run changes nothing; once the
-trigger set is immediate and the fdw set has no copies, the units and files go. A scheduler host
+trigger set is immediate its units go and the consumer's stay (two hosts share the scheduler
+host), and once the fdw set has no copies the scheduler host keeps nothing. A scheduler host
 in the play without a part in a sync set is refused before anything runs, and a check-mode run
 makes nothing on the servers or the scheduler host.
 """
@@ -228,9 +229,18 @@ def test_queued_trigger_set_flushed_from_a_scheduler_host(site):
     assert 'trg_orders' in out and 'equal' in out and 'within the thresholds' in out, out[-4000:]
     assert SCHED_PW not in out + err
 
-    # mode immediate, no copies: the units, SQL and password files go from the scheduler host,
-    # and the copy with its grant
+    # the source's set in mode immediate: its units and password file go from the scheduler
+    # host, the consumer's (another host sharing it) stay and keep running
     inv['all']['hosts']['src']['trigger_source_mode'] = 'immediate'
+    rc, out, err, data = run_site(inv, extra_vars=SERVERS)
+    assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
+    units = sched.run(['ls', '/etc/systemd/system']).split()
+    assert UNIT + '.timer' not in units and UNIT + '.service' not in units
+    assert sorted(sched.run(['ls', '/etc/tablesync/scheduler']).split()) == [
+        'dst-fdw-refresh.pgpass', REFRESH_UNIT + '.sql']
+    assert sched.run(['systemctl', 'is-active', REFRESH_UNIT + '.timer']).strip() == 'active'
+
+    # no copies either: the scheduler host keeps nothing of either host, the copy goes
     inv['all']['hosts']['dst']['fdw_consumer_local_copies'] = {}
     rc, out, err, data = run_site(inv, extra_vars=SERVERS)
     assert rc == 0, failures(data) or (out[-4000:] + err[-3000:])
