@@ -57,6 +57,18 @@ class Secret(object):
         return hash(('Secret', self.value, self.display))
 
 
+def exact_grantees(privilege, target, wanted, have):
+    """GRANT/REVOKE so that exactly the roles ``wanted`` hold ``privilege`` (an SQL keyword,
+    e.g. 'EXECUTE') on ``target`` (a composable such as ``ROUTINE "s"."f"(int)``), given the
+    roles that ``have`` it now: grants first, then revokes, each in name order."""
+    wanted, have = set(wanted), set(have)
+    keyword = sql.SQL(privilege)
+    return ([Statement(sql.SQL('GRANT {} ON {} TO {}').format(keyword, target, sql.Identifier(role)))
+             for role in sorted(wanted - have)]
+            + [Statement(sql.SQL('REVOKE {} ON {} FROM {}').format(keyword, target, sql.Identifier(role)))
+               for role in sorted(have - wanted)])
+
+
 class Statement(object):
     """One SQL statement to run.
 

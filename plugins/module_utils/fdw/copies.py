@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - reported by connection.ensure_psycopg2
     sql = None
 
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
-    Statement, render)
+    Statement, exact_grantees, render)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.identifiers import (
     format_qualified)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import PlanError
@@ -226,12 +226,8 @@ def maintain_statements(spec, copy, fresh, maintain_role):
     ('' for none; None leaves the grants alone). A view created again has lost its grants."""
     if maintain_role is None:
         return []
-    wanted = set([maintain_role]) if maintain_role else set()
-    have = set() if fresh else set(copy.maintainers)
-    return ([Statement(sql.SQL('GRANT MAINTAIN ON {} TO {}').format(
-        ident(spec.name), sql.Identifier(role))) for role in sorted(wanted - have)]
-        + [Statement(sql.SQL('REVOKE MAINTAIN ON {} FROM {}').format(
-            ident(spec.name), sql.Identifier(role))) for role in sorted(have - wanted)])
+    return exact_grantees('MAINTAIN', ident(spec.name), [maintain_role] if maintain_role else [],
+                          () if fresh else copy.maintainers)
 
 
 def plan_copy(spec, source, copy, remote_keys, cascade, refresh, plan, schemas_created,

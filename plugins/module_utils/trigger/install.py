@@ -15,7 +15,7 @@ import io
 from ansible_collections.tablesync.postgresql.plugins.module_utils.fdw.common import (
     alter_options_statement, create_options_clause, option_changes)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.statements import (
-    Secret, Statement, bind)
+    Secret, Statement, bind, exact_grantees)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger.state import OWNER_FORBIDDEN
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.errors import PlanError
 from ansible_collections.tablesync.postgresql.plugins.module_utils.trigger import follow
@@ -174,23 +174,17 @@ def flush_grant_statements(spec, env):
     grants."""
     if spec.flush_role is None:
         return []
-    wanted = set([spec.flush_role]) if spec.flush_role else set()
+    wanted = [spec.flush_role] if spec.flush_role else []
     statements = []
     for routine in ROUTINES:
         if routine.name not in FLUSH_API:
             continue
         cur = env.routines.get(routine.key)
         fresh = cur is None or cur.result != routine.result
-        have = set() if fresh else set(cur.executors)
-        statements.extend(Statement(sql.SQL('GRANT EXECUTE ON ROUTINE {} TO {}').format(
-            routine.signature(), sql.Identifier(role))) for role in sorted(wanted - have))
-        statements.extend(Statement(sql.SQL('REVOKE EXECUTE ON ROUTINE {} FROM {}').format(
-            routine.signature(), sql.Identifier(role))) for role in sorted(have - wanted))
-    users = set(env.schema_users) if env.schema_exists else set()
-    statements.extend(Statement(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
-        sql.Identifier(q.SCHEMA), sql.Identifier(role))) for role in sorted(wanted - users))
-    statements.extend(Statement(sql.SQL('REVOKE USAGE ON SCHEMA {} FROM {}').format(
-        sql.Identifier(q.SCHEMA), sql.Identifier(role))) for role in sorted(users - wanted))
+        statements.extend(exact_grantees('EXECUTE', sql.SQL('ROUTINE {}').format(routine.signature()),
+                                         wanted, () if fresh else cur.executors))
+    statements.extend(exact_grantees('USAGE', sql.SQL('SCHEMA {}').format(sql.Identifier(q.SCHEMA)),
+                                     wanted, env.schema_users if env.schema_exists else ()))
     return statements
 
 
