@@ -859,11 +859,22 @@ def sync_report(sets, infos, hostvars=None):
     """One summary per present set of a publisher: tables, subscribers, states and lag.
 
     ``sets``: the host's publisher sets; ``infos``: pg_sync_info loop results (one per
-    database, ``item`` = the database name); ``hostvars``: to read each subscriber's
-    ``logical_subscriber_status`` (recorded by the logical_subscriber role).
+    database, ``item`` = the database name), or the one result of pg_sync_info with
+    ``each_database`` (each publication names its ``database``; the cleanup's read of the same
+    run); ``hostvars``: to read each subscriber's ``logical_subscriber_status`` (recorded by the
+    logical_subscriber role).
     """
     hostvars = hostvars or {}
-    by_db = dict((r.get('item'), r) for r in _loop_results(infos))
+    by_db = {}
+    for result in _loop_results(infos):
+        if 'databases' in result:
+            for database in result.get('databases') or []:
+                by_db[database] = {
+                    'publications': [p for p in result.get('publications') or []
+                                     if p.get('database') == database],
+                    'slots': result.get('slots') or []}
+        else:
+            by_db[result.get('item')] = result
     report = []
     for item in sets or []:
         if item.get('state') != 'present':

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from helpers import ANSI, INVENTORY, connect, hosts, pg_unit, psql, wait_for
+from helpers import ANSI, INVENTORY, connect, hosts, pg_unit, psql, run_site, wait_for
 
 testinfra_hosts = [f"podman://{name}" for name in hosts()]
 
@@ -201,3 +201,26 @@ def test_trigger_set_follows_a_migration_while_the_timer_flushes(src, dst):
     assert psql(dst, "shop_copy", columns) == psql(src, "shop", columns) == \
         "order_id integer, line integer, article text, qty bigint"
     assert psql(src, "shop", "SELECT coalesce(last_error, '') FROM tablesync.trigger_sets") == ""
+
+
+def test_timers_of_sets_gone_from_the_inventory_are_removed(src, dst):
+    """Last (it takes both sets out of the inventory). Neither host has a set of the fdw or
+    trigger method then; the flush timer and the refresh timer they left still go (the server
+    role's one listing of the run's timers sends the roles back to them), and the next run
+    changes nothing: the roles skip both hosts."""
+    assert src.file(f"/etc/systemd/system/{FLUSH}.timer").exists
+    assert dst.file(f"/etc/systemd/system/{REFRESH}.timer").exists
+    no_sets = '{"tablesync_sync_sets": []}'
+    rc, out, _ = run_site("-e", no_sets)
+    assert rc == 0, out[-6000:]
+    for host, unit in ((src, FLUSH), (dst, REFRESH)):
+        assert not host.file(f"/etc/systemd/system/{unit}.timer").exists
+        assert not host.file(f"/etc/systemd/system/{unit}.service").exists
+        assert not host.service(f"{unit}.timer").is_running
+    rc, out, recap = run_site("-e", no_sets)
+    assert rc == 0, out[-6000:]
+    assert recap and all(r["changed"] == 0 for r in recap.values()), recap
+    assert "The sets of this host, their timers" in out
+    # skipped as a whole: none of the role's tasks after the gate ran on either host
+    assert "tablesync.postgresql.trigger_source : Check the role's inputs" not in out
+    assert "tablesync.postgresql.fdw_consumer : Check the role's inputs" not in out

@@ -403,6 +403,18 @@ def test_report_per_set():
     assert report[0]['targets'][1]['subscription'] == 'missing'
     assert report[0]['targets'][1]['slot'] == slot2
     assert report[1]['publication'] == 'tablesync_stock in shop (missing)'
+    # the same from one read of every database (the cleanup's, which the report reuses): a
+    # publication of the same name in another database is not this set's
+    every = {'changed': False, 'databases': ['other', 'shop'],
+             'publications': [dict(infos[0]['publications'][0], database='shop'),
+                              {'name': 'tablesync_stock', 'database': 'other', 'tables': []}],
+             'slots': infos[0]['slots']}
+    assert sync_report(plan['publisher_sets'], every, hostvars) == report
+    # a database the read did not reach: the set's publication and slots are unknown, not taken
+    # from another database
+    lone = dict(every, databases=['other'])
+    assert sync_report(plan['publisher_sets'], lone, hostvars)[0]['publication'] == \
+        'tablesync_orders in shop (missing)'
 
 
 def test_fdw_and_trigger_are_implemented():
