@@ -212,7 +212,7 @@ def test_timers_of_sets_gone_from_the_inventory_are_removed(src, dst):
     assert dst.file(f"/etc/systemd/system/{REFRESH}.timer").exists
     # (the consumer's local copy goes with its set: naming a set that is gone is refused)
     no_sets = '{"tablesync_sync_sets": [], "fdw_consumer_local_copies": {}}'
-    rc, out, _ = run_site("-e", no_sets)
+    rc, out, _recap = run_site("-e", no_sets)
     assert rc == 0, failures(out)
     for host, unit in ((src, FLUSH), (dst, REFRESH)):
         assert not host.file(f"/etc/systemd/system/{unit}.timer").exists
