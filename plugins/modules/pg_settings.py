@@ -176,7 +176,8 @@ from ansible_collections.tablesync.postgresql.plugins.module_utils.core.connecti
 from ansible_collections.tablesync.postgresql.plugins.module_utils.core.executor import (
     ExecutionError, Executor)
 from ansible_collections.tablesync.postgresql.plugins.module_utils.server.settings import (
-    Setting, SettingsError, plan_settings, reload_statement, waits_for_restart)
+    FILES, NO_FILES, SETTINGS_QUERY, Setting, SettingsError, plan_settings, reload_statement,
+    waits_for_restart)
 
 try:
     import psycopg2
@@ -186,42 +187,6 @@ except ImportError:  # pragma: no cover - reported by connect()
     psycopg2 = sql = None
 
 RELOAD_WAIT_SECONDS = 10
-
-# pg_settings joined with the last configuration file entry of each setting. {files} is the
-# pg_file_settings rows, or an empty set when login_user may not read them.
-SETTINGS_QUERY = '''
-WITH wanted AS (
-    SELECT w.name, w.ord FROM unnest(%(names)s::text[]) WITH ORDINALITY AS w(name, ord)
-), files AS (
-    {files}
-), configured AS (
-    SELECT DISTINCT ON (lower(f.name)) lower(f.name) AS key, f.setting, f.auto_conf
-    FROM files f ORDER BY lower(f.name), f.seqno DESC
-), fallback AS (
-    SELECT DISTINCT ON (lower(f.name)) lower(f.name) AS key, f.setting
-    FROM files f WHERE NOT f.auto_conf ORDER BY lower(f.name), f.seqno DESC
-)
-SELECT w.name AS key, s.name, s.setting, s.unit, s.vartype, s.context, s.enumvals,
-       s.min_val, s.max_val, s.boot_val, s.source, s.pending_restart,
-       CASE WHEN s.name IS NOT NULL THEN pg_catalog.current_setting(s.name) END AS shown,
-       c.setting AS configured, coalesce(c.auto_conf, false) AS in_auto_conf,
-       fb.setting AS fallback, pg_catalog.pg_conf_load_time() AS conf_load_time
-FROM wanted w
-LEFT JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(w.name)
-LEFT JOIN configured c ON c.key = lower(s.name)
-LEFT JOIN fallback fb ON fb.key = lower(s.name)
-ORDER BY w.ord
-'''
-FILES = '''
-    SELECT f.name, f.setting, f.seqno,
-           f.sourcefile = pg_catalog.current_setting('data_directory')
-                          || '/postgresql.auto.conf' AS auto_conf
-    FROM pg_catalog.pg_file_settings f WHERE f.name IS NOT NULL
-'''
-NO_FILES = '''
-    SELECT NULL::text AS name, NULL::text AS setting, NULL::int AS seqno,
-           NULL::boolean AS auto_conf WHERE false
-'''
 
 
 class ServerSettings(object):

@@ -634,3 +634,80 @@ def _validated(setting, raw):
         raise InvalidValue('setting %s cannot be changed with ALTER SYSTEM; set it in '
                            'postgresql.conf or on the server command line' % setting.name)
     return desired_value(setting, raw)
+
+
+# ---- the read ------------------------------------------------------------------------------------
+
+# pg_settings joined with the last configuration file entry of each setting. {files} is the
+# pg_file_settings rows, or an empty set when login_user may not read them.
+SETTINGS_QUERY = '''
+WITH wanted AS (
+    SELECT w.name, w.ord FROM unnest(%(names)s::text[]) WITH ORDINALITY AS w(name, ord)
+), files AS (
+    {files}
+), configured AS (
+    SELECT DISTINCT ON (lower(f.name)) lower(f.name) AS key, f.setting, f.auto_conf
+    FROM files f ORDER BY lower(f.name), f.seqno DESC
+), fallback AS (
+    SELECT DISTINCT ON (lower(f.name)) lower(f.name) AS key, f.setting
+    FROM files f WHERE NOT f.auto_conf ORDER BY lower(f.name), f.seqno DESC
+)
+SELECT w.name AS key, s.name, s.setting, s.unit, s.vartype, s.context, s.enumvals,
+       s.min_val, s.max_val, s.boot_val, s.source, s.pending_restart,
+       CASE WHEN s.name IS NOT NULL THEN pg_catalog.current_setting(s.name) END AS shown,
+       c.setting AS configured, coalesce(c.auto_conf, false) AS in_auto_conf,
+       fb.setting AS fallback, pg_catalog.pg_conf_load_time() AS conf_load_time
+FROM wanted w
+LEFT JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(w.name)
+LEFT JOIN configured c ON c.key = lower(s.name)
+LEFT JOIN fallback fb ON fb.key = lower(s.name)
+ORDER BY w.ord
+'''
+FILES = '''
+    SELECT f.name, f.setting, f.seqno,
+           f.sourcefile = pg_catalog.current_setting('data_directory')
+                          || '/postgresql.auto.conf' AS auto_conf
+    FROM pg_catalog.pg_file_settings f WHERE f.name IS NOT NULL
+'''
+NO_FILES = '''
+    SELECT NULL::text AS name, NULL::text AS setting, NULL::int AS seqno,
+           NULL::boolean AS auto_conf WHERE false
+'''
+
+
+def psql_settings_query(variable):
+    """SETTINGS_QUERY for psql (the postgresql_server role's discovery, one remote call): the
+    names come from the psql variable ``variable`` (comma-separated: no setting name has a
+    comma; quoted by psql's ``:'variable'``), the configuration files are read. The rows are
+    the module's."""
+    return (SETTINGS_QUERY.replace('%(names)s::text[]',
+                                   "pg_catalog.string_to_array(:'%s', ',')" % variable)
+            .replace('{files}', FILES.strip()))
+
+
+def settings_in_sync(desired, rows, files_readable=True, at_least=()):
+    """True when pg_settings would change nothing: every name in ``desired`` was read
+    (``rows``: SETTINGS_QUERY's rows as dicts, with ``key``), the plan has no statement and no
+    reload, no managed setting waits for a restart and none is set on the command line (the
+    module warns about that). False whenever in doubt, so the module is called and decides."""
+    if rows is None or not desired:
+        return False
+    current = {}
+    for row in rows:
+        row = dict(row)
+        key = row.pop('key', None)
+        if key is None or row.get('name') is None:
+            continue
+        current[key] = Setting(**dict((f, row.get(f)) for f in Setting.FIELDS))
+    if any(key not in current for key in desired):
+        return False
+    if not files_readable:
+        return False
+    try:
+        plan = plan_settings(desired, current, files_readable, at_least)
+    except SettingsError:
+        return False
+    if plan.changes or plan.reload_needed:
+        return False
+    return not any(waits_for_restart(s) or s.source == 'command line'
+                   for s in plan.current.values())
