@@ -261,6 +261,16 @@ recreated:
   returned: always
   type: bool
   sample: false
+converged:
+  description:
+    - The publication already was as the options describe it, every option and replica
+      identity included, so that the same call with O(changed_tables=alter) would change
+      nothing. Also with O(changed_tables=drop), whatever that call dropped, so that a later
+      step with the same options can be skipped (C(playbooks/site.yml) skips its second call
+      for a set whose first call reported V(true)).
+  returned: always
+  type: bool
+  sample: true
 filter_changed:
   description: Published tables (C(schema.table)) whose row filter or column list differs from
     the desired one, so their subscribers hold rows chosen by the old ones (see
@@ -732,9 +742,12 @@ def run(module):
         changed = []
         if desired['state'] == 'absent':
             statements, final = plan(desired, current, version), None
+            converged = not statements
         else:
             statements, final = planner.present(desired, current)
             changed = filter_changes(final, current)
+            # the whole desired state, before changed_tables=drop narrows the statements
+            converged = not statements
             if module.params['changed_tables'] == 'drop':
                 statements, final = planner.drop_changed(final, current)
     except PublicationError as e:
@@ -746,6 +759,7 @@ def run(module):
 
     executor = Executor(conn, module.check_mode)
     result = dict(changed=False, queries=executor.queries, recreated=planner.recreated,
+                  converged=converged,
                   filter_changed=[format_qualified(*k) for k in changed],
                   replica_identity_changes=[
                       dict(table=format_qualified(s, t), replica_identity=_identity_text(w))

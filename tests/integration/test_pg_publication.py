@@ -350,7 +350,7 @@ def test_missing_objects_all_named(db):
 ERROR_CASES = [
     (dict(tables=['public.nokey']),
      'refuses every UPDATE and DELETE on these tables: no replica identity: public.nokey (no primary key).'),
-    (dict(tables=[{'name': 'sales.customers', 'where': "country = 'DE'"}]),
+    (dict(tables=[{'name': 'sales.customers', 'where': 'id > 10'}]),
      'a row filter may only use replica identity columns, or PostgreSQL refuses UPDATE/DELETE on the table: '
      'sales.customers (replica identity columns: id; with only those, PostgreSQL says: column "country" does not exist)'),
     (dict(tables=[{'name': 'sales.customers', 'columns': ['name', 'country']}]),
@@ -528,3 +528,41 @@ def test_data_flows_to_a_subscriber(db, subscriber):
         subscriber.execute('DROP SUBSCRIPTION IF EXISTS %s' % sub, dbname=target.name)
         subscriber.execute('DROP DATABASE %s WITH (FORCE)' % target.name)
     assert db.sql('SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s', (sub,)) == [(0,)]
+
+
+# ------------------------------------------------------------------------------------------
+# converged: what lets site.yml skip its second call of a run
+# ------------------------------------------------------------------------------------------
+
+def test_converged_says_whether_the_same_options_would_change_anything(db):
+    db.sql(BASE_SCHEMA)
+    wanted = dict(name='p_conv', tables=[{'name': 'sales.customers', 'where': 'id > 10'},
+                                         'public.plain'],
+                  publish_via_partition_root=True, check_replica_identity=True)
+    created = ok(db.pub(**wanted))
+    assert created['changed'] and created['converged'] is False
+    again = ok(db.pub(**wanted))
+    assert_idempotent(again)
+    assert again['converged'] is True
+    # as site.yml's first step: changed_tables=drop, every option given
+    assert ok(db.pub(changed_tables='drop', **wanted))['converged'] is True
+
+    # an option the drop step does not apply: not converged, and the drop step changes nothing
+    other = dict(wanted, publish_via_partition_root=False)
+    dropped = ok(db.pub(changed_tables='drop', **other))
+    assert dropped['converged'] is False and dropped['changed'] is False
+    # a changed row filter: the drop step drops the table and says the publication differs
+    refiltered = dict(wanted, tables=[{'name': 'sales.customers', 'where': 'id > 20'},
+                                      'public.plain'])
+    dropped = ok(db.pub(changed_tables='drop', **refiltered))
+    assert dropped['converged'] is False and dropped['changed'] is True
+    assert dropped['filter_changed'] == ['sales.customers']
+    assert db.publication('p_conv') == [('plain', None, None)]
+    # the second step puts it back, then both say converged
+    assert ok(db.pub(**refiltered))['changed'] is True
+    assert ok(db.pub(changed_tables='drop', **refiltered))['converged'] is True
+    assert ok(db.pub(**refiltered))['converged'] is True
+    # a missing publication, and state=absent
+    assert ok(db.pub(name='p_none', tables=['public.plain'], _check=True))['converged'] is False
+    assert ok(db.pub(name='p_none', state='absent'))['converged'] is True
+    assert ok(db.pub(name='p_conv', state='absent', _check=True))['converged'] is False

@@ -8,7 +8,11 @@ difference:
   written back on the next run;
 - settings: pg_settings is not called when its own plan on the discovery's read changes
   nothing; a setting changed by hand is set back, and one waiting for a restart still gets
-  its restart.
+  its restart;
+- publications: the second pg_publication call of a set is skipped when the first (the
+  filter-changes step, with the same options) reported the publication converged; a changed
+  row filter still goes through both steps (tests/integration/test_pg_subscription.py and the
+  Molecule scenario logical_change).
 """
 
 import pytest
@@ -22,6 +26,7 @@ PASSWORD = dict(tablesync_replication_password='Hba-Repl-pw-1',
                 tablesync_fdw_password='Hba-Fdw-pw-1', tablesync_trigger_password='Hba-Trg-pw-1')
 TASK = 'tablesync.postgresql.common : Manage the block in pg_hba.conf'
 SETTINGS_TASK = 'tablesync.postgresql.postgresql_server : Apply the settings with ALTER SYSTEM'
+PUBLICATIONS_TASK = 'tablesync.postgresql.logical_publisher : Publications, one per sync set'
 MARK = 'tablesync.postgresql: %s (managed by Ansible, do not edit)'
 # the source admits the subscribers and the fdw consumer; the target the trigger source
 BLOCKS = {'src': ('replication access', 'fdw access'), 'dst': ('trigger sync access',)}
@@ -107,6 +112,10 @@ def test_rerun_leaves_blocks_as_wanted_alone(site):
     assert sorted(settings) == ['dst', 'src']
     for host, found in settings.items():
         assert all(r.get('skipped') for r in found), (host, found)
+    # the filter-changes step found both publications as wanted: no second call for either
+    publications = block_results(data, PUBLICATIONS_TASK)['src'][0]['results']
+    assert sorted(r['item']['name'] for r in publications) == ['orders', 'refunds']
+    assert all(r.get('skipped') for r in publications), publications
 
 
 def test_a_setting_changed_by_hand_is_set_back(site):
