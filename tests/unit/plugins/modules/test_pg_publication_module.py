@@ -16,6 +16,7 @@ def test_examples_and_return_parse_and_use_fqcn():
     assert examples and all('tablesync.postgresql.pg_publication' in task for task in examples)
     returned = yaml.safe_load(pg_publication.RETURN)
     assert set(returned) == set(['queries', 'exists', 'recreated', 'replica_identity_changes', 'filter_changed',
+                                 'converged',
                                  'publication', 'diff'])
     doc = yaml.safe_load(pg_publication.DOCUMENTATION)
     assert doc['version_added'] == '0.1.0'
