@@ -208,7 +208,7 @@ class ServerSettings(object):
             self.files_readable = False
             rows = self._fetch(NO_FILES)
         self.conn.rollback()  # read-only; end the transaction
-        self.settings = dict((row.pop('key'), self._setting(row)) for row in rows)
+        self.settings = dict((row['key'], Setting.from_row(row)) for row in rows)
         if rows:
             self.conf_load_time = rows[0]['conf_load_time']
         return self
@@ -219,12 +219,6 @@ class ServerSettings(object):
             cur.execute(query, {'names': self.names})
             columns = [d[0] for d in cur.description]
             return [dict(zip(columns, row)) for row in cur.fetchall()]
-
-    @staticmethod
-    def _setting(row):
-        if row['name'] is None:
-            return None
-        return Setting(**dict((f, row[f]) for f in Setting.FIELDS))
 
     def shown(self):
         return dict((key, s.shown) for key, s in self.settings.items())

@@ -101,6 +101,13 @@ class Setting(object):
         for field in self.FIELDS:
             setattr(self, field, attrs.get(field))
 
+    @classmethod
+    def from_row(cls, row):
+        """The Setting of one SETTINGS_QUERY row (a dict); None for a name the server lacks."""
+        if row.get('name') is None:
+            return None
+        return cls(**dict((f, row.get(f)) for f in cls.FIELDS))
+
     @property
     def key(self):
         return self.name.lower()
@@ -694,11 +701,9 @@ def settings_in_sync(desired, rows, files_readable=True, at_least=()):
         return False
     current = {}
     for row in rows:
-        row = dict(row)
-        key = row.pop('key', None)
-        if key is None or row.get('name') is None:
-            continue
-        current[key] = Setting(**dict((f, row.get(f)) for f in Setting.FIELDS))
+        setting = Setting.from_row(row)
+        if row.get('key') is not None and setting is not None:
+            current[row['key']] = setting
     if any(key not in current for key in desired):
         return False
     if not files_readable:

@@ -99,3 +99,14 @@ def test_filters():
     assert ":'names'" in settings_read_query('names')
     with pytest.raises(AnsibleFilterError):
         settings_read_query("x'; DROP")
+
+
+def test_a_row_becomes_the_setting_the_module_reads():
+    """Setting.from_row serves the module's read and this filter alike: every field, and None
+    for a name the server does not have."""
+    from ansible_collections.tablesync.postgresql.plugins.module_utils.server.settings import (
+        Setting)
+    setting = Setting.from_row(CONVERGED[1])
+    assert [getattr(setting, f) for f in Setting.FIELDS] == [CONVERGED[1].get(f)
+                                                             for f in Setting.FIELDS]
+    assert Setting.from_row(dict(key='no_such_setting', name=None)) is None
