@@ -27,6 +27,7 @@ PASSWORD = dict(tablesync_replication_password='Hba-Repl-pw-1',
 TASK = 'tablesync.postgresql.common : Manage the block in pg_hba.conf'
 SETTINGS_TASK = 'tablesync.postgresql.postgresql_server : Apply the settings with ALTER SYSTEM'
 PUBLICATIONS_TASK = 'tablesync.postgresql.logical_publisher : Publications, one per sync set'
+GATE = 'The sets of this host and their pg_hba.conf block'
 MARK = 'tablesync.postgresql: %s (managed by Ansible, do not edit)'
 # the source admits the subscribers and the fdw consumer; the target the trigger source
 BLOCKS = {'src': ('replication access', 'fdw access'), 'dst': ('trigger sync access',)}
@@ -116,6 +117,11 @@ def test_rerun_leaves_blocks_as_wanted_alone(site):
     publications = block_results(data, PUBLICATIONS_TASK)['src'][0]['results']
     assert sorted(r['item']['name'] for r in publications) == ['orders', 'refunds']
     assert all(r.get('skipped') for r in publications), publications
+    # a host with no set of the role and no block of it (as the discovery read pg_hba.conf)
+    # skips the role's body in one include; the host with the sets runs it
+    for role, idle, busy in (('fdw_source', 'dst', 'src'), ('trigger_target', 'src', 'dst')):
+        gate = block_results(data, 'tablesync.postgresql.%s : %s' % (role, GATE))
+        assert gate[idle][0].get('skipped') and not gate[busy][0].get('skipped'), (role, gate)
 
 
 def test_a_setting_changed_by_hand_is_set_back(site):
